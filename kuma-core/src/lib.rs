@@ -1,0 +1,38 @@
+//! The core of a Kuma-compatible service-mesh control plane.
+//!
+//! - [`resource`]: every Kuma resource type, its universal YAML/JSON form and
+//!   its validation rules.
+//! - [`store`]: the [`store::ResourceStore`] trait, the in-memory store and a
+//!   conformance suite any other store can run.
+//! - [`manager`]: validation, defaults and side effects in front of a store.
+//! - [`matching`]: which policies apply to which Dataplane, with Kuma's
+//!   ranking rules.
+//!
+//! This crate has no gRPC or HTTP server; those live in the crates and
+//! binaries built on it.
+//!
+//! ```
+//! use kuma_core::resource::{Resource, DataplaneSpec};
+//!
+//! let dp = Resource::from_yaml(r#"
+//! type: Dataplane
+//! mesh: default
+//! name: backend-1
+//! networking:
+//!   address: 192.168.0.2
+//!   inbound:
+//!   - port: 8080
+//!     servicePort: 18080
+//!     tags:
+//!       kuma.io/service: backend
+//!       kuma.io/protocol: http
+//! "#).unwrap();
+//! dp.validate().unwrap();
+//! assert!(dp.spec_as::<DataplaneSpec>().is_some());
+//! ```
+
+pub mod duration;
+pub mod resource;
+pub mod validation;
+pub mod matching;
+pub mod store;

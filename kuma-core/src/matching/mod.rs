@@ -1,0 +1,1 @@
+//! Policy matching (in progress).

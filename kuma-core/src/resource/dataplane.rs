@@ -1,0 +1,13 @@
+//! The `Dataplane` resource type. (Fields are filled in by the model work.)
+
+use crate::validation::{FieldPath, Validator};
+use serde::{Deserialize, Serialize};
+
+/// Spec of a `Dataplane` resource.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataplaneSpec {}
+
+impl DataplaneSpec {
+    pub(crate) fn check(&self, _path: &FieldPath, _v: &mut Validator) {}
+}

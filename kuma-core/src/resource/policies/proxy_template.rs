@@ -1,0 +1,13 @@
+//! The `ProxyTemplate` resource type. (Fields are filled in by the model work.)
+
+use crate::validation::{FieldPath, Validator};
+use serde::{Deserialize, Serialize};
+
+/// Spec of a `ProxyTemplate` resource.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyTemplateSpec {}
+
+impl ProxyTemplateSpec {
+    pub(crate) fn check(&self, _path: &FieldPath, _v: &mut Validator) {}
+}
