@@ -205,6 +205,25 @@ resource_types! {
     Config => "Config", Global, "configs", ConfigSpec;
 }
 
+impl ResourceSpec {
+    /// What the spec selects, if it is a policy type.
+    pub fn policy_targets(&self) -> Option<PolicyTargets<'_>> {
+        Some(match self {
+            ResourceSpec::TrafficPermission(p) => p.targets(),
+            ResourceSpec::TrafficRoute(p) => p.targets(),
+            ResourceSpec::HealthCheck(p) => p.targets(),
+            ResourceSpec::CircuitBreaker(p) => p.targets(),
+            ResourceSpec::FaultInjection(p) => p.targets(),
+            ResourceSpec::TrafficLog(p) => p.targets(),
+            ResourceSpec::TrafficTrace(p) => p.targets(),
+            ResourceSpec::ProxyTemplate(p) => p.targets(),
+            ResourceSpec::Retry(p) => p.targets(),
+            ResourceSpec::Timeout(p) => p.targets(),
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for ResourceType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -1,5 +1,6 @@
 //! The `ProxyTemplate` resource type. (Fields are filled in by the model work.)
 
+use crate::resource::{Policy, PolicyTargets};
 use crate::validation::{FieldPath, Validator};
 use serde::{Deserialize, Serialize};
 
@@ -10,4 +11,10 @@ pub struct ProxyTemplateSpec {}
 
 impl ProxyTemplateSpec {
     pub(crate) fn check(&self, _path: &FieldPath, _v: &mut Validator) {}
+}
+
+impl Policy for ProxyTemplateSpec {
+    fn targets(&self) -> PolicyTargets<'_> {
+        PolicyTargets::Selectors(&[])
+    }
 }

@@ -1,5 +1,6 @@
 //! The `Retry` resource type. (Fields are filled in by the model work.)
 
+use crate::resource::{Policy, PolicyTargets};
 use crate::validation::{FieldPath, Validator};
 use serde::{Deserialize, Serialize};
 
@@ -10,4 +11,10 @@ pub struct RetrySpec {}
 
 impl RetrySpec {
     pub(crate) fn check(&self, _path: &FieldPath, _v: &mut Validator) {}
+}
+
+impl Policy for RetrySpec {
+    fn targets(&self) -> PolicyTargets<'_> {
+        PolicyTargets::Selectors(&[])
+    }
 }

@@ -1,5 +1,6 @@
 //! The `Timeout` resource type. (Fields are filled in by the model work.)
 
+use crate::resource::{Policy, PolicyTargets};
 use crate::validation::{FieldPath, Validator};
 use serde::{Deserialize, Serialize};
 
@@ -10,4 +11,10 @@ pub struct TimeoutSpec {}
 
 impl TimeoutSpec {
     pub(crate) fn check(&self, _path: &FieldPath, _v: &mut Validator) {}
+}
+
+impl Policy for TimeoutSpec {
+    fn targets(&self) -> PolicyTargets<'_> {
+        PolicyTargets::Selectors(&[])
+    }
 }

@@ -1,5 +1,6 @@
 //! The `TrafficTrace` resource type. (Fields are filled in by the model work.)
 
+use crate::resource::{Policy, PolicyTargets};
 use crate::validation::{FieldPath, Validator};
 use serde::{Deserialize, Serialize};
 
@@ -10,4 +11,10 @@ pub struct TrafficTraceSpec {}
 
 impl TrafficTraceSpec {
     pub(crate) fn check(&self, _path: &FieldPath, _v: &mut Validator) {}
+}
+
+impl Policy for TrafficTraceSpec {
+    fn targets(&self) -> PolicyTargets<'_> {
+        PolicyTargets::Selectors(&[])
+    }
 }
