@@ -1,1 +1,357 @@
-//! Conformance suite (in progress).
+//! A conformance suite for [`ResourceStore`] implementations.
+//!
+//! Every store (the in-memory one here, a Postgres one later) runs the same
+//! checks, so they are interchangeable. The functions panic on the first
+//! difference, like any test assertion.
+//!
+//! ```
+//! use kuma_core::store::{conformance, MemoryStore};
+//!
+//! # tokio_test_block_on(async {
+//! conformance::run(MemoryStore::new).await;
+//! # });
+//! # fn tokio_test_block_on(f: impl std::future::Future<Output = ()>) {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+use super::{EventKind, ListRequest, ResourceStore, StoreError, StoreEvent};
+use crate::resource::{
+    DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, TrafficPermissionSpec, Version,
+};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Runs every check, each on a fresh store from `make`.
+pub async fn run<S: ResourceStore, F: Fn() -> S>(make: F) {
+    create_and_get(&make()).await;
+    update_and_conflicts(&make()).await;
+    delete(&make()).await;
+    list_and_page(&make()).await;
+    mesh_cascade(&make()).await;
+    events(&make()).await;
+    keys_are_independent(&make()).await;
+}
+
+fn mesh(name: &str) -> Resource {
+    Resource::new(None, name, MeshSpec::default())
+}
+
+fn dataplane(mesh: &str, name: &str, address: &str) -> Resource {
+    let mut spec = DataplaneSpec::default();
+    spec.networking.address = address.to_string();
+    Resource::new(Some(mesh), name, spec)
+}
+
+fn address(r: &Resource) -> &str {
+    r.spec_as::<DataplaneSpec>()
+        .map(|d| d.networking.address.as_str())
+        .unwrap_or_default()
+}
+
+fn dp_key(mesh: &str, name: &str) -> ResourceKey {
+    ResourceKey::new(ResourceType::Dataplane, Some(mesh), name)
+}
+
+/// `create` stores at version 1; `get` returns it; a second `create` fails.
+pub async fn create_and_get(store: &dyn ResourceStore) {
+    let created = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    assert_eq!(created.meta.version, Some(Version(1)));
+    let got = store.get(&dp_key("m", "a")).await.expect("get");
+    assert_eq!(*got, *created);
+    assert_eq!(address(&got), "10.0.0.1");
+    match store.create(dataplane("m", "a", "10.0.0.2")).await {
+        Err(StoreError::AlreadyExists(k)) => assert_eq!(k, dp_key("m", "a")),
+        other => panic!("second create must fail with AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(address(&*store.get(&dp_key("m", "a")).await.expect("get")), "10.0.0.1");
+    match store.get(&dp_key("m", "missing")).await {
+        Err(StoreError::NotFound(k)) => assert_eq!(k, dp_key("m", "missing")),
+        other => panic!("get of a missing key must be NotFound, got {other:?}"),
+    }
+}
+
+/// `update` needs the stored version, bumps it, and reports conflicts.
+pub async fn update_and_conflicts(store: &dyn ResourceStore) {
+    let v1 = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    let mut next = (*v1).clone();
+    next.spec = dataplane("m", "a", "10.0.0.2").spec;
+    let v2 = store.update(next.clone()).await.expect("update");
+    assert_eq!(v2.meta.version, Some(Version(2)));
+    assert_eq!(address(&*store.get(&dp_key("m", "a")).await.expect("get")), "10.0.0.2");
+
+    // `next` still carries version 1: a stale write.
+    next.spec = dataplane("m", "a", "10.0.0.3").spec;
+    match store.update(next.clone()).await {
+        Err(StoreError::Conflict {
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(key, dp_key("m", "a"));
+            assert_eq!(expected, Version(1));
+            assert_eq!(actual, Version(2));
+        }
+        other => panic!("stale update must conflict, got {other:?}"),
+    }
+    assert_eq!(address(&*store.get(&dp_key("m", "a")).await.expect("get")), "10.0.0.2");
+
+    next.meta.version = None;
+    assert!(matches!(store.update(next).await, Err(StoreError::MissingVersion(_))));
+
+    let mut missing = dataplane("m", "missing", "10.0.0.9");
+    missing.meta.version = Some(Version(1));
+    assert!(matches!(store.update(missing).await, Err(StoreError::NotFound(_))));
+}
+
+/// `delete` removes; deleting a missing key is `NotFound`.
+pub async fn delete(store: &dyn ResourceStore) {
+    store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    store.delete(&dp_key("m", "a")).await.expect("delete");
+    assert!(matches!(store.get(&dp_key("m", "a")).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.delete(&dp_key("m", "a")).await, Err(StoreError::NotFound(_))));
+    // A deleted key can be created again, from version 1.
+    let again = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    assert_eq!(again.meta.version, Some(Version(1)));
+}
+
+fn names(items: &[Arc<Resource>]) -> Vec<String> {
+    items
+        .iter()
+        .map(|r| format!("{}/{}", r.meta.mesh.as_deref().unwrap_or("-"), r.meta.name))
+        .collect()
+}
+
+/// `list` filters by type and mesh, orders by (mesh, name) and pages.
+pub async fn list_and_page(store: &dyn ResourceStore) {
+    for (m, n) in [("m2", "b"), ("m1", "c"), ("m1", "a"), ("m2", "a"), ("m1", "b")] {
+        store.create(dataplane(m, n, "10.0.0.1")).await.expect("create");
+    }
+    store
+        .create(Resource::new(Some("m1"), "a", TrafficPermissionSpec::default()))
+        .await
+        .expect("create");
+    store.create(mesh("m1")).await.expect("create");
+    store.create(mesh("m2")).await.expect("create");
+
+    let all = store.list(&ListRequest::all(ResourceType::Dataplane)).await.expect("list");
+    assert_eq!(names(&all.items), ["m1/a", "m1/b", "m1/c", "m2/a", "m2/b"]);
+    assert_eq!(all.total, 5);
+    assert_eq!(all.next_offset, None);
+
+    let m2 = store.list(&ListRequest::in_mesh(ResourceType::Dataplane, "m2")).await.expect("list");
+    assert_eq!(names(&m2.items), ["m2/a", "m2/b"]);
+    assert_eq!(m2.total, 2);
+
+    let none = store.list(&ListRequest::in_mesh(ResourceType::Dataplane, "m3")).await.expect("list");
+    assert!(none.items.is_empty());
+    assert_eq!(none.total, 0);
+
+    let meshes = store.list(&ListRequest::all(ResourceType::Mesh)).await.expect("list");
+    assert_eq!(names(&meshes.items), ["-/m1", "-/m2"]);
+
+    let empty = store.list(&ListRequest::all(ResourceType::Timeout)).await.expect("list");
+    assert!(empty.items.is_empty());
+
+    // Pages of 2 over 5 items: 2 + 2 + 1, then no next offset.
+    let mut seen = Vec::new();
+    let mut offset = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list(&ListRequest::all(ResourceType::Dataplane).paged(2, offset.take()))
+            .await
+            .expect("list page");
+        assert_eq!(page.total, 5);
+        assert!(page.items.len() <= 2);
+        seen.extend(names(&page.items));
+        pages += 1;
+        match page.next_offset {
+            Some(o) => offset = Some(o),
+            None => break,
+        }
+        assert!(pages < 10, "paging does not terminate");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ["m1/a", "m1/b", "m1/c", "m2/a", "m2/b"]);
+
+    // Paging within a mesh.
+    let p1 = store
+        .list(&ListRequest::in_mesh(ResourceType::Dataplane, "m1").paged(2, None))
+        .await
+        .expect("list");
+    assert_eq!(names(&p1.items), ["m1/a", "m1/b"]);
+    assert_eq!(p1.total, 3);
+    let p2 = store
+        .list(&ListRequest::in_mesh(ResourceType::Dataplane, "m1").paged(2, p1.next_offset))
+        .await
+        .expect("list");
+    assert_eq!(names(&p2.items), ["m1/c"]);
+    assert_eq!(p2.next_offset, None);
+
+    // An exact fit leaves no next page.
+    let fit = store
+        .list(&ListRequest::in_mesh(ResourceType::Dataplane, "m2").paged(2, None))
+        .await
+        .expect("list");
+    assert_eq!(fit.next_offset, None);
+
+    let bad = store
+        .list(&ListRequest::all(ResourceType::Dataplane).paged(2, Some("not-an-offset!".into())))
+        .await;
+    assert!(matches!(bad, Err(StoreError::InvalidOffset(_))), "{bad:?}");
+}
+
+/// Deleting a Mesh deletes everything in it and nothing else.
+pub async fn mesh_cascade(store: &dyn ResourceStore) {
+    store.create(mesh("doomed")).await.expect("create");
+    store.create(mesh("kept")).await.expect("create");
+    for m in ["doomed", "kept"] {
+        store.create(dataplane(m, "dp", "10.0.0.1")).await.expect("create");
+        store
+            .create(Resource::new(Some(m), "tp", TrafficPermissionSpec::default()))
+            .await
+            .expect("create");
+    }
+    let mut events = store.subscribe();
+    store
+        .delete(&ResourceKey::new(ResourceType::Mesh, None, "doomed"))
+        .await
+        .expect("delete mesh");
+    for ty in [ResourceType::Dataplane, ResourceType::TrafficPermission] {
+        let left = store.list(&ListRequest::all(ty)).await.expect("list");
+        assert_eq!(names(&left.items).len(), 1, "{ty}: {:?}", names(&left.items));
+        assert_eq!(left.items[0].meta.mesh.as_deref(), Some("kept"));
+    }
+    let mut deleted = BTreeSet::new();
+    while let Ok(e) = events.try_recv() {
+        assert_eq!(e.kind, EventKind::Deleted);
+        deleted.insert(e.key);
+    }
+    let expected: BTreeSet<_> = [
+        ResourceKey::new(ResourceType::Mesh, None, "doomed"),
+        dp_key("doomed", "dp"),
+        ResourceKey::new(ResourceType::TrafficPermission, Some("doomed"), "tp"),
+    ]
+    .into();
+    assert_eq!(deleted, expected);
+}
+
+/// Every write is published, in order.
+pub async fn events(store: &dyn ResourceStore) {
+    let mut rx = store.subscribe();
+    let v1 = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    store.update((*v1).clone()).await.expect("update");
+    store.delete(&dp_key("m", "a")).await.expect("delete");
+    let _ = store.delete(&dp_key("m", "a")).await; // a failed write publishes nothing
+    let mut got = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        got.push(e);
+    }
+    let k = dp_key("m", "a");
+    assert_eq!(
+        got,
+        [
+            StoreEvent { kind: EventKind::Added, key: k.clone() },
+            StoreEvent { kind: EventKind::Updated, key: k.clone() },
+            StoreEvent { kind: EventKind::Deleted, key: k },
+        ]
+    );
+}
+
+/// The same name in another type or mesh is another resource.
+pub async fn keys_are_independent(store: &dyn ResourceStore) {
+    store.create(dataplane("m1", "x", "10.0.0.1")).await.expect("create");
+    store.create(dataplane("m2", "x", "10.0.0.2")).await.expect("create");
+    store
+        .create(Resource::new(Some("m1"), "x", TrafficPermissionSpec::default()))
+        .await
+        .expect("create");
+    store.create(mesh("x")).await.expect("create");
+    assert_eq!(address(&*store.get(&dp_key("m1", "x")).await.expect("get")), "10.0.0.1");
+    assert_eq!(address(&*store.get(&dp_key("m2", "x")).await.expect("get")), "10.0.0.2");
+    store.delete(&dp_key("m1", "x")).await.expect("delete");
+    assert!(store.get(&dp_key("m2", "x")).await.is_ok());
+    assert!(
+        store
+            .get(&ResourceKey::new(ResourceType::TrafficPermission, Some("m1"), "x"))
+            .await
+            .is_ok()
+    );
+}
+
+/// What [`hammer`] observed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HammerReport {
+    /// Updates of the shared resource that succeeded.
+    pub updates: usize,
+    /// Updates of the shared resource rejected as conflicts.
+    pub conflicts: usize,
+}
+
+/// Hammers a store from `tasks` tokio tasks at once: each creates and deletes
+/// resources of its own and increments a shared counter resource with
+/// read-modify-write, retrying on conflict. Checks that no write is lost
+/// (the counter equals the number of successful updates and its version
+/// matches), that every lost race was reported as a conflict, and that each
+/// task's own resources are exactly what it left. Needs a tokio runtime.
+pub async fn hammer(store: Arc<dyn ResourceStore>, tasks: usize, rounds: usize) -> HammerReport {
+    let counter = dp_key("hammer", "counter");
+    store.create(dataplane("hammer", "counter", "0")).await.expect("create counter");
+    let updates = Arc::new(AtomicUsize::new(0));
+    let conflicts = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (store, counter) = (store.clone(), counter.clone());
+        let (updates, conflicts) = (updates.clone(), conflicts.clone());
+        handles.push(tokio::spawn(async move {
+            for r in 0..rounds {
+                let own = format!("t{t}-r{r}");
+                store.create(dataplane("hammer", &own, "10.0.0.1")).await.expect("create own");
+                loop {
+                    let cur = store.get(&counter).await.expect("get counter");
+                    let n: u64 = address(&cur).parse().expect("counter value");
+                    let mut next = (*cur).clone();
+                    next.spec = dataplane("hammer", "counter", &(n + 1).to_string()).spec;
+                    // Let other tasks run between the read and the write, so
+                    // read-modify-write races happen even on one core.
+                    tokio::task::yield_now().await;
+                    match store.update(next).await {
+                        Ok(_) => {
+                            updates.fetch_add(1, Ordering::SeqCst);
+                            break;
+                        }
+                        Err(StoreError::Conflict { .. }) => {
+                            conflicts.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(e) => panic!("unexpected update error: {e}"),
+                    }
+                }
+                if r % 2 == 1 {
+                    store.delete(&dp_key("hammer", &own)).await.expect("delete own");
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("task panicked");
+    }
+    let updates = updates.load(Ordering::SeqCst);
+    let conflicts = conflicts.load(Ordering::SeqCst);
+    let cur = store.get(&counter).await.expect("get counter");
+    assert_eq!(updates, tasks * rounds, "every increment eventually lands");
+    assert_eq!(address(&cur), (tasks * rounds).to_string(), "no increment lost");
+    assert_eq!(cur.meta.version, Some(Version(1 + updates as u64)));
+    let left = store
+        .list(&ListRequest::in_mesh(ResourceType::Dataplane, "hammer"))
+        .await
+        .expect("list");
+    let mut expected: BTreeSet<String> = (0..tasks)
+        .flat_map(|t| (0..rounds).filter(|r| r % 2 == 0).map(move |r| format!("t{t}-r{r}")))
+        .collect();
+    expected.insert("counter".into());
+    let got: BTreeSet<String> = left.items.iter().map(|r| r.meta.name.clone()).collect();
+    assert_eq!(got, expected);
+    HammerReport { updates, conflicts }
+}

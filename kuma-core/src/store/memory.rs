@@ -1,13 +1,24 @@
-//! The in-memory store.
+//! The in-memory store: the reference implementation and the embedded default.
 
-use super::{ListPage, ListRequest, ResourceStore, StoreError, StoreEvent};
-use crate::resource::{Resource, ResourceKey};
-use std::sync::Arc;
+use super::{EventKind, ListPage, ListRequest, ResourceStore, StoreError, StoreEvent};
+use crate::resource::{Resource, ResourceKey, ResourceType, Scope, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::broadcast;
 
+/// `(mesh, name)`: the order resources of one type are listed in.
+type Slot = (Option<String>, String);
+
 /// The reference [`ResourceStore`]: everything in memory, nothing to install.
+///
+/// Reads take a shared lock and clone `Arc`s; writes take the lock briefly and
+/// publish their event while still holding it, so subscribers see events in
+/// exactly the order the writes happened.
 #[derive(Debug)]
 pub struct MemoryStore {
+    types: RwLock<HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>>,
     events: broadcast::Sender<StoreEvent>,
 }
 
@@ -18,32 +29,208 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store whose subscribers may lag up to 4,096 events.
     pub fn new() -> Self {
+        Self::with_event_capacity(4096)
+    }
+
+    /// An empty store whose subscribers may lag up to `capacity` events
+    /// before they see `Lagged` and must re-list.
+    pub fn with_event_capacity(capacity: usize) -> Self {
         Self {
-            events: broadcast::channel(4096).0,
+            types: RwLock::new(HashMap::new()),
+            events: broadcast::channel(capacity.max(1)).0,
         }
     }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>> {
+        // A panic while holding the lock cannot leave a map half-updated
+        // (every write is a single insert/remove), so poisoning is ignored.
+        self.types.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>> {
+        self.types.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, kind: EventKind, key: ResourceKey) {
+        // No subscribers is not an error.
+        let _ = self.events.send(StoreEvent { kind, key });
+    }
+}
+
+fn slot(key: &ResourceKey) -> Slot {
+    (key.mesh.clone(), key.name.clone())
+}
+
+fn encode_offset(s: &Slot) -> String {
+    let text = format!("{}\n{}", s.0.as_deref().unwrap_or(""), s.1);
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+fn decode_offset(offset: &str, scope: Scope) -> Result<Slot, StoreError> {
+    let bad = || StoreError::InvalidOffset(offset.to_string());
+    let bytes = URL_SAFE_NO_PAD.decode(offset).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (mesh, name) = text.split_once('\n').ok_or_else(bad)?;
+    let mesh = match scope {
+        Scope::Mesh => Some(mesh.to_string()),
+        Scope::Global => None,
+    };
+    Ok((mesh, name.to_string()))
 }
 
 #[async_trait::async_trait]
 impl ResourceStore for MemoryStore {
     async fn get(&self, key: &ResourceKey) -> Result<Arc<Resource>, StoreError> {
-        Err(StoreError::NotFound(key.clone()))
+        self.read()
+            .get(&key.resource_type)
+            .and_then(|m| m.get(&slot(key)))
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(key.clone()))
     }
-    async fn list(&self, _request: &ListRequest) -> Result<ListPage, StoreError> {
-        Err(StoreError::Backend("not yet".into()))
+
+    async fn list(&self, request: &ListRequest) -> Result<ListPage, StoreError> {
+        let scope = request.resource_type.scope();
+        let start = match &request.offset {
+            Some(o) => Some(decode_offset(o, scope)?),
+            None => None,
+        };
+        let types = self.read();
+        let Some(all) = types.get(&request.resource_type) else {
+            return Ok(ListPage {
+                items: Vec::new(),
+                total: 0,
+                next_offset: None,
+            });
+        };
+        let in_scope = |s: &Slot| match (&request.mesh, scope) {
+            (Some(m), Scope::Mesh) => s.0.as_deref() == Some(m.as_str()),
+            _ => true,
+        };
+        let total = match (&request.mesh, scope) {
+            (Some(_), Scope::Mesh) => all.keys().filter(|s| in_scope(s)).count(),
+            _ => all.len(),
+        };
+        let size = request.page_size.unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut next_offset = None;
+        let iter: Box<dyn Iterator<Item = (&Slot, &Arc<Resource>)>> = match &start {
+            Some(s) => Box::new(all.range(s.clone()..)),
+            None => Box::new(all.iter()),
+        };
+        for (s, r) in iter.filter(|(s, _)| in_scope(s)) {
+            if items.len() == size {
+                next_offset = Some(encode_offset(s));
+                break;
+            }
+            items.push(r.clone());
+        }
+        Ok(ListPage {
+            items,
+            total,
+            next_offset,
+        })
     }
-    async fn create(&self, _resource: Resource) -> Result<Arc<Resource>, StoreError> {
-        Err(StoreError::Backend("not yet".into()))
+
+    async fn create(&self, mut resource: Resource) -> Result<Arc<Resource>, StoreError> {
+        let key = resource.key();
+        resource.meta.version = Some(Version(1));
+        let resource = Arc::new(resource);
+        let mut types = self.write();
+        let map = types.entry(key.resource_type).or_default();
+        let s = slot(&key);
+        if map.contains_key(&s) {
+            return Err(StoreError::AlreadyExists(key));
+        }
+        map.insert(s, resource.clone());
+        self.publish(EventKind::Added, key);
+        Ok(resource)
     }
-    async fn update(&self, _resource: Resource) -> Result<Arc<Resource>, StoreError> {
-        Err(StoreError::Backend("not yet".into()))
+
+    async fn update(&self, mut resource: Resource) -> Result<Arc<Resource>, StoreError> {
+        let key = resource.key();
+        let expected = resource
+            .meta
+            .version
+            .ok_or_else(|| StoreError::MissingVersion(key.clone()))?;
+        let mut types = self.write();
+        let stored = types
+            .get_mut(&key.resource_type)
+            .and_then(|m| m.get_mut(&slot(&key)))
+            .ok_or_else(|| StoreError::NotFound(key.clone()))?;
+        let actual = stored.meta.version.unwrap_or(Version(0));
+        if actual != expected {
+            return Err(StoreError::Conflict {
+                key,
+                expected,
+                actual,
+            });
+        }
+        resource.meta.version = Some(Version(actual.0 + 1));
+        let resource = Arc::new(resource);
+        *stored = resource.clone();
+        self.publish(EventKind::Updated, key);
+        Ok(resource)
     }
+
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
-        Err(StoreError::NotFound(key.clone()))
+        let mut types = self.write();
+        let removed = types
+            .get_mut(&key.resource_type)
+            .and_then(|m| m.remove(&slot(key)));
+        if removed.is_none() {
+            return Err(StoreError::NotFound(key.clone()));
+        }
+        if key.resource_type == ResourceType::Mesh {
+            let mesh = Some(key.name.clone());
+            let mut cascade = Vec::new();
+            for (ty, map) in types.iter_mut() {
+                if ty.scope() != Scope::Mesh {
+                    continue;
+                }
+                let names: Vec<Slot> = map
+                    .range((mesh.clone(), String::new())..)
+                    .take_while(|(s, _)| s.0 == mesh)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                for s in names {
+                    map.remove(&s);
+                    cascade.push(ResourceKey {
+                        resource_type: *ty,
+                        mesh: s.0,
+                        name: s.1,
+                    });
+                }
+            }
+            cascade.sort();
+            for k in cascade {
+                self.publish(EventKind::Deleted, k);
+            }
+        }
+        self.publish(EventKind::Deleted, key.clone());
+        Ok(())
     }
+
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conforms() {
+        super::super::conformance::run(MemoryStore::new).await;
+    }
+
+    #[test]
+    fn offsets_round_trip_and_reject_garbage() {
+        let s = (Some("m".to_string()), "n".to_string());
+        assert_eq!(decode_offset(&encode_offset(&s), Scope::Mesh).unwrap(), s);
+        assert!(decode_offset("!!!", Scope::Mesh).is_err());
+        assert!(decode_offset(&URL_SAFE_NO_PAD.encode("no-newline"), Scope::Mesh).is_err());
     }
 }
