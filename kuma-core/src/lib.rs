@@ -36,3 +36,4 @@ pub mod resource;
 pub mod validation;
 pub mod matching;
 pub mod store;
+pub mod manager;
