@@ -11,6 +11,7 @@ mod traffic_trace;
 mod proxy_template;
 mod retry;
 mod timeout;
+mod util;
 
 pub use traffic_permission::*;
 pub use traffic_route::*;
