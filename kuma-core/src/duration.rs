@@ -18,7 +18,9 @@ pub struct KumaDuration {
 
 /// Why a duration string did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {text:?}: {reason}; expected a value like \"100ms\", \"5s\", \"1h30m\" or \"1d\"")]
+#[error(
+    "invalid duration {text:?}: {reason}; expected a value like \"100ms\", \"5s\", \"1h30m\" or \"1d\""
+)]
 pub struct DurationError {
     text: String,
     reason: &'static str,
@@ -141,7 +143,9 @@ impl FromStr for KumaDuration {
                 scale /= 10;
                 part += u128::from(d.to_digit(10).unwrap_or(0)) * scale;
             }
-            total = total.checked_add(part).ok_or_else(|| err("value too large"))?;
+            total = total
+                .checked_add(part)
+                .ok_or_else(|| err("value too large"))?;
             rest = after;
         }
         let secs = u64::try_from(total / 1_000_000_000).map_err(|_| err("value too large"))?;
@@ -225,7 +229,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_text() {
-        for bad in ["", "5", "s", "5x", "1..5s", "-5s", "5 s", "99999999999999999999999y"] {
+        for bad in [
+            "",
+            "5",
+            "s",
+            "5x",
+            "1..5s",
+            "-5s",
+            "5 s",
+            "99999999999999999999999y",
+        ] {
             assert!(bad.parse::<KumaDuration>().is_err(), "{bad:?} should fail");
         }
     }

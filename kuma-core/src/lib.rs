@@ -31,9 +31,11 @@
 //! assert!(dp.spec_as::<DataplaneSpec>().is_some());
 //! ```
 
+#[cfg(feature = "http-api")]
+pub mod api;
 pub mod duration;
-pub mod resource;
-pub mod validation;
-pub mod matching;
-pub mod store;
 pub mod manager;
+pub mod matching;
+pub mod resource;
+pub mod store;
+pub mod validation;

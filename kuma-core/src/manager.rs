@@ -160,10 +160,17 @@ impl ResourceManager {
         Ok(created)
     }
 
-    async fn create_mesh_defaults(&self, mesh: &str, now: OffsetDateTime) -> Result<(), ManagerError> {
+    async fn create_mesh_defaults(
+        &self,
+        mesh: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), ManagerError> {
         for yaml in mesh_defaults(mesh) {
             let mut r = Resource::from_yaml(&yaml).map_err(|e| {
-                ManagerError::Validation(ValidationError::single("", format!("default policy: {e}")))
+                ManagerError::Validation(ValidationError::single(
+                    "",
+                    format!("default policy: {e}"),
+                ))
             })?;
             r.validate()?;
             r.meta.creation_time = Some(now);
@@ -192,7 +199,10 @@ impl ResourceManager {
     /// (the HTTP API's PUT). Returns the stored resource and whether it was
     /// created. A concurrent writer between the read and the write still
     /// yields a conflict error rather than a lost write.
-    pub async fn upsert(&self, mut resource: Resource) -> Result<(Arc<Resource>, bool), ManagerError> {
+    pub async fn upsert(
+        &self,
+        mut resource: Resource,
+    ) -> Result<(Arc<Resource>, bool), ManagerError> {
         match self.store.get(&resource.key()).await {
             Ok(stored) => {
                 resource.meta.version = stored.meta.version;

@@ -158,7 +158,10 @@ mod tests {
             .index(0)
             .field("tags")
             .key("kuma.io/service");
-        assert_eq!(p.as_str(), r#"networking.inbound[0].tags["kuma.io/service"]"#);
+        assert_eq!(
+            p.as_str(),
+            r#"networking.inbound[0].tags["kuma.io/service"]"#
+        );
     }
 
     #[test]

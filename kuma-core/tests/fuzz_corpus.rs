@@ -14,5 +14,9 @@ fn resource_corpus_replays_cleanly() {
             n += 1;
         }
     }
-    assert!(n >= 10, "expected a seed corpus, found {n} files in {}", dir.display());
+    assert!(
+        n >= 10,
+        "expected a seed corpus, found {n} files in {}",
+        dir.display()
+    );
 }

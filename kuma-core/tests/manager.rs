@@ -39,12 +39,20 @@ async fn creating_a_mesh_creates_its_default_policies() {
     let (m, store) = setup();
     m.create(mesh("demo")).await.expect("create mesh");
     let tp = store
-        .get(&ResourceKey::new(ResourceType::TrafficPermission, Some("demo"), "allow-all-demo"))
+        .get(&ResourceKey::new(
+            ResourceType::TrafficPermission,
+            Some("demo"),
+            "allow-all-demo",
+        ))
         .await
         .expect("allow-all exists");
     tp.validate().expect("default permission is valid");
     let tr = store
-        .get(&ResourceKey::new(ResourceType::TrafficRoute, Some("demo"), "route-all-demo"))
+        .get(&ResourceKey::new(
+            ResourceType::TrafficRoute,
+            Some("demo"),
+            "route-all-demo",
+        ))
         .await
         .expect("route-all exists");
     tr.validate().expect("default route is valid");
@@ -56,7 +64,10 @@ async fn writes_into_a_missing_mesh_are_refused() {
     let (m, store) = setup();
     let err = m.create(dataplane("nope", "dp-1", 8080)).await.unwrap_err();
     assert_eq!(err, ManagerError::MeshNotFound("nope".into()));
-    let all = store.list(&ListRequest::all(ResourceType::Dataplane)).await.unwrap();
+    let all = store
+        .list(&ListRequest::all(ResourceType::Dataplane))
+        .await
+        .unwrap();
     assert!(all.items.is_empty());
 }
 
@@ -72,19 +83,31 @@ async fn invalid_resources_never_reach_the_store() {
     match m.create(bad).await {
         Err(ManagerError::Validation(e)) => {
             assert!(e.has_field("networking.inbound[0].port"), "{e}");
-            assert!(e.has_field(r#"networking.inbound[0].tags["kuma.io/service"]"#), "{e}");
+            assert!(
+                e.has_field(r#"networking.inbound[0].tags["kuma.io/service"]"#),
+                "{e}"
+            );
         }
         other => panic!("expected a validation error, got {other:?}"),
     }
     assert!(matches!(
-        store.get(&ResourceKey::new(ResourceType::Dataplane, Some("default"), "bad")).await,
+        store
+            .get(&ResourceKey::new(
+                ResourceType::Dataplane,
+                Some("default"),
+                "bad"
+            ))
+            .await,
         Err(StoreError::NotFound(_))
     ));
     // An invalid update leaves the stored version untouched.
     let good = m.create(dataplane("default", "dp", 8080)).await.unwrap();
     let mut broken = (*good).clone();
     broken.meta.name = "Not Valid".into();
-    assert!(matches!(m.update(broken).await, Err(ManagerError::Validation(_))));
+    assert!(matches!(
+        m.update(broken).await,
+        Err(ManagerError::Validation(_))
+    ));
     let stored = store.get(&good.key()).await.unwrap();
     assert_eq!(stored.meta.version, good.meta.version);
 }
@@ -101,7 +124,12 @@ async fn times_are_stamped_and_creation_time_is_kept() {
     let updated = m.update(next).await.unwrap();
     assert_eq!(updated.meta.creation_time, created.meta.creation_time);
     assert!(updated.meta.modification_time > created.meta.modification_time);
-    let port = updated.spec_as::<DataplaneSpec>().unwrap().networking.inbound[0].port;
+    let port = updated
+        .spec_as::<DataplaneSpec>()
+        .unwrap()
+        .networking
+        .inbound[0]
+        .port;
     assert_eq!(port, 8081);
 }
 
@@ -113,7 +141,10 @@ async fn upsert_creates_then_updates_and_stale_updates_conflict() {
     assert!(created);
     let (second, created) = m.upsert(dataplane("default", "dp", 8081)).await.unwrap();
     assert!(!created);
-    assert_eq!(second.meta.version.unwrap().0, first.meta.version.unwrap().0 + 1);
+    assert_eq!(
+        second.meta.version.unwrap().0,
+        first.meta.version.unwrap().0 + 1
+    );
     // `first` carries an old version now.
     let stale = (*first).clone();
     assert!(matches!(
@@ -129,10 +160,21 @@ async fn deleting_a_mesh_deletes_its_contents() {
     m.create(mesh("b")).await.unwrap();
     m.create(dataplane("a", "dp", 8080)).await.unwrap();
     m.create(dataplane("b", "dp", 8080)).await.unwrap();
-    m.delete(&ResourceKey::new(ResourceType::Mesh, None, "a")).await.unwrap();
-    for ty in [ResourceType::Dataplane, ResourceType::TrafficPermission, ResourceType::TrafficRoute] {
+    m.delete(&ResourceKey::new(ResourceType::Mesh, None, "a"))
+        .await
+        .unwrap();
+    for ty in [
+        ResourceType::Dataplane,
+        ResourceType::TrafficPermission,
+        ResourceType::TrafficRoute,
+    ] {
         let left = store.list(&ListRequest::all(ty)).await.unwrap();
-        assert!(left.items.iter().all(|r| r.meta.mesh.as_deref() == Some("b")), "{ty}");
+        assert!(
+            left.items
+                .iter()
+                .all(|r| r.meta.mesh.as_deref() == Some("b")),
+            "{ty}"
+        );
         assert_eq!(left.items.len(), 1, "{ty}");
     }
 }

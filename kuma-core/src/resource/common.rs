@@ -85,14 +85,16 @@ pub fn validate_name(path: &FieldPath, name: &str, v: &mut Validator) {
 /// Checks a port: 1..=65535.
 pub fn validate_port(path: &FieldPath, port: u32, v: &mut Validator) {
     if !(1..=65535).contains(&port) {
-        v.violation(path, format!("port {port} is out of range: must be 1..=65535"));
+        v.violation(
+            path,
+            format!("port {port} is out of range: must be 1..=65535"),
+        );
     }
 }
 
 fn valid_key(k: &str) -> bool {
     !k.is_empty()
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '/'))
 }
 
@@ -118,7 +120,11 @@ pub fn validate_tags(path: &FieldPath, tags: &Tags, allow_wildcard: bool, v: &mu
             continue;
         }
         if !valid_value(val) {
-            let extra = if allow_wildcard { " or be exactly '*'" } else { "" };
+            let extra = if allow_wildcard {
+                " or be exactly '*'"
+            } else {
+                ""
+            };
             v.violation(
                 &p,
                 format!("tag value {val:?} is invalid: must be non-empty and use only letters, digits, '.', '-', '_' and ':'{extra}"),
@@ -260,12 +266,21 @@ mod tests {
             [r#"tags["kuma.io/service"]"#]
         );
         let t: Tags = [("bad key!".into(), "v".into())].into();
-        assert_eq!(check(|v| validate_tags(&p, &t, false, v)), [r#"tags["bad key!"]"#]);
+        assert_eq!(
+            check(|v| validate_tags(&p, &t, false, v)),
+            [r#"tags["bad key!"]"#]
+        );
         let t: Tags = [("version".into(), "*".into())].into();
-        assert_eq!(check(|v| validate_tags(&p, &t, false, v)), [r#"tags["version"]"#]);
+        assert_eq!(
+            check(|v| validate_tags(&p, &t, false, v)),
+            [r#"tags["version"]"#]
+        );
         assert!(check(|v| validate_tags(&p, &t, true, v)).is_empty());
         let t: Tags = [("version".into(), "".into())].into();
-        assert_eq!(check(|v| validate_tags(&p, &t, true, v)), [r#"tags["version"]"#]);
+        assert_eq!(
+            check(|v| validate_tags(&p, &t, true, v)),
+            [r#"tags["version"]"#]
+        );
     }
 
     #[test]
@@ -290,13 +305,19 @@ mod tests {
     #[test]
     fn selectors() {
         let p = FieldPath::from("sources");
-        assert_eq!(check(|v| validate_selectors(&p, &[], SelectorKeys::Any, v)), ["sources"]);
+        assert_eq!(
+            check(|v| validate_selectors(&p, &[], SelectorKeys::Any, v)),
+            ["sources"]
+        );
         assert_eq!(
             check(|v| validate_selectors(&p, &[Selector::default()], SelectorKeys::Any, v)),
             ["sources[0].match"]
         );
         let s = Selector::new([("kuma.io/service", "*"), ("version", "v1")]);
-        assert!(check(|v| validate_selectors(&p, std::slice::from_ref(&s), SelectorKeys::Any, v)).is_empty());
+        assert!(
+            check(|v| validate_selectors(&p, std::slice::from_ref(&s), SelectorKeys::Any, v))
+                .is_empty()
+        );
         assert_eq!(
             check(|v| validate_selectors(&p, &[s], SelectorKeys::ServiceOnly, v)),
             [r#"sources[0].match["version"]"#]

@@ -346,7 +346,10 @@ impl Resource {
             (Scope::Mesh, None) => v.violation(&root.field("mesh"), "must be set for this type"),
             (Scope::Global, Some(_)) => v.violation(
                 &root.field("mesh"),
-                format!("must not be set: {} is not mesh-scoped", self.resource_type()),
+                format!(
+                    "must not be set: {} is not mesh-scoped",
+                    self.resource_type()
+                ),
             ),
             (Scope::Global, None) => {}
         }

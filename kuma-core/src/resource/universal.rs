@@ -94,7 +94,10 @@ impl Resource {
             let known: Vec<_> = ResourceType::ALL.iter().map(|t| t.name()).collect();
             DecodeError::shape(
                 "type",
-                format!("unknown type {ty_name:?}; known types: {}", known.join(", ")),
+                format!(
+                    "unknown type {ty_name:?}; known types: {}",
+                    known.join(", ")
+                ),
             )
         })?;
         let mesh = take_string(&mut map, "mesh")?;
@@ -143,7 +146,10 @@ impl Resource {
     /// Encodes the resource in universal form, meta first.
     pub fn to_json_value(&self) -> Value {
         let mut out = Map::new();
-        out.insert("type".into(), Value::String(self.resource_type().name().into()));
+        out.insert(
+            "type".into(),
+            Value::String(self.resource_type().name().into()),
+        );
         if let Some(mesh) = &self.meta.mesh {
             out.insert("mesh".into(), Value::String(mesh.clone()));
         }
@@ -195,7 +201,10 @@ mod tests {
         let e = Resource::from_yaml("name: x\n").unwrap_err();
         assert_eq!(e.violations()[0].field, "type");
         let e = Resource::from_yaml("type: Nope\nname: x\n").unwrap_err();
-        assert!(e.violations()[0].message.contains("unknown type \"Nope\""), "{e}");
+        assert!(
+            e.violations()[0].message.contains("unknown type \"Nope\""),
+            "{e}"
+        );
     }
 
     #[test]

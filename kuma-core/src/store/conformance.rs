@@ -56,7 +56,10 @@ fn dp_key(mesh: &str, name: &str) -> ResourceKey {
 
 /// `create` stores at version 1; `get` returns it; a second `create` fails.
 pub async fn create_and_get(store: &dyn ResourceStore) {
-    let created = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    let created = store
+        .create(dataplane("m", "a", "10.0.0.1"))
+        .await
+        .expect("create");
     assert_eq!(created.meta.version, Some(Version(1)));
     let got = store.get(&dp_key("m", "a")).await.expect("get");
     assert_eq!(*got, *created);
@@ -65,7 +68,10 @@ pub async fn create_and_get(store: &dyn ResourceStore) {
         Err(StoreError::AlreadyExists(k)) => assert_eq!(k, dp_key("m", "a")),
         other => panic!("second create must fail with AlreadyExists, got {other:?}"),
     }
-    assert_eq!(address(&*store.get(&dp_key("m", "a")).await.expect("get")), "10.0.0.1");
+    assert_eq!(
+        address(&*store.get(&dp_key("m", "a")).await.expect("get")),
+        "10.0.0.1"
+    );
     match store.get(&dp_key("m", "missing")).await {
         Err(StoreError::NotFound(k)) => assert_eq!(k, dp_key("m", "missing")),
         other => panic!("get of a missing key must be NotFound, got {other:?}"),
@@ -74,12 +80,18 @@ pub async fn create_and_get(store: &dyn ResourceStore) {
 
 /// `update` needs the stored version, bumps it, and reports conflicts.
 pub async fn update_and_conflicts(store: &dyn ResourceStore) {
-    let v1 = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    let v1 = store
+        .create(dataplane("m", "a", "10.0.0.1"))
+        .await
+        .expect("create");
     let mut next = (*v1).clone();
     next.spec = dataplane("m", "a", "10.0.0.2").spec;
     let v2 = store.update(next.clone()).await.expect("update");
     assert_eq!(v2.meta.version, Some(Version(2)));
-    assert_eq!(address(&*store.get(&dp_key("m", "a")).await.expect("get")), "10.0.0.2");
+    assert_eq!(
+        address(&*store.get(&dp_key("m", "a")).await.expect("get")),
+        "10.0.0.2"
+    );
 
     // `next` still carries version 1: a stale write.
     next.spec = dataplane("m", "a", "10.0.0.3").spec;
@@ -95,24 +107,45 @@ pub async fn update_and_conflicts(store: &dyn ResourceStore) {
         }
         other => panic!("stale update must conflict, got {other:?}"),
     }
-    assert_eq!(address(&*store.get(&dp_key("m", "a")).await.expect("get")), "10.0.0.2");
+    assert_eq!(
+        address(&*store.get(&dp_key("m", "a")).await.expect("get")),
+        "10.0.0.2"
+    );
 
     next.meta.version = None;
-    assert!(matches!(store.update(next).await, Err(StoreError::MissingVersion(_))));
+    assert!(matches!(
+        store.update(next).await,
+        Err(StoreError::MissingVersion(_))
+    ));
 
     let mut missing = dataplane("m", "missing", "10.0.0.9");
     missing.meta.version = Some(Version(1));
-    assert!(matches!(store.update(missing).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.update(missing).await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// `delete` removes; deleting a missing key is `NotFound`.
 pub async fn delete(store: &dyn ResourceStore) {
-    store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    store
+        .create(dataplane("m", "a", "10.0.0.1"))
+        .await
+        .expect("create");
     store.delete(&dp_key("m", "a")).await.expect("delete");
-    assert!(matches!(store.get(&dp_key("m", "a")).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.delete(&dp_key("m", "a")).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get(&dp_key("m", "a")).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete(&dp_key("m", "a")).await,
+        Err(StoreError::NotFound(_))
+    ));
     // A deleted key can be created again, from version 1.
-    let again = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    let again = store
+        .create(dataplane("m", "a", "10.0.0.1"))
+        .await
+        .expect("create");
     assert_eq!(again.meta.version, Some(Version(1)));
 }
 
@@ -125,33 +158,61 @@ fn names(items: &[Arc<Resource>]) -> Vec<String> {
 
 /// `list` filters by type and mesh, orders by (mesh, name) and pages.
 pub async fn list_and_page(store: &dyn ResourceStore) {
-    for (m, n) in [("m2", "b"), ("m1", "c"), ("m1", "a"), ("m2", "a"), ("m1", "b")] {
-        store.create(dataplane(m, n, "10.0.0.1")).await.expect("create");
+    for (m, n) in [
+        ("m2", "b"),
+        ("m1", "c"),
+        ("m1", "a"),
+        ("m2", "a"),
+        ("m1", "b"),
+    ] {
+        store
+            .create(dataplane(m, n, "10.0.0.1"))
+            .await
+            .expect("create");
     }
     store
-        .create(Resource::new(Some("m1"), "a", TrafficPermissionSpec::default()))
+        .create(Resource::new(
+            Some("m1"),
+            "a",
+            TrafficPermissionSpec::default(),
+        ))
         .await
         .expect("create");
     store.create(mesh("m1")).await.expect("create");
     store.create(mesh("m2")).await.expect("create");
 
-    let all = store.list(&ListRequest::all(ResourceType::Dataplane)).await.expect("list");
+    let all = store
+        .list(&ListRequest::all(ResourceType::Dataplane))
+        .await
+        .expect("list");
     assert_eq!(names(&all.items), ["m1/a", "m1/b", "m1/c", "m2/a", "m2/b"]);
     assert_eq!(all.total, 5);
     assert_eq!(all.next_offset, None);
 
-    let m2 = store.list(&ListRequest::in_mesh(ResourceType::Dataplane, "m2")).await.expect("list");
+    let m2 = store
+        .list(&ListRequest::in_mesh(ResourceType::Dataplane, "m2"))
+        .await
+        .expect("list");
     assert_eq!(names(&m2.items), ["m2/a", "m2/b"]);
     assert_eq!(m2.total, 2);
 
-    let none = store.list(&ListRequest::in_mesh(ResourceType::Dataplane, "m3")).await.expect("list");
+    let none = store
+        .list(&ListRequest::in_mesh(ResourceType::Dataplane, "m3"))
+        .await
+        .expect("list");
     assert!(none.items.is_empty());
     assert_eq!(none.total, 0);
 
-    let meshes = store.list(&ListRequest::all(ResourceType::Mesh)).await.expect("list");
+    let meshes = store
+        .list(&ListRequest::all(ResourceType::Mesh))
+        .await
+        .expect("list");
     assert_eq!(names(&meshes.items), ["-/m1", "-/m2"]);
 
-    let empty = store.list(&ListRequest::all(ResourceType::Timeout)).await.expect("list");
+    let empty = store
+        .list(&ListRequest::all(ResourceType::Timeout))
+        .await
+        .expect("list");
     assert!(empty.items.is_empty());
 
     // Pages of 2 over 5 items: 2 + 2 + 1, then no next offset.
@@ -208,9 +269,16 @@ pub async fn mesh_cascade(store: &dyn ResourceStore) {
     store.create(mesh("doomed")).await.expect("create");
     store.create(mesh("kept")).await.expect("create");
     for m in ["doomed", "kept"] {
-        store.create(dataplane(m, "dp", "10.0.0.1")).await.expect("create");
         store
-            .create(Resource::new(Some(m), "tp", TrafficPermissionSpec::default()))
+            .create(dataplane(m, "dp", "10.0.0.1"))
+            .await
+            .expect("create");
+        store
+            .create(Resource::new(
+                Some(m),
+                "tp",
+                TrafficPermissionSpec::default(),
+            ))
             .await
             .expect("create");
     }
@@ -221,7 +289,12 @@ pub async fn mesh_cascade(store: &dyn ResourceStore) {
         .expect("delete mesh");
     for ty in [ResourceType::Dataplane, ResourceType::TrafficPermission] {
         let left = store.list(&ListRequest::all(ty)).await.expect("list");
-        assert_eq!(names(&left.items).len(), 1, "{ty}: {:?}", names(&left.items));
+        assert_eq!(
+            names(&left.items).len(),
+            1,
+            "{ty}: {:?}",
+            names(&left.items)
+        );
         assert_eq!(left.items[0].meta.mesh.as_deref(), Some("kept"));
     }
     let mut deleted = BTreeSet::new();
@@ -241,7 +314,10 @@ pub async fn mesh_cascade(store: &dyn ResourceStore) {
 /// Every write is published, in order.
 pub async fn events(store: &dyn ResourceStore) {
     let mut rx = store.subscribe();
-    let v1 = store.create(dataplane("m", "a", "10.0.0.1")).await.expect("create");
+    let v1 = store
+        .create(dataplane("m", "a", "10.0.0.1"))
+        .await
+        .expect("create");
     store.update((*v1).clone()).await.expect("update");
     store.delete(&dp_key("m", "a")).await.expect("delete");
     let _ = store.delete(&dp_key("m", "a")).await; // a failed write publishes nothing
@@ -253,29 +329,58 @@ pub async fn events(store: &dyn ResourceStore) {
     assert_eq!(
         got,
         [
-            StoreEvent { kind: EventKind::Added, key: k.clone() },
-            StoreEvent { kind: EventKind::Updated, key: k.clone() },
-            StoreEvent { kind: EventKind::Deleted, key: k },
+            StoreEvent {
+                kind: EventKind::Added,
+                key: k.clone()
+            },
+            StoreEvent {
+                kind: EventKind::Updated,
+                key: k.clone()
+            },
+            StoreEvent {
+                kind: EventKind::Deleted,
+                key: k
+            },
         ]
     );
 }
 
 /// The same name in another type or mesh is another resource.
 pub async fn keys_are_independent(store: &dyn ResourceStore) {
-    store.create(dataplane("m1", "x", "10.0.0.1")).await.expect("create");
-    store.create(dataplane("m2", "x", "10.0.0.2")).await.expect("create");
     store
-        .create(Resource::new(Some("m1"), "x", TrafficPermissionSpec::default()))
+        .create(dataplane("m1", "x", "10.0.0.1"))
+        .await
+        .expect("create");
+    store
+        .create(dataplane("m2", "x", "10.0.0.2"))
+        .await
+        .expect("create");
+    store
+        .create(Resource::new(
+            Some("m1"),
+            "x",
+            TrafficPermissionSpec::default(),
+        ))
         .await
         .expect("create");
     store.create(mesh("x")).await.expect("create");
-    assert_eq!(address(&*store.get(&dp_key("m1", "x")).await.expect("get")), "10.0.0.1");
-    assert_eq!(address(&*store.get(&dp_key("m2", "x")).await.expect("get")), "10.0.0.2");
+    assert_eq!(
+        address(&*store.get(&dp_key("m1", "x")).await.expect("get")),
+        "10.0.0.1"
+    );
+    assert_eq!(
+        address(&*store.get(&dp_key("m2", "x")).await.expect("get")),
+        "10.0.0.2"
+    );
     store.delete(&dp_key("m1", "x")).await.expect("delete");
     assert!(store.get(&dp_key("m2", "x")).await.is_ok());
     assert!(
         store
-            .get(&ResourceKey::new(ResourceType::TrafficPermission, Some("m1"), "x"))
+            .get(&ResourceKey::new(
+                ResourceType::TrafficPermission,
+                Some("m1"),
+                "x"
+            ))
             .await
             .is_ok()
     );
@@ -298,7 +403,10 @@ pub struct HammerReport {
 /// task's own resources are exactly what it left. Needs a tokio runtime.
 pub async fn hammer(store: Arc<dyn ResourceStore>, tasks: usize, rounds: usize) -> HammerReport {
     let counter = dp_key("hammer", "counter");
-    store.create(dataplane("hammer", "counter", "0")).await.expect("create counter");
+    store
+        .create(dataplane("hammer", "counter", "0"))
+        .await
+        .expect("create counter");
     let updates = Arc::new(AtomicUsize::new(0));
     let conflicts = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
@@ -308,7 +416,10 @@ pub async fn hammer(store: Arc<dyn ResourceStore>, tasks: usize, rounds: usize) 
         handles.push(tokio::spawn(async move {
             for r in 0..rounds {
                 let own = format!("t{t}-r{r}");
-                store.create(dataplane("hammer", &own, "10.0.0.1")).await.expect("create own");
+                store
+                    .create(dataplane("hammer", &own, "10.0.0.1"))
+                    .await
+                    .expect("create own");
                 loop {
                     let cur = store.get(&counter).await.expect("get counter");
                     let n: u64 = address(&cur).parse().expect("counter value");
@@ -329,7 +440,10 @@ pub async fn hammer(store: Arc<dyn ResourceStore>, tasks: usize, rounds: usize) 
                     }
                 }
                 if r % 2 == 1 {
-                    store.delete(&dp_key("hammer", &own)).await.expect("delete own");
+                    store
+                        .delete(&dp_key("hammer", &own))
+                        .await
+                        .expect("delete own");
                 }
             }
         }));
@@ -341,14 +455,22 @@ pub async fn hammer(store: Arc<dyn ResourceStore>, tasks: usize, rounds: usize) 
     let conflicts = conflicts.load(Ordering::SeqCst);
     let cur = store.get(&counter).await.expect("get counter");
     assert_eq!(updates, tasks * rounds, "every increment eventually lands");
-    assert_eq!(address(&cur), (tasks * rounds).to_string(), "no increment lost");
+    assert_eq!(
+        address(&cur),
+        (tasks * rounds).to_string(),
+        "no increment lost"
+    );
     assert_eq!(cur.meta.version, Some(Version(1 + updates as u64)));
     let left = store
         .list(&ListRequest::in_mesh(ResourceType::Dataplane, "hammer"))
         .await
         .expect("list");
     let mut expected: BTreeSet<String> = (0..tasks)
-        .flat_map(|t| (0..rounds).filter(|r| r % 2 == 0).map(move |r| format!("t{t}-r{r}")))
+        .flat_map(|t| {
+            (0..rounds)
+                .filter(|r| r % 2 == 0)
+                .map(move |r| format!("t{t}-r{r}"))
+        })
         .collect();
     expected.insert("counter".into());
     let got: BTreeSet<String> = left.items.iter().map(|r| r.meta.name.clone()).collect();

@@ -31,7 +31,9 @@ pub enum StoreError {
     #[error("{0} already exists")]
     AlreadyExists(ResourceKey),
     /// `update` with a version other than the stored one.
-    #[error("{key} was changed concurrently: expected version {expected}, stored version is {actual}")]
+    #[error(
+        "{key} was changed concurrently: expected version {expected}, stored version is {actual}"
+    )]
     Conflict {
         /// The resource.
         key: ResourceKey,
