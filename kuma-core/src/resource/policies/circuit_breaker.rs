@@ -164,13 +164,27 @@ impl CircuitBreakerSpec {
             return;
         };
         if conf.thresholds.is_none() && conf.detectors.is_none() {
-            v.violation(&cp, "must have at least one of \"thresholds\" or \"detectors\"");
+            v.violation(
+                &cp,
+                "must have at least one of \"thresholds\" or \"detectors\"",
+            );
         }
         optional_positive(&cp.field("interval"), conf.interval.as_ref(), v);
-        optional_positive(&cp.field("baseEjectionTime"), conf.base_ejection_time.as_ref(), v);
-        at_most_100(&cp.field("maxEjectionPercent"), conf.max_ejection_percent, v);
+        optional_positive(
+            &cp.field("baseEjectionTime"),
+            conf.base_ejection_time.as_ref(),
+            v,
+        );
+        at_most_100(
+            &cp.field("maxEjectionPercent"),
+            conf.max_ejection_percent,
+            v,
+        );
         if conf.thresholds.as_ref().is_some_and(Thresholds::is_empty) {
-            v.violation(&cp.field("thresholds"), "must set at least one limit when present");
+            v.violation(
+                &cp.field("thresholds"),
+                "must set at least one limit when present",
+            );
         }
         if let Some(d) = &conf.detectors {
             let dp = cp.field("detectors");
@@ -257,13 +271,22 @@ conf:
         let head = DOC.split("conf:").next().unwrap();
         assert_violations(head, &["conf"]);
         assert_violations(&format!("{head}conf:\n  interval: 5s\n"), &["conf"]);
-        assert_violations(&format!("{head}conf:\n  thresholds: {{}}\n"), &["conf.thresholds"]);
-        assert_violations(&format!("{head}conf:\n  detectors: {{}}\n"), &["conf.detectors"]);
+        assert_violations(
+            &format!("{head}conf:\n  thresholds: {{}}\n"),
+            &["conf.thresholds"],
+        );
+        assert_violations(
+            &format!("{head}conf:\n  detectors: {{}}\n"),
+            &["conf.detectors"],
+        );
     }
 
     #[test]
     fn durations_must_be_positive() {
-        assert_violations(&DOC.replace("interval: 5s", "interval: 0s"), &["conf.interval"]);
+        assert_violations(
+            &DOC.replace("interval: 5s", "interval: 0s"),
+            &["conf.interval"],
+        );
         assert_violations(
             &DOC.replace("baseEjectionTime: 30s", "baseEjectionTime: 0ms"),
             &["conf.baseEjectionTime"],
@@ -276,7 +299,10 @@ conf:
             &DOC.replace("maxEjectionPercent: 20", "maxEjectionPercent: 101"),
             &["conf.maxEjectionPercent"],
         );
-        assert_violations(&DOC.replace("threshold: 85", "threshold: 150"), &["conf.detectors.failure.threshold"]);
+        assert_violations(
+            &DOC.replace("threshold: 85", "threshold: 150"),
+            &["conf.detectors.failure.threshold"],
+        );
         assert_violations(
             &DOC.replace("factor: 1.9", "factor: -1"),
             &["conf.detectors.standardDeviation.factor"],
@@ -286,7 +312,10 @@ conf:
     #[test]
     fn destinations_are_service_only() {
         assert_violations(
-            &DOC.replace("    kuma.io/service: backend", "    kuma.io/service: backend\n    version: v2"),
+            &DOC.replace(
+                "    kuma.io/service: backend",
+                "    kuma.io/service: backend\n    version: v2",
+            ),
             &[r#"destinations[0].match["version"]"#],
         );
     }
@@ -297,20 +326,34 @@ conf:
             .replace("interval: 5s", "interval: 0s")
             .replace("maxEjectionPercent: 20", "maxEjectionPercent: 200")
             .replace("threshold: 85", "threshold: 101")
-            .replace("destinations:\n- match:\n    kuma.io/service: backend\n", "destinations: []\n");
+            .replace(
+                "destinations:\n- match:\n    kuma.io/service: backend\n",
+                "destinations: []\n",
+            );
         assert_violations(
             &yaml,
-            &["destinations", "conf.interval", "conf.maxEjectionPercent", "conf.detectors.failure.threshold"],
+            &[
+                "destinations",
+                "conf.interval",
+                "conf.maxEjectionPercent",
+                "conf.detectors.failure.threshold",
+            ],
         );
     }
 
     #[test]
     fn unknown_fields_are_rejected_with_their_path() {
-        assert_eq!(decode_error_path(&DOC.replace("maxRetries", "maxRetry")), "conf.thresholds.maxRetry");
+        assert_eq!(
+            decode_error_path(&DOC.replace("maxRetries", "maxRetry")),
+            "conf.thresholds.maxRetry"
+        );
         assert_eq!(
             decode_error_path(&DOC.replace("consecutive: 7", "consecutive: 7\n      percent: 3")),
             "conf.detectors.localErrors.percent"
         );
-        assert_eq!(decode_error_path(&DOC.replace("maxEjectionPercent: 20", "maxEjectionPercent: 20.5")), "conf.maxEjectionPercent");
+        assert_eq!(
+            decode_error_path(&DOC.replace("maxEjectionPercent: 20", "maxEjectionPercent: 20.5")),
+            "conf.maxEjectionPercent"
+        );
     }
 }

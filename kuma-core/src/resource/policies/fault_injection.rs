@@ -131,11 +131,17 @@ impl FaultInjectionSpec {
         }
         let cp = path.field("conf");
         let Some(conf) = &self.conf else {
-            v.violation(&cp, "must be set with at least one of delay, abort or responseBandwidth");
+            v.violation(
+                &cp,
+                "must be set with at least one of delay, abort or responseBandwidth",
+            );
             return;
         };
         if conf.delay.is_none() && conf.abort.is_none() && conf.response_bandwidth.is_none() {
-            v.violation(&cp, "must have at least one of delay, abort or responseBandwidth");
+            v.violation(
+                &cp,
+                "must have at least one of delay, abort or responseBandwidth",
+            );
         }
         if let Some(d) = &conf.delay {
             let p = cp.field("delay");
@@ -208,7 +214,10 @@ conf:
     fn documented_example_round_trips() {
         let res = round_trip(DOC);
         let out = res.to_yaml();
-        assert!(out.contains("percentage: 50\n") && out.contains("percentage: 50.5\n"), "{out}");
+        assert!(
+            out.contains("percentage: 50\n") && out.contains("percentage: 50.5\n"),
+            "{out}"
+        );
         for limit in ["50kbps", "1mbps", "10gbps"] {
             round_trip(&DOC.replace("50 mbps", limit));
         }
@@ -219,7 +228,9 @@ conf:
         assert_eq!(parse_bandwidth_kbps("50kbps"), Some(50));
         assert_eq!(parse_bandwidth_kbps("50 mbps"), Some(50_000));
         assert_eq!(parse_bandwidth_kbps("10gbps"), Some(10_000_000));
-        for bad in ["", "kbps", "50", "50 kbit", "5.5mbps", "50  mbps", "-1kbps", "50Mbps"] {
+        for bad in [
+            "", "kbps", "50", "50 kbit", "5.5mbps", "50  mbps", "-1kbps", "50Mbps",
+        ] {
             assert_eq!(parse_bandwidth_kbps(bad), None, "{bad:?}");
         }
     }
@@ -249,12 +260,27 @@ conf:
 
     #[test]
     fn values_are_checked() {
-        assert_violations(&DOC.replace("percentage: 50.5", "percentage: 100.1"), &["conf.delay.percentage"]);
-        assert_violations(&DOC.replace("httpStatus: 500", "httpStatus: 600"), &["conf.abort.httpStatus"]);
-        assert_violations(&DOC.replace("value: 5s", "value: 0s"), &["conf.delay.value"]);
-        assert_violations(&DOC.replace("50 mbps", "fast"), &["conf.responseBandwidth.limit"]);
         assert_violations(
-            &DOC.replace("    limit: 50 mbps\n    percentage: 50", "    limit: 5kbps\n    percentage: -3"),
+            &DOC.replace("percentage: 50.5", "percentage: 100.1"),
+            &["conf.delay.percentage"],
+        );
+        assert_violations(
+            &DOC.replace("httpStatus: 500", "httpStatus: 600"),
+            &["conf.abort.httpStatus"],
+        );
+        assert_violations(
+            &DOC.replace("value: 5s", "value: 0s"),
+            &["conf.delay.value"],
+        );
+        assert_violations(
+            &DOC.replace("50 mbps", "fast"),
+            &["conf.responseBandwidth.limit"],
+        );
+        assert_violations(
+            &DOC.replace(
+                "    limit: 50 mbps\n    percentage: 50",
+                "    limit: 5kbps\n    percentage: -3",
+            ),
             &["conf.responseBandwidth.percentage"],
         );
     }
@@ -262,7 +288,10 @@ conf:
     #[test]
     fn destinations_must_be_http() {
         assert_violations(
-            &DOC.replace("      kuma.io/service: backend\n      kuma.io/protocol: http", "      kuma.io/service: backend\n      kuma.io/protocol: tcp"),
+            &DOC.replace(
+                "      kuma.io/service: backend\n      kuma.io/protocol: http",
+                "      kuma.io/service: backend\n      kuma.io/protocol: tcp",
+            ),
             &[r#"destinations[0].match["kuma.io/protocol"]"#],
         );
     }
@@ -283,12 +312,25 @@ conf:
             .replace("version: '0.1'", "version: '*'");
         assert_violations(&yaml, &["conf.delay.value", "conf.abort.httpStatus"]);
         let yaml = yaml.replace("version: '*'", "version: 'a b'");
-        assert_violations(&yaml, &[r#"sources[0].match["version"]"#, "conf.delay.value", "conf.abort.httpStatus"]);
+        assert_violations(
+            &yaml,
+            &[
+                r#"sources[0].match["version"]"#,
+                "conf.delay.value",
+                "conf.abort.httpStatus",
+            ],
+        );
     }
 
     #[test]
     fn unknown_fields_are_rejected_with_their_path() {
-        assert_eq!(decode_error_path(&DOC.replace("httpStatus", "status")), "conf.abort.status");
-        assert_eq!(decode_error_path(&format!("{DOC}  rateLimit: {{}}\n")), "conf.rateLimit");
+        assert_eq!(
+            decode_error_path(&DOC.replace("httpStatus", "status")),
+            "conf.abort.status"
+        );
+        assert_eq!(
+            decode_error_path(&format!("{DOC}  rateLimit: {{}}\n")),
+            "conf.rateLimit"
+        );
     }
 }

@@ -141,7 +141,10 @@ impl HealthCheckSpec {
         );
         let cp = path.field("conf");
         match &self.conf {
-            None => v.violation(&cp, "must be set with at least interval, timeout and thresholds"),
+            None => v.violation(
+                &cp,
+                "must be set with at least interval, timeout and thresholds",
+            ),
             Some(c) => c.check(&cp, v),
         }
     }
@@ -156,8 +159,14 @@ fn required_threshold(path: &FieldPath, n: Option<u32>, v: &mut Validator) {
 }
 
 fn check_base64(path: &FieldPath, text: &str, v: &mut Validator) {
-    if base64::engine::general_purpose::STANDARD.decode(text).is_err() {
-        v.violation(path, format!("{text:?} is not valid base64: payloads are written base64-encoded"));
+    if base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .is_err()
+    {
+        v.violation(
+            path,
+            format!("{text:?} is not valid base64: payloads are written base64-encoded"),
+        );
     }
 }
 
@@ -165,10 +174,22 @@ impl HealthCheckConf {
     fn check(&self, path: &FieldPath, v: &mut Validator) {
         required_positive(&path.field("interval"), self.interval.as_ref(), v);
         required_positive(&path.field("timeout"), self.timeout.as_ref(), v);
-        required_threshold(&path.field("unhealthyThreshold"), self.unhealthy_threshold, v);
+        required_threshold(
+            &path.field("unhealthyThreshold"),
+            self.unhealthy_threshold,
+            v,
+        );
         required_threshold(&path.field("healthyThreshold"), self.healthy_threshold, v);
-        optional_positive(&path.field("initialJitter"), self.initial_jitter.as_ref(), v);
-        optional_positive(&path.field("intervalJitter"), self.interval_jitter.as_ref(), v);
+        optional_positive(
+            &path.field("initialJitter"),
+            self.initial_jitter.as_ref(),
+            v,
+        );
+        optional_positive(
+            &path.field("intervalJitter"),
+            self.interval_jitter.as_ref(),
+            v,
+        );
         if let Some(p) = self.interval_jitter_percent {
             if p > 100 {
                 v.violation(
@@ -180,9 +201,16 @@ impl HealthCheckConf {
         if let Some(p) = self.healthy_panic_threshold {
             percentage(&path.field("healthyPanicThreshold"), p, v);
         }
-        optional_positive(&path.field("noTrafficInterval"), self.no_traffic_interval.as_ref(), v);
+        optional_positive(
+            &path.field("noTrafficInterval"),
+            self.no_traffic_interval.as_ref(),
+            v,
+        );
         if self.tcp.is_some() && self.http.is_some() {
-            v.violation(path, "\"tcp\" and \"http\" cannot both be set: pick one kind of check");
+            v.violation(
+                path,
+                "\"tcp\" and \"http\" cannot both be set: pick one kind of check",
+            );
         }
         if let Some(tcp) = &self.tcp {
             let tp = path.field("tcp");
@@ -198,13 +226,18 @@ impl HealthCheckConf {
             if http.path.is_empty() {
                 v.violation(&hp.field("path"), "must be set, e.g. \"/health\"");
             } else if !http.path.starts_with('/') {
-                v.violation(&hp.field("path"), format!("{:?} must start with '/'", http.path));
+                v.violation(
+                    &hp.field("path"),
+                    format!("{:?} must start with '/'", http.path),
+                );
             }
             for (i, h) in http.request_headers_to_add.iter().enumerate() {
                 let p = hp.field("requestHeadersToAdd").index(i).field("header");
                 match &h.header {
                     None => v.violation(&p, "must be set with a key and a value"),
-                    Some(h) if h.key.is_empty() => v.violation(&p.field("key"), "must not be empty"),
+                    Some(h) if h.key.is_empty() => {
+                        v.violation(&p.field("key"), "must not be empty")
+                    }
                     Some(_) => {}
                 }
             }
@@ -292,12 +325,24 @@ conf:
     #[test]
     fn documented_examples_round_trip() {
         let res = round_trip(DOC);
-        let conf = res.spec_as::<HealthCheckSpec>().unwrap().conf.as_ref().unwrap();
+        let conf = res
+            .spec_as::<HealthCheckSpec>()
+            .unwrap()
+            .conf
+            .as_ref()
+            .unwrap();
         assert_eq!(conf.healthy_panic_threshold, Some(60.0));
-        assert!(res.to_yaml().contains("healthyPanicThreshold: 60\n"), "{}", res.to_yaml());
+        assert!(
+            res.to_yaml().contains("healthyPanicThreshold: 60\n"),
+            "{}",
+            res.to_yaml()
+        );
         let res = round_trip(TCP);
         assert!(res.to_yaml().contains("healthyPanicThreshold: 12.5\n"));
-        assert!(matches!(res.spec.policy_targets(), Some(PolicyTargets::Connection { .. })));
+        assert!(matches!(
+            res.spec.policy_targets(),
+            Some(PolicyTargets::Connection { .. })
+        ));
     }
 
     #[test]
@@ -320,21 +365,42 @@ conf:
 
     #[test]
     fn durations_must_be_positive() {
-        assert_violations(&TCP.replace("interval: 10s", "interval: 0s"), &["conf.interval"]);
-        assert_violations(&TCP.replace("timeout: 2s", "timeout: '0'"), &["conf.timeout"]);
-        assert_violations(&DOC.replace("initialJitter: 5s", "initialJitter: 0s"), &["conf.initialJitter"]);
-        assert_violations(&DOC.replace("intervalJitter: 6s", "intervalJitter: 0ms"), &["conf.intervalJitter"]);
+        assert_violations(
+            &TCP.replace("interval: 10s", "interval: 0s"),
+            &["conf.interval"],
+        );
+        assert_violations(
+            &TCP.replace("timeout: 2s", "timeout: '0'"),
+            &["conf.timeout"],
+        );
+        assert_violations(
+            &DOC.replace("initialJitter: 5s", "initialJitter: 0s"),
+            &["conf.initialJitter"],
+        );
+        assert_violations(
+            &DOC.replace("intervalJitter: 6s", "intervalJitter: 0ms"),
+            &["conf.intervalJitter"],
+        );
         assert_violations(
             &DOC.replace("noTrafficInterval: 10s", "noTrafficInterval: 0s"),
             &["conf.noTrafficInterval"],
         );
-        assert_eq!(decode_error_path(&TCP.replace("timeout: 2s", "timeout: 2")), "conf.timeout");
+        assert_eq!(
+            decode_error_path(&TCP.replace("timeout: 2s", "timeout: 2")),
+            "conf.timeout"
+        );
     }
 
     #[test]
     fn thresholds_must_be_positive() {
-        assert_violations(&TCP.replace("unhealthyThreshold: 3", "unhealthyThreshold: 0"), &["conf.unhealthyThreshold"]);
-        assert_violations(&TCP.replace("healthyThreshold: 1", "healthyThreshold: 0"), &["conf.healthyThreshold"]);
+        assert_violations(
+            &TCP.replace("unhealthyThreshold: 3", "unhealthyThreshold: 0"),
+            &["conf.unhealthyThreshold"],
+        );
+        assert_violations(
+            &TCP.replace("healthyThreshold: 1", "healthyThreshold: 0"),
+            &["conf.healthyThreshold"],
+        );
     }
 
     #[test]
@@ -361,20 +427,38 @@ conf:
     #[test]
     fn tcp_payloads_are_base64() {
         assert_violations(&TCP.replace("send: Zm9v", "send: foo!"), &["conf.tcp.send"]);
-        assert_violations(&TCP.replace("- YmF6", "- 'not base64'"), &["conf.tcp.receive[1]"]);
+        assert_violations(
+            &TCP.replace("- YmF6", "- 'not base64'"),
+            &["conf.tcp.receive[1]"],
+        );
     }
 
     #[test]
     fn http_rules() {
-        assert_violations(&DOC.replace("path: /health", "path: ''"), &["conf.http.path"]);
-        assert_violations(&DOC.replace("path: /health", "path: health"), &["conf.http.path"]);
-        assert_violations(&DOC.replace("[200, 201]", "[200, 99, 600]"), &[
-            "conf.http.expectedStatuses[1]",
-            "conf.http.expectedStatuses[2]",
-        ]);
-        assert_violations(&DOC.replace("key: Accept", "key: ''"), &["conf.http.requestHeadersToAdd[1].header.key"]);
         assert_violations(
-            &DOC.replace("    - header:\n        key: Accept\n        value: application/json\n", "    - append: true\n"),
+            &DOC.replace("path: /health", "path: ''"),
+            &["conf.http.path"],
+        );
+        assert_violations(
+            &DOC.replace("path: /health", "path: health"),
+            &["conf.http.path"],
+        );
+        assert_violations(
+            &DOC.replace("[200, 201]", "[200, 99, 600]"),
+            &[
+                "conf.http.expectedStatuses[1]",
+                "conf.http.expectedStatuses[2]",
+            ],
+        );
+        assert_violations(
+            &DOC.replace("key: Accept", "key: ''"),
+            &["conf.http.requestHeadersToAdd[1].header.key"],
+        );
+        assert_violations(
+            &DOC.replace(
+                "    - header:\n        key: Accept\n        value: application/json\n",
+                "    - append: true\n",
+            ),
             &["conf.http.requestHeadersToAdd[1].header"],
         );
     }
@@ -382,10 +466,19 @@ conf:
     #[test]
     fn destinations_are_service_only() {
         assert_violations(
-            &TCP.replace("    kuma.io/service: redis", "    kuma.io/service: redis\n    version: v1"),
+            &TCP.replace(
+                "    kuma.io/service: redis",
+                "    kuma.io/service: redis\n    version: v1",
+            ),
             &[r#"destinations[0].match["version"]"#],
         );
-        assert_violations(&TCP.replace("sources:\n- match:\n    kuma.io/service: web\n", "sources: []\n"), &["sources"]);
+        assert_violations(
+            &TCP.replace(
+                "sources:\n- match:\n    kuma.io/service: web\n",
+                "sources: []\n",
+            ),
+            &["sources"],
+        );
     }
 
     #[test]
@@ -394,15 +487,31 @@ conf:
             .replace("interval: 10s", "interval: 0s")
             .replace("healthyThreshold: 1", "healthyThreshold: 0")
             .replace("[200, 201]", "[700]");
-        assert_violations(&yaml, &["conf.interval", "conf.healthyThreshold", "conf.http.expectedStatuses[0]"]);
+        assert_violations(
+            &yaml,
+            &[
+                "conf.interval",
+                "conf.healthyThreshold",
+                "conf.http.expectedStatuses[0]",
+            ],
+        );
     }
 
     #[test]
     fn unknown_fields_are_rejected_with_their_path() {
-        assert_eq!(decode_error_path(&DOC.replace("reuseConnection", "reuseConnections")), "conf.reuseConnections");
-        assert_eq!(decode_error_path(&DOC.replace("    path: /health", "    path: /health\n    host: x")), "conf.http.host");
         assert_eq!(
-            decode_error_path(&DOC.replace("        key: Accept", "        key: Accept\n        name: x")),
+            decode_error_path(&DOC.replace("reuseConnection", "reuseConnections")),
+            "conf.reuseConnections"
+        );
+        assert_eq!(
+            decode_error_path(&DOC.replace("    path: /health", "    path: /health\n    host: x")),
+            "conf.http.host"
+        );
+        assert_eq!(
+            decode_error_path(&DOC.replace(
+                "        key: Accept",
+                "        key: Accept\n        name: x"
+            )),
             "conf.http.requestHeadersToAdd[1].header.name"
         );
     }

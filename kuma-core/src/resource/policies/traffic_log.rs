@@ -86,15 +86,24 @@ conf:
     #[test]
     fn documented_example_round_trips() {
         let res = round_trip(DOC);
-        assert_eq!(res.spec_as::<TrafficLogSpec>().unwrap().backend(), Some("file"));
+        assert_eq!(
+            res.spec_as::<TrafficLogSpec>().unwrap().backend(),
+            Some("file")
+        );
         let res = round_trip(DOC.split("conf:").next().unwrap());
         assert_eq!(res.spec_as::<TrafficLogSpec>().unwrap().backend(), None);
-        round_trip(&format!("{}conf: {{}}\n", DOC.split("conf:").next().unwrap()));
+        round_trip(&format!(
+            "{}conf: {{}}\n",
+            DOC.split("conf:").next().unwrap()
+        ));
     }
 
     #[test]
     fn backend_must_not_be_empty() {
-        assert_violations(&DOC.replace("backend: file", "backend: ''"), &["conf.backend"]);
+        assert_violations(
+            &DOC.replace("backend: file", "backend: ''"),
+            &["conf.backend"],
+        );
     }
 
     #[test]
@@ -107,14 +116,20 @@ conf:
             &[r#"destinations[0].match["env"]"#],
         );
         assert_violations(
-            &DOC.replace("sources:\n  - match:\n      kuma.io/service: '*'\n", "sources: []\n")
-                .replace("backend: file", "backend: ''"),
+            &DOC.replace(
+                "sources:\n  - match:\n      kuma.io/service: '*'\n",
+                "sources: []\n",
+            )
+            .replace("backend: file", "backend: ''"),
             &["sources", "conf.backend"],
         );
     }
 
     #[test]
     fn unknown_fields_are_rejected_with_their_path() {
-        assert_eq!(decode_error_path(&DOC.replace("backend:", "backends:")), "conf.backends");
+        assert_eq!(
+            decode_error_path(&DOC.replace("backend:", "backends:")),
+            "conf.backends"
+        );
     }
 }

@@ -64,8 +64,10 @@ destinations:
     fn documented_example_round_trips() {
         let res = round_trip(DOC);
         let spec = res.spec_as::<TrafficPermissionSpec>().unwrap();
-        assert!(matches!(spec.targets(), PolicyTargets::Connection { sources, destinations }
-            if sources.len() == 1 && destinations.len() == 1));
+        assert!(
+            matches!(spec.targets(), PolicyTargets::Connection { sources, destinations }
+            if sources.len() == 1 && destinations.len() == 1)
+        );
         round_trip(
             r#"
 type: TrafficPermission
@@ -87,7 +89,10 @@ destinations:
     fn sources_are_service_only() {
         assert_violations(
             &DOC.replace("kuma.io/service: '*'\ndest", "version: v1\ndest"),
-            &[r#"sources[0].match["version"]"#, r#"sources[0].match["kuma.io/service"]"#],
+            &[
+                r#"sources[0].match["version"]"#,
+                r#"sources[0].match["kuma.io/service"]"#,
+            ],
         );
     }
 
@@ -108,7 +113,10 @@ destinations:
     fn unknown_field_is_rejected() {
         assert_eq!(decode_error_path(&format!("{DOC}conf: {{}}\n")), "conf");
         assert_eq!(
-            decode_error_path(&DOC.replace("- match:\n      kuma.io/service: '*'\ndest", "- matches: {}\ndest")),
+            decode_error_path(&DOC.replace(
+                "- match:\n      kuma.io/service: '*'\ndest",
+                "- matches: {}\ndest"
+            )),
             "sources[0].matches"
         );
     }

@@ -360,7 +360,10 @@ impl HttpRoute {
     fn check(&self, path: &FieldPath, v: &mut Validator) {
         let mp = path.field("match");
         match &self.match_ {
-            None => v.violation(&mp, "must be set with at least one of method, path or headers"),
+            None => v.violation(
+                &mp,
+                "must be set with at least one of method, path or headers",
+            ),
             Some(m) => m.check(&mp, v),
         }
         if let Some(modify) = &self.modify {
@@ -516,7 +519,10 @@ fn check_split(path: &FieldPath, split: &[Split], v: &mut Validator) {
         check_destination(&sp.field("destination"), &s.destination, v);
     }
     if total == 0 {
-        v.violation(path, "the weights must not all be 0: at least one entry needs a weight above 0");
+        v.violation(
+            path,
+            "the weights must not all be 0: at least one entry needs a weight above 0",
+        );
     }
 }
 
@@ -677,7 +683,11 @@ conf:
         let res = round_trip(LEGACY);
         let spec = res.spec_as::<TrafficRouteSpec>().unwrap();
         assert!(matches!(&spec.conf, Some(TrafficRouteConf::Split(s)) if s.len() == 2));
-        assert!(res.to_yaml().contains("conf:\n- weight: 90"), "{}", res.to_yaml());
+        assert!(
+            res.to_yaml().contains("conf:\n- weight: 90"),
+            "{}",
+            res.to_yaml()
+        );
 
         let res = round_trip(SPLIT);
         let spec = res.spec_as::<TrafficRouteSpec>().unwrap();
@@ -699,7 +709,11 @@ conf:
     #[test]
     fn targets_are_sources_and_destinations() {
         let res = round_trip(SPLIT);
-        let PolicyTargets::Connection { sources, destinations } = res.spec.policy_targets().unwrap() else {
+        let PolicyTargets::Connection {
+            sources,
+            destinations,
+        } = res.spec.policy_targets().unwrap()
+        else {
             panic!("not a connection policy");
         };
         assert_eq!(sources[0], Selector::service("backend_default_svc_80"));
@@ -724,7 +738,10 @@ conf:
             &[r#"destinations[0].match["version"]"#],
         );
         assert_violations(
-            &LEGACY.replace("  - match:\n      kuma.io/service: backend_default_svc_80\n", "  []\n"),
+            &LEGACY.replace(
+                "  - match:\n      kuma.io/service: backend_default_svc_80\n",
+                "  []\n",
+            ),
             &["sources"],
         );
     }
@@ -732,11 +749,15 @@ conf:
     #[test]
     fn split_weights_must_not_all_be_zero() {
         assert_violations(
-            &LEGACY.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 0"),
+            &LEGACY
+                .replace("weight: 90", "weight: 0")
+                .replace("weight: 10", "weight: 0"),
             &["conf"],
         );
         assert_violations(
-            &SPLIT.replace("weight: 90", "weight: 0").replace("weight: 10", "weight: 0"),
+            &SPLIT
+                .replace("weight: 90", "weight: 0")
+                .replace("weight: 10", "weight: 0"),
             &["conf.split"],
         );
         // A zero weight next to a positive one is fine.
@@ -745,8 +766,14 @@ conf:
 
     #[test]
     fn split_weight_is_required() {
-        assert_violations(&SPLIT.replace("- weight: 10\n      ", "- "), &["conf.split[1].weight"]);
-        assert_violations(&LEGACY.replace("- weight: 90\n    ", "- "), &["conf[0].weight"]);
+        assert_violations(
+            &SPLIT.replace("- weight: 10\n      ", "- "),
+            &["conf.split[1].weight"],
+        );
+        assert_violations(
+            &LEGACY.replace("- weight: 90\n    ", "- "),
+            &["conf[0].weight"],
+        );
     }
 
     #[test]
@@ -766,7 +793,10 @@ conf:
             &[r#"conf[0].destination["bad key"]"#],
         );
         assert_violations(
-            &ROUTE_ALL.replace("  destination:\n    kuma.io/service: '*'", "  destination:\n    version: v1"),
+            &ROUTE_ALL.replace(
+                "  destination:\n    kuma.io/service: '*'",
+                "  destination:\n    version: v1",
+            ),
             &[r#"conf.destination["kuma.io/service"]"#],
         );
     }
@@ -814,7 +844,10 @@ conf:
             &["conf.http[1].match"],
         );
         assert_violations(
-            &HTTP.replace("  - match:\n      path:\n        exact: /health\n    modify:", "  - modify:"),
+            &HTTP.replace(
+                "  - match:\n      path:\n        exact: /health\n    modify:",
+                "  - modify:",
+            ),
             &["conf.http[1].match"],
         );
         assert_violations(
@@ -824,7 +857,10 @@ conf:
             ),
             &["conf.http[0].match.headers"],
         );
-        assert_violations(&HTTP.replace("prefix: /api", "prefix: ''"), &["conf.http[0].match.path.prefix"]);
+        assert_violations(
+            &HTTP.replace("prefix: /api", "prefix: ''"),
+            &["conf.http[0].match.path.prefix"],
+        );
         assert_violations(
             &HTTP.replace("regex: ^xyz$", "regex: ''"),
             &[r#"conf.http[0].match.headers["x-custom-header"].regex"#],
@@ -850,7 +886,9 @@ conf:
             &["conf.http[1].modify.path.regex.pattern"],
         );
         assert_violations(
-            &HTTP.replace("name: x-source", "name: ':authority'").replace("name: x-debug", "name: Host"),
+            &HTTP
+                .replace("name: x-source", "name: ':authority'")
+                .replace("name: x-debug", "name: Host"),
             &[
                 "conf.http[0].modify.requestHeaders.add[0].name",
                 "conf.http[0].modify.requestHeaders.remove[0].name",
@@ -869,7 +907,10 @@ conf:
     #[test]
     fn several_violations_are_reported_together() {
         let yaml = SPLIT
-            .replace("kuma.io/service: backend_default_svc_80", "kuma.io/service: 'a b'")
+            .replace(
+                "kuma.io/service: backend_default_svc_80",
+                "kuma.io/service: 'a b'",
+            )
             .replace("- weight: 10\n      ", "- ")
             .replace("roundRobin: {}", "leastRequest: {choiceCount: 0}");
         assert_violations(
@@ -889,12 +930,18 @@ conf:
             decode_error_path(&LEGACY.replace("- weight: 10", "- weight: 10\n    wieght: 3")),
             "conf[1].wieght"
         );
-        assert_eq!(decode_error_path(&format!("{LEGACY}selectors: []\n")), "selectors");
+        assert_eq!(
+            decode_error_path(&format!("{LEGACY}selectors: []\n")),
+            "selectors"
+        );
         assert_eq!(
             decode_error_path(&HTTP.replace("exact: GET", "suffix: GET")),
             "conf.http[0].match.method"
         );
-        assert!(Resource::from_yaml(&LEGACY.replace("conf:\n  - weight", "conf: 5\nx:\n  - weight")).is_err());
+        assert!(
+            Resource::from_yaml(&LEGACY.replace("conf:\n  - weight", "conf: 5\nx:\n  - weight"))
+                .is_err()
+        );
     }
 
     use crate::resource::Resource;

@@ -34,7 +34,12 @@ impl TrafficTraceSpec {
     }
 
     pub(crate) fn check(&self, path: &FieldPath, v: &mut Validator) {
-        validate_selectors(&path.field("selectors"), &self.selectors, SelectorKeys::Any, v);
+        validate_selectors(
+            &path.field("selectors"),
+            &self.selectors,
+            SelectorKeys::Any,
+            v,
+        );
         if self.backend() == Some("") {
             v.violation(
                 &path.field("conf").field("backend"),
@@ -71,27 +76,42 @@ conf:
         let res = round_trip(DOC);
         let spec = res.spec_as::<TrafficTraceSpec>().unwrap();
         assert_eq!(spec.backend(), Some("jaeger-collector"));
-        assert!(matches!(spec.targets(), PolicyTargets::Selectors(s) if s == [Selector::service("*")]));
+        assert!(
+            matches!(spec.targets(), PolicyTargets::Selectors(s) if s == [Selector::service("*")])
+        );
         round_trip(DOC.split("conf:").next().unwrap());
     }
 
     #[test]
     fn selectors_are_required_and_checked() {
         assert_violations(
-            &DOC.replace("selectors:\n- match:\n    kuma.io/service: '*'\n", "selectors: []\n"),
+            &DOC.replace(
+                "selectors:\n- match:\n    kuma.io/service: '*'\n",
+                "selectors: []\n",
+            ),
             &["selectors"],
         );
         assert_violations(
-            &DOC.replace("kuma.io/service: '*'", "kuma.io/service: 'a b'\n    version: ''"),
-            &[r#"selectors[0].match["kuma.io/service"]"#, r#"selectors[0].match["version"]"#],
+            &DOC.replace(
+                "kuma.io/service: '*'",
+                "kuma.io/service: 'a b'\n    version: ''",
+            ),
+            &[
+                r#"selectors[0].match["kuma.io/service"]"#,
+                r#"selectors[0].match["version"]"#,
+            ],
         );
     }
 
     #[test]
     fn backend_must_not_be_empty() {
-        assert_violations(&DOC.replace("backend: jaeger-collector", "backend: ''"), &["conf.backend"]);
         assert_violations(
-            &DOC.replace("backend: jaeger-collector", "backend: ''").replace("- match:\n    kuma.io/service: '*'", "- match: {}"),
+            &DOC.replace("backend: jaeger-collector", "backend: ''"),
+            &["conf.backend"],
+        );
+        assert_violations(
+            &DOC.replace("backend: jaeger-collector", "backend: ''")
+                .replace("- match:\n    kuma.io/service: '*'", "- match: {}"),
             &["selectors[0].match", "conf.backend"],
         );
     }
@@ -99,6 +119,9 @@ conf:
     #[test]
     fn unknown_fields_are_rejected_with_their_path() {
         assert_eq!(decode_error_path(&format!("{DOC}sources: []\n")), "sources");
-        assert_eq!(decode_error_path(&format!("{DOC}  sampling: 10\n")), "conf.sampling");
+        assert_eq!(
+            decode_error_path(&format!("{DOC}  sampling: 10\n")),
+            "conf.sampling"
+        );
     }
 }

@@ -15,7 +15,12 @@ pub(crate) fn check_connection(
     v: &mut Validator,
 ) {
     validate_selectors(&path.field("sources"), sources, source_keys, v);
-    validate_selectors(&path.field("destinations"), destinations, destination_keys, v);
+    validate_selectors(
+        &path.field("destinations"),
+        destinations,
+        destination_keys,
+        v,
+    );
 }
 
 /// Checks a required duration that must be greater than zero.
@@ -35,7 +40,10 @@ pub(crate) fn optional_positive(path: &FieldPath, d: Option<&KumaDuration>, v: &
 
 fn positive(path: &FieldPath, d: &KumaDuration, v: &mut Validator) {
     if d.as_duration().is_zero() {
-        v.violation(path, format!("must be greater than 0, got {:?}", d.as_str()));
+        v.violation(
+            path,
+            format!("must be greater than 0, got {:?}", d.as_str()),
+        );
     }
 }
 
@@ -57,7 +65,10 @@ pub(crate) fn required_percentage(path: &FieldPath, p: Option<f64>, v: &mut Vali
 /// Checks an HTTP status code: `100..=599`.
 pub(crate) fn http_status(path: &FieldPath, code: u32, v: &mut Validator) {
     if !(100..=599).contains(&code) {
-        v.violation(path, format!("{code} is not an HTTP status code: must be in the range 100..=599"));
+        v.violation(
+            path,
+            format!("{code} is not an HTTP status code: must be in the range 100..=599"),
+        );
     }
 }
 
@@ -110,7 +121,11 @@ pub(crate) mod testing {
     pub(crate) fn decode_error_path(yaml: &str) -> String {
         match Resource::from_yaml(yaml) {
             Ok(r) => panic!("unexpectedly parsed: {r:?}"),
-            Err(e) => e.violations().first().map(|v| v.field.clone()).unwrap_or_default(),
+            Err(e) => e
+                .violations()
+                .first()
+                .map(|v| v.field.clone())
+                .unwrap_or_default(),
         }
     }
 }
