@@ -1,0 +1,180 @@
+//! Wires the library components into servers: store, manager, default mesh,
+//! the HTTP API and the diagnostics server; binds every port and shuts down
+//! gracefully on SIGINT/SIGTERM.
+
+use crate::config::{KumaCpConfig, Mode, StoreType};
+use crate::diagnostics::{Diagnostics, RequestLabels};
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use kuma_core::api::{self, ApiConfig, ApiMode, Catalog};
+use kuma_core::manager::{ManagerError, ResourceManager};
+use kuma_core::resource::Resource;
+use kuma_core::store::{MemoryStore, ResourceStore, StoreError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("cannot listen on {key} {port}"))?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(server = name, error = %e, "server failed");
+        }
+    })
+}
+
+async fn count_requests(State(d): State<Arc<Diagnostics>>, req: Request, next: Next) -> Response {
+    let method = req.method().to_string();
+    let resp = next.run(req).await;
+    d.api_requests
+        .get_or_create(&RequestLabels {
+            method,
+            code: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    resp
+}
+
+async fn create_default_mesh(manager: &ResourceManager) -> Result<()> {
+    let mesh = Resource::from_yaml("type: Mesh\nname: default\n")
+        .map_err(|e| anyhow::anyhow!("default mesh: {e}"))?;
+    match manager.create(mesh).await {
+        Ok(_) => {
+            info!(mesh = "default", "created the default mesh");
+            Ok(())
+        }
+        Err(ManagerError::Store(StoreError::AlreadyExists(_))) => Ok(()),
+        Err(e) => Err(e).context("creating the default mesh"),
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the control plane until a shutdown signal.
+pub async fn run(config: KumaCpConfig) -> Result<()> {
+    for key in &config.ignored_env {
+        tracing::warn!(env = %key, "ignoring unknown KUMA_* environment variable");
+    }
+    let store: Arc<dyn ResourceStore> = match config.store.store_type {
+        StoreType::Memory => Arc::new(MemoryStore::new()),
+        StoreType::Postgres => bail!(
+            "store.type (KUMA_STORE_TYPE): \"postgres\" is not supported by this build yet; use \"memory\""
+        ),
+    };
+    let manager = ResourceManager::new(store.clone());
+    let diagnostics = Diagnostics::new(VERSION);
+    tokio::spawn(diagnostics.clone().follow_store(store.clone()));
+
+    let (diag_listener, diag_addr) = bind(
+        "xdsServer.diagnosticsPort",
+        config.xds_server.diagnostics_port,
+    )
+    .await?;
+    let (api_listener, api_addr) = bind("apiServer.port", config.api_server.port).await?;
+
+    if !config.defaults.skip_mesh_creation {
+        create_default_mesh(&manager).await?;
+    }
+
+    let host = &config.general.advertised_hostname;
+    let api_config = ApiConfig {
+        mode: match config.mode {
+            Mode::Standalone => ApiMode::Standalone,
+            Mode::Global => ApiMode::Global,
+            Mode::Remote => ApiMode::Remote,
+        },
+        read_only: config.api_server.read_only,
+        hostname: host.clone(),
+        version: VERSION.to_string(),
+        catalog: Catalog {
+            bootstrap_url: format!("http://{host}:{}", config.bootstrap_server.port),
+            admin_local_url: format!("http://localhost:{}", config.admin_server.local.port),
+            admin_public_url: String::new(),
+            monitoring_assignment_url: format!(
+                "grpc://{host}:{}",
+                config.monitoring_assignment_server.grpc_port
+            ),
+        },
+        effective_config: serde_yaml_ng::from_str(&config.to_yaml())
+            .context("rendering the effective configuration")?,
+        ..ApiConfig::default()
+    };
+    let api_app = api::router(manager.clone(), api_config).layer(middleware::from_fn_with_state(
+        diagnostics.clone(),
+        count_requests,
+    ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let servers = [
+        serve(
+            "diagnostics",
+            diag_listener,
+            diagnostics.router(),
+            stop_rx.clone(),
+        ),
+        serve("api", api_listener, api_app, stop_rx.clone()),
+    ];
+    info!(server = "diagnostics", address = %diag_addr, "listening");
+    info!(server = "api", address = %api_addr, "listening");
+    diagnostics.set_ready();
+    info!(
+        mode = config.mode.as_str(),
+        version = VERSION,
+        "kuma-cp is ready"
+    );
+
+    shutdown_signal().await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    for s in servers {
+        let _ = s.await;
+    }
+    info!("stopped");
+    Ok(())
+}
