@@ -141,10 +141,10 @@ pub struct FailureDetector {
 }
 
 fn at_most_100(path: &FieldPath, n: Option<u32>, v: &mut Validator) {
-    if let Some(n) = n {
-        if n > 100 {
-            v.violation(path, format!("must be in the range 0..=100, got {n}"));
-        }
+    if let Some(n) = n
+        && n > 100
+    {
+        v.violation(path, format!("must be in the range 0..=100, got {n}"));
     }
 }
 
@@ -191,15 +191,14 @@ impl CircuitBreakerSpec {
             if d.is_empty() {
                 v.violation(&dp, "must configure at least one detector when present");
             }
-            if let Some(sd) = &d.standard_deviation {
-                if let Some(f) = sd.factor {
-                    if !(f.is_finite() && f >= 0.0) {
-                        v.violation(
-                            &dp.field("standardDeviation").field("factor"),
-                            format!("must be a number >= 0, got {f}"),
-                        );
-                    }
-                }
+            if let Some(sd) = &d.standard_deviation
+                && let Some(f) = sd.factor
+                && !(f.is_finite() && f >= 0.0)
+            {
+                v.violation(
+                    &dp.field("standardDeviation").field("factor"),
+                    format!("must be a number >= 0, got {f}"),
+                );
             }
             if let Some(f) = &d.failure {
                 at_most_100(&dp.field("failure").field("threshold"), f.threshold, v);

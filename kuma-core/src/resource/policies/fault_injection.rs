@@ -117,16 +117,17 @@ impl FaultInjectionSpec {
             v,
         );
         for (i, d) in self.destinations.iter().enumerate() {
-            if let Some(p) = d.match_tags.get(PROTOCOL_TAG) {
-                if p != "*" && !HTTP_PROTOCOLS.contains(&p.as_str()) {
-                    v.violation(
+            if let Some(p) = d.match_tags.get(PROTOCOL_TAG)
+                && p != "*"
+                && !HTTP_PROTOCOLS.contains(&p.as_str())
+            {
+                v.violation(
                         &path.field("destinations").index(i).field("match").key(PROTOCOL_TAG),
                         format!(
                             "fault injection only works with HTTP-based protocols: must be one of {}, got {p:?}",
                             HTTP_PROTOCOLS.join(", ")
                         ),
                     );
-                }
             }
         }
         let cp = path.field("conf");

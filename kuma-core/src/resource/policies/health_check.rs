@@ -190,13 +190,13 @@ impl HealthCheckConf {
             self.interval_jitter.as_ref(),
             v,
         );
-        if let Some(p) = self.interval_jitter_percent {
-            if p > 100 {
-                v.violation(
-                    &path.field("intervalJitterPercent"),
-                    format!("must be in the range 0..=100, got {p}"),
-                );
-            }
+        if let Some(p) = self.interval_jitter_percent
+            && p > 100
+        {
+            v.violation(
+                &path.field("intervalJitterPercent"),
+                format!("must be in the range 0..=100, got {p}"),
+            );
         }
         if let Some(p) = self.healthy_panic_threshold {
             percentage(&path.field("healthyPanicThreshold"), p, v);

@@ -1,20 +1,572 @@
-//! The `ProxyTemplate` resource type. (Fields are filled in by the model work.)
+//! The `ProxyTemplate` resource type: extra raw Envoy resources for the
+//! selected Dataplanes and modifications of the generated ones.
 
-use crate::resource::{Policy, PolicyTargets};
+use crate::resource::{Policy, PolicyTargets, Selector, SelectorKeys, Tags, validate_selectors};
 use crate::validation::{FieldPath, Validator};
 use serde::{Deserialize, Serialize};
 
 /// Spec of a `ProxyTemplate` resource.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProxyTemplateSpec {}
+pub struct ProxyTemplateSpec {
+    /// The Dataplanes the template applies to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selectors: Vec<Selector>,
+    /// What the template generates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf: Option<ProxyTemplateConf>,
+}
+
+/// The `conf` of a `ProxyTemplate`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyTemplateConf {
+    /// Built-in profiles to generate first (see [`PROXY_PROFILES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imports: Vec<String>,
+    /// Raw Envoy resources to add.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<RawResource>,
+    /// Changes to the generated resources, applied in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modifications: Vec<Modification>,
+}
+
+/// The profiles a `ProxyTemplate` may import.
+pub const PROXY_PROFILES: &[&str] = &["default-proxy"];
+
+/// A raw Envoy resource.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawResource {
+    /// Resource name; required.
+    #[serde(default)]
+    pub name: String,
+    /// Resource version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The Envoy resource as YAML or JSON, with an `@type`; required.
+    #[serde(default)]
+    pub resource: String,
+}
+
+/// One modification: exactly one kind of generated resource it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Modification {
+    /// Adds, patches or removes clusters.
+    Cluster(ResourceModification<ClusterMatch>),
+    /// Adds, patches or removes listeners.
+    Listener(ResourceModification<ListenerMatch>),
+    /// Adds, patches or removes network filters of listeners.
+    NetworkFilter(ResourceModification<FilterMatch>),
+    /// Adds, patches or removes HTTP filters of HTTP connection managers.
+    HttpFilter(ResourceModification<FilterMatch>),
+    /// Adds, patches or removes virtual hosts of route configurations.
+    VirtualHost(ResourceModification<VirtualHostMatch>),
+}
+
+/// The operation, match and value of a modification.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceModification<M> {
+    /// `add`, `patch`, `remove` (and for filters `addFirst`, `addLast`,
+    /// `addBefore`, `addAfter`).
+    #[serde(default)]
+    pub operation: String,
+    /// Which generated resources are changed.
+    #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
+    pub match_: Option<M>,
+    /// The Envoy resource (or patch) as YAML or JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Selects clusters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterMatch {
+    /// Cluster name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Origin (`inbound`, `outbound`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// Selects listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerMatch {
+    /// Listener name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Origin (`inbound`, `outbound`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Tags of the listener's inbound/outbound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+}
+
+/// Selects network or HTTP filters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FilterMatch {
+    /// Filter name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Name of the listener holding the filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_name: Option<String>,
+    /// Tags of the listener holding the filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener_tags: Option<Tags>,
+    /// Origin of the listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+/// Selects virtual hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VirtualHostMatch {
+    /// Virtual host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Origin of the route configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// Name of the route configuration holding the virtual host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_configuration_name: Option<String>,
+}
+
+const RESOURCE_OPS: &[&str] = &["add", "patch", "remove"];
+const FILTER_OPS: &[&str] = &[
+    "addFirst",
+    "addLast",
+    "addBefore",
+    "addAfter",
+    "patch",
+    "remove",
+];
+
+/// Parses `text` as YAML (JSON is YAML too) and checks it is an object,
+/// returning why not.
+fn parse_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_yaml_ng::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err("must be a YAML or JSON object".to_string()),
+        Err(e) => Err(format!("is not valid YAML: {e}")),
+    }
+}
+
+fn check_value(path: &FieldPath, value: Option<&str>, v: &mut Validator) {
+    match value {
+        None | Some("") => v.violation(
+            path,
+            "must be set to the Envoy resource (YAML or JSON) for this operation",
+        ),
+        Some(text) => {
+            if let Err(why) = parse_object(text) {
+                v.violation(path, why);
+            }
+        }
+    }
+}
+
+fn check_operation(path: &FieldPath, op: &str, known: &[&str], v: &mut Validator) -> bool {
+    if known.contains(&op) {
+        return true;
+    }
+    let quoted: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
+    v.violation(
+        &path.field("operation"),
+        format!(
+            "invalid operation {op:?}: must be one of {}",
+            quoted.join(", ")
+        ),
+    );
+    false
+}
+
+impl<M> ResourceModification<M> {
+    /// Rules for cluster, listener and virtual-host modifications.
+    fn check_resource(&self, path: &FieldPath, match_set_on_add: Option<&str>, v: &mut Validator) {
+        if !check_operation(path, &self.operation, RESOURCE_OPS, v) {
+            return;
+        }
+        match self.operation.as_str() {
+            "add" => {
+                if let Some(field) = match_set_on_add {
+                    v.violation(&path.field(field), "must not be set when adding");
+                }
+                check_value(&path.field("value"), self.value.as_deref(), v);
+            }
+            "patch" => check_value(&path.field("value"), self.value.as_deref(), v),
+            _ => {}
+        }
+    }
+}
+
+impl ResourceModification<FilterMatch> {
+    fn check_filter(&self, path: &FieldPath, v: &mut Validator) {
+        if !check_operation(path, &self.operation, FILTER_OPS, v) {
+            return;
+        }
+        let op = self.operation.as_str();
+        let has_name = self
+            .match_
+            .as_ref()
+            .and_then(|m| m.name.as_deref())
+            .is_some_and(|n| !n.is_empty());
+        if matches!(op, "addBefore" | "addAfter" | "patch") && !has_name {
+            let why = match op {
+                "addBefore" => "must name the filter to add this one before",
+                "addAfter" => "must name the filter to add this one after",
+                _ => "must name the filter to patch",
+            };
+            v.violation(&path.field("match").field("name"), why);
+        }
+        if op != "remove" {
+            check_value(&path.field("value"), self.value.as_deref(), v);
+        }
+    }
+}
 
 impl ProxyTemplateSpec {
-    pub(crate) fn check(&self, _path: &FieldPath, _v: &mut Validator) {}
+    pub(crate) fn check(&self, path: &FieldPath, v: &mut Validator) {
+        validate_selectors(
+            &path.field("selectors"),
+            &self.selectors,
+            SelectorKeys::Any,
+            v,
+        );
+        let Some(conf) = &self.conf else { return };
+        let cp = path.field("conf");
+        for (i, imp) in conf.imports.iter().enumerate() {
+            if !PROXY_PROFILES.contains(&imp.as_str()) {
+                v.violation(
+                    &cp.field("imports").index(i),
+                    format!(
+                        "unknown profile {imp:?}: available profiles: {}",
+                        PROXY_PROFILES.join(", ")
+                    ),
+                );
+            }
+        }
+        for (i, r) in conf.resources.iter().enumerate() {
+            let rp = cp.field("resources").index(i);
+            if r.name.is_empty() {
+                v.violation(&rp.field("name"), "must not be empty");
+            }
+            if r.resource.is_empty() {
+                v.violation(
+                    &rp.field("resource"),
+                    "must hold an Envoy resource as YAML or JSON",
+                );
+                continue;
+            }
+            match parse_object(&r.resource) {
+                Err(why) => v.violation(&rp.field("resource"), why),
+                Ok(obj) => {
+                    if obj
+                        .get("@type")
+                        .is_none_or(|t| t.as_str().is_none_or(|s| s.is_empty()))
+                    {
+                        v.violation(
+                            &rp.field("resource"),
+                            "must have an '@type', e.g. type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                        );
+                    }
+                }
+            }
+        }
+        for (i, m) in conf.modifications.iter().enumerate() {
+            let mp = cp.field("modifications").index(i);
+            match m {
+                Modification::Cluster(c) => {
+                    let set = c.match_.as_ref().map(|_| "match");
+                    c.check_resource(&mp.field("cluster"), set, v);
+                }
+                Modification::Listener(l) => {
+                    let set = l.match_.as_ref().map(|_| "match");
+                    l.check_resource(&mp.field("listener"), set, v);
+                }
+                Modification::VirtualHost(h) => {
+                    let set = h
+                        .match_
+                        .as_ref()
+                        .and_then(|m| m.name.as_ref())
+                        .map(|_| "match.name");
+                    h.check_resource(&mp.field("virtualHost"), set, v);
+                }
+                Modification::NetworkFilter(f) => f.check_filter(&mp.field("networkFilter"), v),
+                Modification::HttpFilter(f) => f.check_filter(&mp.field("httpFilter"), v),
+            }
+        }
+    }
 }
 
 impl Policy for ProxyTemplateSpec {
     fn targets(&self) -> PolicyTargets<'_> {
-        PolicyTargets::Selectors(&[])
+        PolicyTargets::Selectors(&self.selectors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::util::testing::*;
+    use super::*;
+
+    const DOC: &str = r#"
+type: ProxyTemplate
+mesh: default
+name: custom-template-1
+selectors:
+  - match:
+      kuma.io/service: backend
+conf:
+  imports:
+    - default-proxy
+  resources:
+    - name: localhost:9901
+      version: v1
+      resource: |
+        '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster
+        connectTimeout: 5s
+        name: localhost:9901
+        loadAssignment:
+          clusterName: localhost:9901
+          endpoints:
+          - lbEndpoints:
+            - endpoint:
+                address:
+                  socketAddress:
+                    address: 127.0.0.1
+                    portValue: 9901
+        type: STATIC
+  modifications:
+    - cluster:
+        operation: patch
+        match:
+          name: test-cluster
+          origin: outbound
+        value: |
+          connectTimeout: 5s
+    - listener:
+        operation: add
+        value: |
+          name: test-listener
+          address:
+            socketAddress:
+              address: 192.168.0.1
+              portValue: 8080
+    - networkFilter:
+        operation: addFirst
+        match:
+          listenerName: inbound:127.0.0.1:80
+          origin: inbound
+        value: |
+          name: envoy.filters.network.local_ratelimit
+          typedConfig:
+            '@type': type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit
+            statPrefix: rate_limit
+    - httpFilter:
+        operation: addBefore
+        match:
+          name: envoy.filters.http.router
+          origin: inbound
+        value: |
+          name: envoy.filters.http.gzip
+    - virtualHost:
+        operation: add
+        match:
+          routeConfigurationName: outbound:backend
+        value: |
+          name: backend
+          domains:
+          - backend.com
+          routes:
+          - match:
+              prefix: /
+            route:
+              cluster: backend
+    - cluster:
+        operation: remove
+        match:
+          name: old-cluster
+    - httpFilter:
+        operation: remove
+        match:
+          name: envoy.filters.http.gzip
+"#;
+
+    #[test]
+    fn documented_example_round_trips() {
+        let res = round_trip(DOC);
+        let spec = res.spec_as::<ProxyTemplateSpec>().unwrap();
+        let conf = spec.conf.as_ref().unwrap();
+        assert_eq!(conf.modifications.len(), 7);
+        assert!(
+            matches!(&conf.modifications[3], Modification::HttpFilter(f) if f.operation == "addBefore")
+        );
+        assert!(matches!(spec.targets(), PolicyTargets::Selectors(s) if s.len() == 1));
+        round_trip(
+            "type: ProxyTemplate\nmesh: default\nname: t\nselectors:\n- match:\n    kuma.io/service: '*'\n\
+             conf:\n  imports:\n  - default-proxy\n",
+        );
+    }
+
+    #[test]
+    fn selectors_are_required() {
+        assert_violations(
+            &DOC.replace(
+                "selectors:\n  - match:\n      kuma.io/service: backend\n",
+                "selectors: []\n",
+            ),
+            &["selectors"],
+        );
+    }
+
+    #[test]
+    fn imports_must_be_known() {
+        assert_violations(
+            &DOC.replace("- default-proxy", "- fancy-proxy"),
+            &["conf.imports[0]"],
+        );
+    }
+
+    #[test]
+    fn resources_need_name_and_valid_text() {
+        assert_violations(
+            &DOC.replace("- name: localhost:9901", "- name: ''"),
+            &["conf.resources[0].name"],
+        );
+        assert_violations(
+            &DOC.replace(
+                "        '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n",
+                "",
+            ),
+            &["conf.resources[0].resource"],
+        );
+        assert_violations(
+            &DOC.replace(
+                "        connectTimeout: 5s\n        name: localhost",
+                "        connectTimeout: [5s\n        name: localhost",
+            ),
+            &["conf.resources[0].resource"],
+        );
+        let start = DOC.find("      resource: |").unwrap();
+        let end = DOC.find("  modifications:").unwrap();
+        let mut yaml = DOC.to_string();
+        yaml.replace_range(start..end, "      resource: ''\n");
+        assert_violations(&yaml, &["conf.resources[0].resource"]);
+        yaml = DOC.to_string();
+        yaml.replace_range(start..end, "      resource: just text\n");
+        assert_violations(&yaml, &["conf.resources[0].resource"]);
+    }
+
+    #[test]
+    fn operations_must_be_known() {
+        assert_violations(
+            &DOC.replace("operation: patch", "operation: replace"),
+            &["conf.modifications[0].cluster.operation"],
+        );
+        assert_violations(
+            &DOC.replace("operation: addFirst", "operation: add"),
+            &["conf.modifications[2].networkFilter.operation"],
+        );
+        assert_violations(
+            &DOC.replace(
+                "    - listener:\n        operation: add",
+                "    - listener:\n        operation: addFirst",
+            ),
+            &["conf.modifications[1].listener.operation"],
+        );
+    }
+
+    #[test]
+    fn add_and_patch_need_a_parseable_value() {
+        assert_violations(
+            &DOC.replace("        value: |\n          connectTimeout: 5s\n", ""),
+            &["conf.modifications[0].cluster.value"],
+        );
+        assert_violations(
+            &DOC.replace(
+                "          name: envoy.filters.http.gzip\n    - virtualHost",
+                "          name: [gzip\n    - virtualHost",
+            ),
+            &["conf.modifications[3].httpFilter.value"],
+        );
+        assert_violations(
+            &DOC.replace("          name: test-listener\n", "          - test-listener\n")
+                .replace("          address:\n            socketAddress:\n              address: 192.168.0.1\n              portValue: 8080\n", ""),
+            &["conf.modifications[1].listener.value"],
+        );
+    }
+
+    #[test]
+    fn match_rules() {
+        assert_violations(
+            &DOC.replace(
+                "    - listener:\n        operation: add\n",
+                "    - listener:\n        operation: add\n        match:\n          name: x\n",
+            ),
+            &["conf.modifications[1].listener.match"],
+        );
+        assert_violations(
+            &DOC.replace(
+                "          routeConfigurationName: outbound:backend",
+                "          routeConfigurationName: outbound:backend\n          name: backend",
+            ),
+            &["conf.modifications[4].virtualHost.match.name"],
+        );
+        assert_violations(
+            &DOC.replace("          name: envoy.filters.http.router\n", ""),
+            &["conf.modifications[3].httpFilter.match.name"],
+        );
+        assert_violations(
+            &DOC.replace("operation: addFirst", "operation: patch"),
+            &["conf.modifications[2].networkFilter.match.name"],
+        );
+    }
+
+    #[test]
+    fn several_violations_are_reported_together() {
+        let yaml = DOC
+            .replace("- default-proxy", "- nope")
+            .replace("operation: patch", "operation: merge")
+            .replace("          name: envoy.filters.http.router\n", "");
+        assert_violations(
+            &yaml,
+            &[
+                "conf.imports[0]",
+                "conf.modifications[0].cluster.operation",
+                "conf.modifications[3].httpFilter.match.name",
+            ],
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_path() {
+        assert_eq!(
+            decode_error_path(
+                &DOC.replace("origin: outbound", "origin: outbound\n          tags: {}")
+            ),
+            "conf.modifications[0].cluster.match.tags"
+        );
+        assert_eq!(
+            decode_error_path(&DOC.replace(
+                "- cluster:\n        operation: remove",
+                "- route:\n        operation: remove"
+            )),
+            "conf.modifications[5]"
+        );
+        assert_eq!(
+            decode_error_path(&DOC.replace("      version: v1", "      kind: v1")),
+            "conf.resources[0].kind"
+        );
     }
 }

@@ -137,13 +137,14 @@ fn check_back_off(path: &FieldPath, b: Option<&BackOff>, v: &mut Validator) {
     }
     let max = path.field("maxInterval");
     optional_positive(&max, b.max_interval.as_ref(), v);
-    if let (Some(lo), Some(hi)) = (&b.base_interval, &b.max_interval) {
-        if !hi.as_duration().is_zero() && hi.as_duration() < lo.as_duration() {
-            v.violation(
-                &max,
-                format!("must not be shorter than baseInterval ({hi} < {lo})"),
-            );
-        }
+    if let (Some(lo), Some(hi)) = (&b.base_interval, &b.max_interval)
+        && !hi.as_duration().is_zero()
+        && hi.as_duration() < lo.as_duration()
+    {
+        v.violation(
+            &max,
+            format!("must not be shorter than baseInterval ({hi} < {lo})"),
+        );
     }
 }
 
@@ -207,17 +208,16 @@ impl RetrySpec {
                 "retry condition",
                 v,
             );
-            if http.retriable_status_codes.is_empty() {
-                if let Some(i) = http
+            if http.retriable_status_codes.is_empty()
+                && let Some(i) = http
                     .retry_on
                     .iter()
                     .position(|r| r == "retriable_status_codes")
-                {
-                    v.violation(
-                        &p.field("retryOn").index(i),
-                        "retriable_status_codes needs retriableStatusCodes to be set",
-                    );
-                }
+            {
+                v.violation(
+                    &p.field("retryOn").index(i),
+                    "retriable_status_codes needs retriableStatusCodes to be set",
+                );
             }
         }
         if let Some(tcp) = &conf.tcp {

@@ -320,35 +320,35 @@ impl LoadBalancer {
     fn check(&self, path: &FieldPath, v: &mut Validator) {
         match self {
             LoadBalancer::LeastRequest(lr) => {
-                if let Some(n) = lr.choice_count {
-                    if n < 2 {
-                        v.violation(
-                            &path.field("leastRequest").field("choiceCount"),
-                            format!("must be at least 2, got {n}"),
-                        );
-                    }
+                if let Some(n) = lr.choice_count
+                    && n < 2
+                {
+                    v.violation(
+                        &path.field("leastRequest").field("choiceCount"),
+                        format!("must be at least 2, got {n}"),
+                    );
                 }
             }
             LoadBalancer::RingHash(rh) => {
                 let rp = path.field("ringHash");
-                if let Some(f) = &rh.hash_function {
-                    if !RING_HASH_FUNCTIONS.contains(&f.as_str()) {
-                        v.violation(
-                            &rp.field("hashFunction"),
-                            format!(
-                                "unknown hash function {f:?}: must be one of {}",
-                                RING_HASH_FUNCTIONS.join(", ")
-                            ),
-                        );
-                    }
+                if let Some(f) = &rh.hash_function
+                    && !RING_HASH_FUNCTIONS.contains(&f.as_str())
+                {
+                    v.violation(
+                        &rp.field("hashFunction"),
+                        format!(
+                            "unknown hash function {f:?}: must be one of {}",
+                            RING_HASH_FUNCTIONS.join(", ")
+                        ),
+                    );
                 }
-                if let (Some(min), Some(max)) = (rh.min_ring_size, rh.max_ring_size) {
-                    if min > max {
-                        v.violation(
-                            &rp.field("minRingSize"),
-                            format!("must not exceed maxRingSize ({min} > {max})"),
-                        );
-                    }
+                if let (Some(min), Some(max)) = (rh.min_ring_size, rh.max_ring_size)
+                    && min > max
+                {
+                    v.violation(
+                        &rp.field("minRingSize"),
+                        format!("must not exceed maxRingSize ({min} > {max})"),
+                    );
                 }
             }
             LoadBalancer::RoundRobin(_) | LoadBalancer::Random(_) | LoadBalancer::Maglev(_) => {}
@@ -546,6 +546,7 @@ impl Policy for TrafficRouteSpec {
 mod tests {
     use super::super::util::testing::*;
     use super::*;
+    use crate::resource::Resource;
 
     const LEGACY: &str = r#"
 type: TrafficRoute
@@ -943,6 +944,4 @@ conf:
                 .is_err()
         );
     }
-
-    use crate::resource::Resource;
 }
