@@ -18,10 +18,6 @@
 //!
 //! Any port may be 0, meaning "bind an ephemeral port".
 
-// The binary reads only part of this API; the rest (the key table, the
-// validation entry point) is there for tests, tools and later wiring.
-#![allow(dead_code)]
-
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -587,6 +583,9 @@ pub enum ConfigError {
 // ---------------------------------------------------------------------------
 
 /// One configuration key that an environment variable can set.
+// `example` and `get` serve the tests (and tools listing the keys); the
+// binary itself only applies values.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Clone, Copy)]
 pub struct EnvKey {
     /// The dotted YAML key, e.g. `xdsServer.grpcPort`.
