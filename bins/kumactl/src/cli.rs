@@ -1,0 +1,212 @@
+//! Command-line flags and subcommands (clap derive).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Management tool for a Kuma-compatible service mesh control plane.
+#[derive(Debug, Parser)]
+#[command(name = "kumactl", version)]
+pub struct Cli {
+    /// Path to the kumactl config file [default: ~/.kumactl/config].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Talk to the API server at this URL instead of the active Control Plane.
+    #[arg(long, global = true, value_name = "URL")]
+    pub api_url: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// kumactl's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update resources from YAML.
+    Apply(ApplyArgs),
+    /// Show resources.
+    Get(GetArgs),
+    /// Delete a resource.
+    Delete(DeleteArgs),
+    /// Show resources together with their runtime status.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// Manage the kumactl configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the client version, and the server's when it answers.
+    Version,
+}
+
+/// How `get` and `inspect` print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// An aligned table.
+    Table,
+    /// YAML, as the API returns it.
+    Yaml,
+    /// JSON, as the API returns it.
+    Json,
+}
+
+/// `kumactl apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// YAML file with one or more resources separated by `---`; `-` reads stdin.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: String,
+    /// A value for a `{{ key }}` placeholder in the file (repeatable).
+    #[arg(short = 'v', long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Print the resources that would be applied, send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kumactl get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Resource type: plural to list (`dataplanes`), singular with a NAME
+    /// for one (`dataplane backend-1`).
+    #[arg(value_name = "TYPE")]
+    pub resource_type: String,
+    /// Name of one resource.
+    pub name: Option<String>,
+    /// Mesh of mesh-scoped types.
+    #[arg(short, long, default_value = "default")]
+    pub mesh: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `kumactl delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Resource type, e.g. `traffic-permission`.
+    #[arg(value_name = "TYPE")]
+    pub resource_type: String,
+    /// Name of the resource.
+    pub name: String,
+    /// Mesh of mesh-scoped types.
+    #[arg(short, long, default_value = "default")]
+    pub mesh: String,
+}
+
+/// `kumactl inspect`.
+#[derive(Debug, Subcommand)]
+pub enum InspectCommand {
+    /// Dataplanes with their xDS connection status.
+    Dataplanes(InspectArgs),
+    /// Meshes with how many resources of each type they hold.
+    Meshes(InspectArgs),
+}
+
+/// Flags of the `inspect` subcommands.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Only this mesh [default: every mesh].
+    #[arg(short, long)]
+    pub mesh: Option<String>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// `kumactl config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Manage known Control Planes.
+    #[command(subcommand, name = "control-planes")]
+    ControlPlanes(ControlPlanesCommand),
+}
+
+/// `kumactl config control-planes`.
+#[derive(Debug, Subcommand)]
+pub enum ControlPlanesCommand {
+    /// Add a Control Plane and make it the active one.
+    Add {
+        /// Name for the Control Plane.
+        #[arg(long)]
+        name: String,
+        /// URL of its API server, e.g. `http://localhost:5681`.
+        #[arg(long)]
+        address: String,
+        /// Replace a Control Plane of the same name.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List the known Control Planes.
+    List,
+    /// Make another Control Plane the active one.
+    Switch {
+        /// Name of the Control Plane.
+        #[arg(long)]
+        name: String,
+    },
+    /// Forget a Control Plane.
+    Remove {
+        /// Name of the Control Plane.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn apply_takes_repeated_vars() {
+        let cli = Cli::try_parse_from([
+            "kumactl",
+            "apply",
+            "-f",
+            "-",
+            "-v",
+            "a=1",
+            "--var",
+            "b=2",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Command::Apply(args) = cli.command else {
+            panic!("not apply");
+        };
+        assert_eq!(args.vars, vec!["a=1", "b=2"]);
+        assert!(args.dry_run);
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from([
+            "kumactl",
+            "get",
+            "meshes",
+            "-o",
+            "yaml",
+            "--config-file",
+            "/tmp/c",
+        ])
+        .unwrap();
+        assert_eq!(cli.config_file, Some(PathBuf::from("/tmp/c")));
+        let Command::Get(args) = cli.command else {
+            panic!("not get");
+        };
+        assert_eq!(args.output, Output::Yaml);
+        assert_eq!(args.mesh, "default");
+    }
+}
