@@ -1,0 +1,285 @@
+//! Answers one DNS request: bytes in, bytes out, no I/O.
+//!
+//! Parsing and encoding are hickory-proto's; this file only decides what
+//! the answer is:
+//! - `<service>.<domain>` (any case), type A or ANY: one A record with the
+//!   VIP, TTL 60, authoritative;
+//! - a known service with another type: NOERROR, no answer, the SOA in the
+//!   authority section (NODATA);
+//! - an unknown name in the domain: NXDOMAIN with the SOA;
+//! - the domain itself: its SOA for type SOA, NODATA otherwise;
+//! - a name outside the domain, a class other than IN, or a zone
+//!   transfer: REFUSED;
+//! - a packet that does not parse: FORMERR when at least its header does,
+//!   nothing otherwise; responses are never answered;
+//! - EDNS(0): an OPT record is answered with an OPT record, a version
+//!   other than 0 with BADVERS; UDP answers fit the client's buffer size
+//!   (512 bytes without EDNS), or are truncated with TC set.
+
+use crate::config::DnsConfig;
+use crate::error::DnsError;
+use crate::metrics::{DnsMetrics, QueryResult};
+use crate::table::VipTable;
+use hickory_proto::op::{Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, SOA};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+
+/// The transport a request came over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP: answers are limited to the client's buffer size.
+    Udp,
+    /// TCP: answers up to 65,535 bytes.
+    Tcp,
+}
+
+/// Parses a domain such as `mesh` or `mesh.` into a lowercase FQDN.
+pub fn domain_name(domain: &str) -> Result<Name, DnsError> {
+    let bad = |message: String| DnsError::InvalidConfig {
+        field: "dnsServer.domain",
+        message,
+    };
+    let trimmed = domain.trim().trim_end_matches('.');
+    if trimmed.is_empty() {
+        return Err(bad("must not be empty (e.g. mesh)".to_string()));
+    }
+    let name = Name::from_ascii(format!("{trimmed}."))
+        .map_err(|e| bad(format!("{domain:?} is not a DNS name: {e}")))?;
+    Ok(name.to_lowercase())
+}
+
+/// Decides and encodes answers for the configured domain.
+#[derive(Debug, Clone)]
+pub struct DnsHandler {
+    apex: Name,
+    apex_labels: Vec<Vec<u8>>,
+    mname: Name,
+    rname: Name,
+    ttl: u32,
+    max_udp_payload: u16,
+    table: VipTable,
+    metrics: DnsMetrics,
+}
+
+impl DnsHandler {
+    /// A handler answering from `table` and counting into `metrics`.
+    pub fn new(config: &DnsConfig, table: VipTable, metrics: DnsMetrics) -> Result<Self, DnsError> {
+        config.validate()?;
+        let apex = domain_name(&config.domain)?;
+        let apex_labels = apex.iter().map(|l| l.to_ascii_lowercase()).collect();
+        let child = |label: &str| {
+            Name::from_ascii(label)
+                .and_then(|n| n.append_domain(&apex))
+                .map_err(|e| DnsError::InvalidConfig {
+                    field: "dnsServer.domain",
+                    message: format!("{:?} is too long: {e}", config.domain),
+                })
+        };
+        Ok(Self {
+            mname: child("ns")?,
+            rname: child("hostmaster")?,
+            apex,
+            apex_labels,
+            ttl: config.ttl,
+            max_udp_payload: config.max_udp_payload,
+            table,
+            metrics,
+        })
+    }
+
+    /// The metrics this handler counts into.
+    pub fn metrics(&self) -> &DnsMetrics {
+        &self.metrics
+    }
+
+    /// Answers `request` into `out` (cleared first) and counts the result.
+    /// An empty `out` means: send nothing.
+    pub fn handle(&self, request: &[u8], transport: Transport, out: &mut Vec<u8>) -> QueryResult {
+        let result = self.respond(request, transport, out);
+        self.metrics.query(result);
+        result
+    }
+
+    /// [`handle`](Self::handle) into a new buffer; `None` when nothing is
+    /// to be sent.
+    pub fn answer(&self, request: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(512);
+        self.handle(request, transport, &mut out);
+        (!out.is_empty()).then_some(out)
+    }
+
+    fn respond(&self, bytes: &[u8], transport: Transport, out: &mut Vec<u8>) -> QueryResult {
+        out.clear();
+        let request = match Message::from_vec(bytes) {
+            Ok(m) => m,
+            Err(_) => return self.header_only_error(bytes, out),
+        };
+        if request.metadata.message_type != MessageType::Query {
+            return QueryResult::Dropped;
+        }
+        let mut response = Message::new(0, MessageType::Response, request.metadata.op_code);
+        response.metadata = Metadata::response_from_request(&request.metadata);
+        let limit = match transport {
+            Transport::Tcp => usize::from(u16::MAX),
+            Transport::Udp => match &request.edns {
+                Some(e) => usize::from(e.max_payload().clamp(512, self.max_udp_payload)),
+                None => 512,
+            },
+        };
+        let result = self.resolve(&request, &mut response);
+        self.encode(&response, limit, out);
+        result
+    }
+
+    fn resolve(&self, request: &Message, response: &mut Message) -> QueryResult {
+        if let Some(req_edns) = &request.edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(self.max_udp_payload);
+            response.set_edns(edns);
+            if req_edns.version() > 0 {
+                response.metadata.response_code = ResponseCode::BADVERS;
+                return QueryResult::BadVers;
+            }
+        }
+        if request.metadata.op_code != OpCode::Query {
+            response.metadata.response_code = ResponseCode::NotImp;
+            return QueryResult::NotImp;
+        }
+        let [query] = request.queries.as_slice() else {
+            response.metadata.response_code = ResponseCode::FormErr;
+            return QueryResult::FormErr;
+        };
+        response.add_query(query.clone());
+        self.resolve_query(query, response)
+    }
+
+    fn resolve_query(&self, query: &Query, response: &mut Message) -> QueryResult {
+        let refused = |response: &mut Message| {
+            response.metadata.response_code = ResponseCode::Refused;
+            QueryResult::Refused
+        };
+        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY)
+            || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
+        {
+            return refused(response);
+        }
+        let name = query.name();
+        let n = usize::from(name.num_labels());
+        let d = self.apex_labels.len();
+        let in_domain = n >= d
+            && name
+                .iter()
+                .skip(n - d)
+                .zip(&self.apex_labels)
+                .all(|(l, a)| l.eq_ignore_ascii_case(a));
+        if !in_domain {
+            return refused(response);
+        }
+        response.metadata.authoritative = true;
+        let snapshot = self.table.load();
+        let qtype = query.query_type();
+        if n == d {
+            if qtype == RecordType::SOA {
+                response.add_answer(self.soa(snapshot.serial()));
+                return QueryResult::NoError;
+            }
+            response.add_authority(self.soa(snapshot.serial()));
+            return QueryResult::NoData;
+        }
+        // The service is the labels before the domain, lowercased into a
+        // stack buffer (no allocation on the hot path).
+        let mut buf = [0u8; 256];
+        let mut len = 0;
+        for (i, label) in name.iter().take(n - d).enumerate() {
+            let need = label.len() + usize::from(i > 0);
+            if len + need > buf.len() {
+                len = 0;
+                break;
+            }
+            if i > 0 {
+                buf[len] = b'.';
+                len += 1;
+            }
+            for b in label {
+                buf[len] = b.to_ascii_lowercase();
+                len += 1;
+            }
+        }
+        let vip = std::str::from_utf8(&buf[..len])
+            .ok()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| snapshot.get(s));
+        match vip {
+            Some(vip) if matches!(qtype, RecordType::A | RecordType::ANY) => {
+                response.add_answer(Record::from_rdata(
+                    name.clone(),
+                    self.ttl,
+                    RData::A(A(vip)),
+                ));
+                QueryResult::NoError
+            }
+            Some(_) => {
+                response.add_authority(self.soa(snapshot.serial()));
+                QueryResult::NoData
+            }
+            None => {
+                response.metadata.response_code = ResponseCode::NXDomain;
+                response.add_authority(self.soa(snapshot.serial()));
+                QueryResult::NxDomain
+            }
+        }
+    }
+
+    fn soa(&self, serial: u32) -> Record {
+        Record::from_rdata(
+            self.apex.clone(),
+            self.ttl,
+            RData::SOA(SOA::new(
+                self.mname.clone(),
+                self.rname.clone(),
+                serial,
+                3600,
+                600,
+                86400,
+                self.ttl,
+            )),
+        )
+    }
+
+    /// FORMERR for a request whose header parses but whose body does not;
+    /// nothing for anything else.
+    fn header_only_error(&self, bytes: &[u8], out: &mut Vec<u8>) -> QueryResult {
+        let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
+            return QueryResult::Dropped;
+        };
+        if header.metadata.message_type != MessageType::Query {
+            return QueryResult::Dropped;
+        }
+        let mut response = Message::error_msg(
+            header.metadata.id,
+            header.metadata.op_code,
+            ResponseCode::FormErr,
+        );
+        response.metadata.recursion_desired = header.metadata.recursion_desired;
+        self.encode(&response, 512, out);
+        QueryResult::FormErr
+    }
+
+    fn encode(&self, response: &Message, limit: usize, out: &mut Vec<u8>) {
+        out.clear();
+        let ok = response.emit(&mut BinEncoder::new(out)).is_ok();
+        if ok && out.len() <= limit {
+            return;
+        }
+        // Too big for the client's buffer (or not encodable): the header,
+        // the question and the OPT record only, with TC set.
+        out.clear();
+        if response.truncate().emit(&mut BinEncoder::new(out)).is_err() {
+            out.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

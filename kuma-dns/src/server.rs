@@ -1,0 +1,141 @@
+//! The DNS server over already-bound UDP and TCP sockets.
+//!
+//! UDP: one task receives, answers and sends, reusing its buffers. TCP:
+//! one task per connection reading length-prefixed messages (RFC 1035
+//! 4.2.2), closed after an idle timeout, with a cap on open connections.
+
+use crate::config::DnsConfig;
+use crate::error::DnsError;
+use crate::handler::{DnsHandler, Transport};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+/// Serves a [`DnsHandler`] over UDP and TCP.
+#[derive(Debug, Clone)]
+pub struct DnsServer {
+    handler: Arc<DnsHandler>,
+    tcp_idle_timeout: Duration,
+    tcp_slots: Arc<Semaphore>,
+}
+
+impl DnsServer {
+    /// A server answering with `handler`, with TCP limits from `config`.
+    pub fn new(handler: DnsHandler, config: &DnsConfig) -> Self {
+        Self {
+            handler: Arc::new(handler),
+            tcp_idle_timeout: config.tcp_idle_timeout,
+            tcp_slots: Arc::new(Semaphore::new(config.max_tcp_connections.max(1))),
+        }
+    }
+
+    /// The handler answering queries.
+    pub fn handler(&self) -> &DnsHandler {
+        &self.handler
+    }
+
+    /// Serves UDP and TCP until `shutdown` completes.
+    pub async fn serve(
+        self,
+        udp: UdpSocket,
+        tcp: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), DnsError> {
+        tokio::select! {
+            () = shutdown => Ok(()),
+            r = self.serve_udp(udp) => r,
+            r = self.serve_tcp(tcp) => r,
+        }
+    }
+
+    /// Answers UDP queries on `socket` forever.
+    pub async fn serve_udp(&self, socket: UdpSocket) -> Result<(), DnsError> {
+        let mut request = vec![0u8; 65_535];
+        let mut response = Vec::with_capacity(1232);
+        loop {
+            let (len, peer) = match socket.recv_from(&mut request).await {
+                Ok(r) => r,
+                // ICMP errors of earlier sends surface here on some systems.
+                Err(e) => {
+                    debug!(error = %e, "udp receive failed");
+                    continue;
+                }
+            };
+            self.handler
+                .handle(&request[..len], Transport::Udp, &mut response);
+            if response.is_empty() {
+                continue;
+            }
+            if let Err(e) = socket.send_to(&response, peer).await {
+                debug!(%peer, error = %e, "udp send failed");
+            }
+        }
+    }
+
+    /// Accepts TCP connections on `listener` forever.
+    pub async fn serve_tcp(&self, listener: TcpListener) -> Result<(), DnsError> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    debug!(error = %e, "tcp accept failed");
+                    // Out of file descriptors: give others a moment.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.tcp_slots.clone().try_acquire_owned() else {
+                debug!(%peer, "too many tcp connections; closing");
+                continue;
+            };
+            let handler = self.handler.clone();
+            let idle = self.tcp_idle_timeout;
+            tokio::spawn(async move {
+                if let Err(e) = serve_connection(&handler, stream, idle).await {
+                    debug!(%peer, error = %e, "tcp connection ended");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+async fn serve_connection(
+    handler: &DnsHandler,
+    mut stream: TcpStream,
+    idle: Duration,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut request = Vec::with_capacity(512);
+    let mut response = Vec::with_capacity(512);
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(()),
+        }
+        request.resize(usize::from(u16::from_be_bytes(len)), 0);
+        match tokio::time::timeout(idle, stream.read_exact(&mut request)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        };
+        handler.handle(&request, Transport::Tcp, &mut response);
+        if response.is_empty() {
+            // Nothing sensible to say: the stream is out of sync.
+            return Ok(());
+        }
+        let Ok(n) = u16::try_from(response.len()) else {
+            return Ok(());
+        };
+        let mut framed = Vec::with_capacity(response.len() + 2);
+        framed.extend_from_slice(&n.to_be_bytes());
+        framed.extend_from_slice(&response);
+        stream.write_all(&framed).await?;
+    }
+}
