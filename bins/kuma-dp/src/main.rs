@@ -1,7 +1,147 @@
-//! `kuma-dp`: fetches an Envoy bootstrap from kuma-cp and supervises Envoy.
-//! Lands with the xDS milestone; today it only reports that.
+//! `kuma-dp`: the Kuma data-plane launcher.
+//!
+//! It fetches an Envoy bootstrap from kuma-cp (through the catalog and the
+//! bootstrap server) and supervises a real Envoy process, forwarding signals
+//! and exiting with Envoy's status.
+
+mod admin_port;
+mod bootstrap;
+mod cli;
+mod dataplane;
+mod envoy;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{Cli, Command, RunArgs};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
 
 fn main() {
-    eprintln!("kuma-dp {}: not implemented yet", env!("CARGO_PKG_VERSION"));
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Command::Version => {
+            println!("kuma-dp {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Command::Run(args) => args,
+    };
+    init_tracing(args.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(run(*args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    };
+    // A bootstrap request may still be in flight on a blocking thread when a
+    // signal ends the wait; don't wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    std::process::exit(code);
+}
+
+fn init_tracing(level: cli::LogLevel) {
+    let filter = tracing_subscriber::EnvFilter::new(level.as_directive());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// The config directory: the given one (created) or a temporary one that is
+/// removed when the guard drops.
+fn config_dir(given: Option<&PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match given {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create --config-dir {}", dir.display()))?;
+            Ok((dir.clone(), None))
+        }
+        None => {
+            let tmp = tempfile::Builder::new()
+                .prefix("kuma-dp-")
+                .tempdir()
+                .context("cannot create a temporary config directory")?;
+            Ok((tmp.path().to_path_buf(), Some(tmp)))
+        }
+    }
+}
+
+/// Token path for the request: absolute, so Envoy finds it whatever its
+/// working directory; checked to be readable.
+fn token_path(given: Option<&PathBuf>) -> anyhow::Result<String> {
+    let Some(path) = given.filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(String::new());
+    };
+    std::fs::File::open(path)
+        .with_context(|| format!("cannot read --dataplane-token-file {}", path.display()))?;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+    Ok(abs.display().to_string())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    // Everything that can be checked locally is, before the control plane
+    // is contacted.
+    let identity = dataplane::load(&args)?;
+    let binary = envoy::resolve_binary(&args.binary_path, std::env::var_os("PATH").as_deref())?;
+    let client = bootstrap::Client::new(&args.cp_address)?;
+    let dataplane_token_path = token_path(args.dataplane_token_file.as_ref())?;
+    let admin_port = args.admin_port.unwrap_or_default().pick()?;
+    tracing::info!(
+        name = %identity.name,
+        mesh = %identity.mesh,
+        admin_port,
+        "Envoy admin port chosen: 127.0.0.1:{admin_port}"
+    );
+
+    let mut signals = envoy::Signals::install()?;
+    let (dir, _tmp_guard) = config_dir(args.config_dir.as_ref())?;
+
+    let request = bootstrap::BootstrapRequest {
+        mesh: identity.mesh.clone(),
+        name: identity.name.clone(),
+        admin_port,
+        dataplane_token_path,
+        dataplane_resource: identity
+            .resource
+            .as_ref()
+            .map(|r| r.to_json())
+            .unwrap_or_default(),
+        delta_xds: args.xds_delta,
+        version: bootstrap::BootstrapRequest::current_version(),
+    };
+    tracing::info!(cp = %args.cp_address, "fetching the Envoy bootstrap from the control plane");
+    let interrupt = async {
+        let sig = signals.recv().await;
+        tracing::info!(signal = %sig, "signal received before Envoy started; exiting");
+    };
+    let yaml = match bootstrap::fetch_with_retries(&client, &request, interrupt).await? {
+        bootstrap::Fetched::Bootstrap(yaml) => yaml,
+        bootstrap::Fetched::Interrupted => return Ok(0),
+    };
+
+    let config_path = dir.join("bootstrap.yaml");
+    std::fs::write(&config_path, yaml)
+        .with_context(|| format!("cannot write the bootstrap to {}", config_path.display()))?;
+    tracing::info!(path = %config_path.display(), "Envoy bootstrap written");
+
+    let cmd = envoy::EnvoyCommand {
+        binary,
+        config_path,
+        log_level: args.envoy_log_level.clone(),
+        concurrency: args.concurrency,
+    };
+    envoy::run(&cmd, &mut signals).await
 }

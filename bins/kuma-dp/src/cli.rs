@@ -1,0 +1,235 @@
+//! Command-line interface: `kuma-dp run ...`, `kuma-dp version`.
+//!
+//! Flags mirror Kuma's `kuma-dp`, including the `KUMA_*` environment
+//! variables that users' scripts set instead of flags.
+
+use crate::admin_port::AdminPortRange;
+use clap::builder::PossibleValuesParser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Top-level command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kuma-dp",
+    version,
+    about = "Kuma data-plane launcher: fetches an Envoy bootstrap from kuma-cp and runs Envoy"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch the Envoy bootstrap from the control plane and run Envoy.
+    Run(Box<RunArgs>),
+    /// Print the version.
+    Version,
+}
+
+/// Verbosity of kuma-dp's own logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// No logs.
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Normal operation (default).
+    Info,
+    /// Debugging detail.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn as_directive(self) -> &'static str {
+        match self {
+            LogLevel::Off => "off",
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+/// Log levels Envoy accepts for `--log-level`.
+pub const ENVOY_LOG_LEVELS: [&str; 8] = [
+    "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
+];
+
+/// Flags of `kuma-dp run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// URL of the control plane's HTTP API.
+    #[arg(
+        long = "cp-address",
+        env = "KUMA_CONTROL_PLANE_URL",
+        default_value = "http://localhost:5681",
+        value_name = "URL"
+    )]
+    pub cp_address: String,
+
+    /// Name of the Dataplane (defaults to the name in --dataplane/--dataplane-file).
+    #[arg(long, env = "KUMA_DATAPLANE_NAME")]
+    pub name: Option<String>,
+
+    /// Mesh of the Dataplane (defaults to the resource's mesh, then "default").
+    #[arg(long, env = "KUMA_DATAPLANE_MESH")]
+    pub mesh: Option<String>,
+
+    /// File with the Dataplane resource in universal YAML (created on connect).
+    #[arg(
+        long = "dataplane-file",
+        value_name = "FILE",
+        conflicts_with = "dataplane"
+    )]
+    pub dataplane_file: Option<PathBuf>,
+
+    /// The Dataplane resource in universal YAML, inline.
+    #[arg(long = "dataplane", value_name = "YAML")]
+    pub dataplane: Option<String>,
+
+    /// Value for a `{{ key }}` placeholder in the Dataplane template (repeatable).
+    #[arg(
+        long = "dataplane-var",
+        value_name = "KEY=VALUE",
+        value_parser = crate::dataplane::parse_var
+    )]
+    pub dataplane_var: Vec<(String, String)>,
+
+    /// File with the dataplane token, handed to the control plane's bootstrap.
+    #[arg(
+        long = "dataplane-token-file",
+        env = "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
+        value_name = "FILE"
+    )]
+    pub dataplane_token_file: Option<PathBuf>,
+
+    /// Envoy admin port, or a range FROM-TO to take the first free port from
+    /// [default: first free port >= 30001].
+    #[arg(
+        long = "admin-port",
+        env = "KUMA_DATAPLANE_ADMIN_PORT",
+        value_name = "PORT|FROM-TO"
+    )]
+    pub admin_port: Option<AdminPortRange>,
+
+    /// Path of the Envoy binary (looked up in PATH when it has no `/`).
+    #[arg(
+        long = "binary-path",
+        env = "KUMA_DATAPLANE_RUNTIME_BINARY_PATH",
+        default_value = "envoy",
+        value_name = "PATH"
+    )]
+    pub binary_path: PathBuf,
+
+    /// Directory for the generated Envoy bootstrap [default: a temporary
+    /// directory removed on exit].
+    #[arg(
+        long = "config-dir",
+        env = "KUMA_DATAPLANE_RUNTIME_CONFIG_DIR",
+        value_name = "DIR"
+    )]
+    pub config_dir: Option<PathBuf>,
+
+    /// Number of Envoy worker threads (Envoy's --concurrency).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+
+    /// Ask the control plane for incremental (delta) xDS.
+    #[arg(long = "xds-delta")]
+    pub xds_delta: bool,
+
+    /// Level of kuma-dp's own logs.
+    #[arg(long = "log-level", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+
+    /// Envoy's log level.
+    #[arg(
+        long = "envoy-log-level",
+        default_value = "info",
+        value_parser = PossibleValuesParser::new(ENVOY_LOG_LEVELS)
+    )]
+    pub envoy_log_level: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "kuma-dp",
+            "run",
+            "--cp-address",
+            "http://127.0.0.1:5681",
+            "--name",
+            "web-1",
+            "--admin-port",
+            "9901",
+            "--dataplane-var",
+            "a=b=c",
+            "--concurrency",
+            "2",
+            "--xds-delta",
+            "--envoy-log-level",
+            "debug",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(args.cp_address, "http://127.0.0.1:5681");
+        assert_eq!(args.name.as_deref(), Some("web-1"));
+        assert_eq!(
+            args.admin_port,
+            Some(AdminPortRange {
+                from: 9901,
+                to: 9901
+            })
+        );
+        assert_eq!(
+            args.dataplane_var,
+            vec![("a".to_string(), "b=c".to_string())]
+        );
+        assert_eq!(args.concurrency, Some(2));
+        assert!(args.xds_delta);
+        assert_eq!(args.envoy_log_level, "debug");
+        assert_eq!(args.binary_path, PathBuf::from("envoy"));
+    }
+
+    #[test]
+    fn dataplane_and_file_conflict() {
+        let err = Cli::try_parse_from([
+            "kuma-dp",
+            "run",
+            "--dataplane",
+            "x",
+            "--dataplane-file",
+            "f",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn bad_envoy_log_level_is_rejected() {
+        assert!(Cli::try_parse_from(["kuma-dp", "run", "--envoy-log-level", "loud"]).is_err());
+    }
+}
