@@ -20,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        allocator.sync(names.iter().map(String::as_str), tokio::time::Instant::now());
+        allocator.sync(
+            names.iter().map(String::as_str),
+            tokio::time::Instant::now(),
+        );
         dns.table().publish(allocator.vips());
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let udp = UdpSocket::bind(addr).await?;

@@ -181,7 +181,9 @@ impl<P: VipPersistence> VipController<P> {
 
     async fn reconcile(&mut self) {
         let services = self.index.services();
-        let out = self.allocator.sync(services.iter().copied(), Instant::now());
+        let out = self
+            .allocator
+            .sync(services.iter().copied(), Instant::now());
         for (service, vip) in &out.assigned {
             debug!(%service, %vip, "VIP assigned");
         }

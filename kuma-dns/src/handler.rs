@@ -20,7 +20,9 @@ use crate::config::DnsConfig;
 use crate::error::DnsError;
 use crate::metrics::{DnsMetrics, QueryResult};
 use crate::table::VipTable;
-use hickory_proto::op::{Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::op::{
+    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
@@ -212,11 +214,7 @@ impl DnsHandler {
             .and_then(|s| snapshot.get(s));
         match vip {
             Some(vip) if matches!(qtype, RecordType::A | RecordType::ANY) => {
-                response.add_answer(Record::from_rdata(
-                    name.clone(),
-                    self.ttl,
-                    RData::A(A(vip)),
-                ));
+                response.add_answer(Record::from_rdata(name.clone(), self.ttl, RData::A(A(vip))));
                 QueryResult::NoError
             }
             Some(_) => {

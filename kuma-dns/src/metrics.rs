@@ -1,11 +1,11 @@
 //! Prometheus metrics of the DNS server and the VIP allocator.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use std::fmt::Write;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::fmt::Write;
 
 /// How a query was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,8 +83,8 @@ impl DnsMetrics {
     /// Fresh metrics, not registered anywhere yet.
     pub fn new() -> Self {
         let queries = Family::<ResultLabel, Counter>::default();
-        let by_result = QueryResult::ALL
-            .map(|result| queries.get_or_create(&ResultLabel { result }).clone());
+        let by_result =
+            QueryResult::ALL.map(|result| queries.get_or_create(&ResultLabel { result }).clone());
         Self {
             queries,
             by_result,

@@ -22,8 +22,11 @@ pub trait VipPersistence: Send + Sync + 'static {
     fn load(&self) -> impl Future<Output = Result<BTreeMap<String, MeshVips>, DnsError>> + Send;
 
     /// Replaces the VIPs of `mesh`; an empty map removes them.
-    fn save(&self, mesh: &str, vips: &MeshVips)
-    -> impl Future<Output = Result<(), DnsError>> + Send;
+    fn save(
+        &self,
+        mesh: &str,
+        vips: &MeshVips,
+    ) -> impl Future<Output = Result<(), DnsError>> + Send;
 }
 
 /// Keeps VIPs in memory; clones share them.
@@ -84,7 +87,9 @@ pub fn decode_vips(mesh: &str, text: &str) -> Result<MeshVips, DnsError> {
     raw.into_iter()
         .map(|(service, ip)| match ip.parse::<Ipv4Addr>() {
             Ok(ip) => Ok((service, ip)),
-            Err(_) => Err(bad(format!("{ip:?} of service {service:?} is not an IPv4 address"))),
+            Err(_) => Err(bad(format!(
+                "{ip:?} of service {service:?} is not an IPv4 address"
+            ))),
         })
         .collect()
 }

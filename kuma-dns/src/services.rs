@@ -110,25 +110,33 @@ mod tests {
 
     #[test]
     fn inbound_ingress_and_external_services() {
-        let dp = res("type: Dataplane\nmesh: default\nname: dp-1\nnetworking:\n  address: 10.0.0.1\n  \
+        let dp = res(
+            "type: Dataplane\nmesh: default\nname: dp-1\nnetworking:\n  address: 10.0.0.1\n  \
              inbound:\n  - port: 80\n    tags: {kuma.io/service: web}\n  - port: 81\n    tags: {kuma.io/service: admin}\n  \
-             outbound:\n  - port: 1000\n    tags: {kuma.io/service: not-counted}\n");
+             outbound:\n  - port: 1000\n    tags: {kuma.io/service: not-counted}\n",
+        );
         assert_eq!(
             services_of(&dp),
             BTreeSet::from(["web".to_string(), "admin".to_string()])
         );
-        let ingress = res("type: Dataplane\nmesh: default\nname: ingress\nnetworking:\n  address: 10.0.0.2\n  \
+        let ingress = res(
+            "type: Dataplane\nmesh: default\nname: ingress\nnetworking:\n  address: 10.0.0.2\n  \
              inbound:\n  - port: 10001\n    tags: {kuma.io/service: ingress}\n  \
-             ingress:\n    availableServices:\n    - tags: {kuma.io/service: remote-web}\n");
+             ingress:\n    availableServices:\n    - tags: {kuma.io/service: remote-web}\n",
+        );
         assert_eq!(
             services_of(&ingress),
             BTreeSet::from(["ingress".to_string(), "remote-web".to_string()])
         );
-        let gw = res("type: Dataplane\nmesh: default\nname: gw\nnetworking:\n  address: 10.0.0.3\n  \
-             gateway:\n    tags: {kuma.io/service: edge}\n");
+        let gw = res(
+            "type: Dataplane\nmesh: default\nname: gw\nnetworking:\n  address: 10.0.0.3\n  \
+             gateway:\n    tags: {kuma.io/service: edge}\n",
+        );
         assert!(services_of(&gw).is_empty());
-        let es = res("type: ExternalService\nmesh: m2\nname: httpbin\nnetworking:\n  address: httpbin.org:80\n\
-             tags: {kuma.io/service: httpbin}\n");
+        let es = res(
+            "type: ExternalService\nmesh: m2\nname: httpbin\nnetworking:\n  address: httpbin.org:80\n\
+             tags: {kuma.io/service: httpbin}\n",
+        );
         assert_eq!(services_of(&es), BTreeSet::from(["httpbin".to_string()]));
 
         let mut index = ServiceIndex::new();

@@ -44,9 +44,11 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    /// A registry with the control plane's metrics.
-    pub fn new(version: &str) -> Arc<Self> {
+    /// A registry with the control plane's metrics; `register` adds those
+    /// of other components (e.g. DNS) under the `kuma_cp` prefix.
+    pub fn new(version: &str, register: impl FnOnce(&mut Registry)) -> Arc<Self> {
         let mut registry = Registry::with_prefix("kuma_cp");
+        register(&mut registry);
         let resources = Family::<TypeLabel, Gauge>::default();
         registry.register(
             "resources",

@@ -4,6 +4,7 @@
 
 mod config;
 mod diagnostics;
+mod dns;
 mod server;
 
 use clap::{Parser, Subcommand};

@@ -108,7 +108,16 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         ),
     };
     let manager = ResourceManager::new(store.clone());
-    let diagnostics = Diagnostics::new(VERSION);
+    // Kuma DNS runs in standalone and remote modes, not in global.
+    let dns = match config.mode {
+        Mode::Global => None,
+        _ => Some(crate::dns::prepare(&config)?),
+    };
+    let diagnostics = Diagnostics::new(VERSION, |registry| {
+        if let Some(dns) = &dns {
+            dns.metrics().register(registry);
+        }
+    });
     tokio::spawn(diagnostics.clone().follow_store(store.clone()));
 
     let (diag_listener, diag_addr) = bind(
@@ -162,6 +171,12 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     ];
     info!(server = "diagnostics", address = %diag_addr, "listening");
     info!(server = "api", address = %api_addr, "listening");
+    let mut dns_tasks = Vec::new();
+    if let Some(dns) = dns {
+        let port = config.dns_server.port;
+        let (_, tasks) = crate::dns::start(dns, port, store.clone(), stop_rx.clone()).await?;
+        dns_tasks.extend(tasks);
+    }
     diagnostics.set_ready();
     info!(
         mode = config.mode.as_str(),
@@ -172,7 +187,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    for s in servers {
+    for s in servers.into_iter().chain(dns_tasks) {
         let _ = s.await;
     }
     info!("stopped");

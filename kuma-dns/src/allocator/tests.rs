@@ -71,14 +71,14 @@ fn tiny_range_exhausts_without_panicking_and_recovers_after_the_delay() {
     let out = a.sync(["b", "c"], t0 + Duration::from_secs(1));
     assert_eq!(out.released.len(), 1);
     assert_eq!(out.unallocated, ["c"]);
-    assert_eq!(
-        a.next_reuse_at(),
-        Some(t0 + Duration::from_secs(1) + DELAY)
-    );
+    assert_eq!(a.next_reuse_at(), Some(t0 + Duration::from_secs(1) + DELAY));
     let out = a.sync(["b", "c"], t0 + Duration::from_secs(60));
     assert_eq!(out.unallocated, ["c"]);
     let out = a.sync(["b", "c"], t0 + Duration::from_secs(61));
-    assert_eq!(out.assigned, [("c".to_string(), Ipv4Addr::new(10, 0, 0, 1))]);
+    assert_eq!(
+        out.assigned,
+        [("c".to_string(), Ipv4Addr::new(10, 0, 0, 1))]
+    );
     check_invariants(&a);
 }
 
@@ -102,7 +102,10 @@ fn restore_keeps_vips_and_refuses_conflicts() {
         Err(RestoreRefused::OutsideCidr)
     );
     let out = a.sync(["web", "db"], Instant::now());
-    assert_eq!(out.assigned, [("db".to_string(), Ipv4Addr::new(240, 0, 0, 10))]);
+    assert_eq!(
+        out.assigned,
+        [("db".to_string(), Ipv4Addr::new(240, 0, 0, 10))]
+    );
     assert_eq!(a.get("web"), Some(vip));
 }
 

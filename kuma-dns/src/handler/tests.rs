@@ -52,18 +52,27 @@ fn known_service_gets_one_authoritative_a_record() {
 fn every_negative_answer_kind() {
     let h = handler();
     let (m, r) = ask(&h, "nope.mesh.", RecordType::A);
-    assert_eq!((r, m.metadata.response_code), (QueryResult::NxDomain, ResponseCode::NXDomain));
+    assert_eq!(
+        (r, m.metadata.response_code),
+        (QueryResult::NxDomain, ResponseCode::NXDomain)
+    );
     assert!(m.metadata.authoritative && m.answers.is_empty());
     assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
     assert_eq!(m.authorities[0].name.to_ascii(), "mesh.");
 
     let (m, r) = ask(&h, "backend.mesh.", RecordType::AAAA);
-    assert_eq!((r, m.metadata.response_code), (QueryResult::NoData, ResponseCode::NoError));
+    assert_eq!(
+        (r, m.metadata.response_code),
+        (QueryResult::NoData, ResponseCode::NoError)
+    );
     assert!(m.answers.is_empty());
     assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
 
     let (m, r) = ask(&h, "example.com.", RecordType::A);
-    assert_eq!((r, m.metadata.response_code), (QueryResult::Refused, ResponseCode::Refused));
+    assert_eq!(
+        (r, m.metadata.response_code),
+        (QueryResult::Refused, ResponseCode::Refused)
+    );
     assert!(!m.metadata.authoritative && m.authorities.is_empty());
     let (_, r) = ask(&h, "mesh.example.com.", RecordType::A);
     assert_eq!(r, QueryResult::Refused);
@@ -82,12 +91,18 @@ fn edns_is_answered_in_kind() {
     let h = handler();
     let mut e = Edns::new();
     e.set_max_payload(4096);
-    let out = h.answer(&query("backend.mesh.", RecordType::A, Some(e.clone())), Transport::Udp);
+    let out = h.answer(
+        &query("backend.mesh.", RecordType::A, Some(e.clone())),
+        Transport::Udp,
+    );
     let m = Message::from_vec(&out.unwrap()).unwrap();
     assert_eq!(m.edns.as_ref().unwrap().max_payload(), 1232);
     assert_eq!(m.answers.len(), 1);
     e.set_version(1);
-    let out = h.answer(&query("backend.mesh.", RecordType::A, Some(e)), Transport::Udp);
+    let out = h.answer(
+        &query("backend.mesh.", RecordType::A, Some(e)),
+        Transport::Udp,
+    );
     let m = Message::from_vec(&out.unwrap()).unwrap();
     // BADVERS and BADSIG share the code 16; hickory decodes it as BADSIG.
     assert!(matches!(
@@ -114,21 +129,36 @@ fn malformed_packets_get_formerr_or_nothing() {
     assert_eq!(h.answer(&resp, Transport::Udp), None);
     // Two questions.
     let mut m = Message::from_vec(&good).unwrap();
-    m.add_query(Query::query(Name::from_ascii("web.ns.mesh.").unwrap(), RecordType::A));
+    m.add_query(Query::query(
+        Name::from_ascii("web.ns.mesh.").unwrap(),
+        RecordType::A,
+    ));
     let out = h.answer(&m.to_vec().unwrap(), Transport::Udp).unwrap();
-    assert_eq!(Message::from_vec(&out).unwrap().metadata.response_code, ResponseCode::FormErr);
+    assert_eq!(
+        Message::from_vec(&out).unwrap().metadata.response_code,
+        ResponseCode::FormErr
+    );
     // Other opcodes.
     let mut m = Message::from_vec(&good).unwrap();
     m.metadata.op_code = OpCode::Status;
     let out = h.answer(&m.to_vec().unwrap(), Transport::Udp).unwrap();
-    assert_eq!(Message::from_vec(&out).unwrap().metadata.response_code, ResponseCode::NotImp);
+    assert_eq!(
+        Message::from_vec(&out).unwrap().metadata.response_code,
+        ResponseCode::NotImp
+    );
 }
 
 #[test]
 fn answers_follow_the_table_and_are_counted() {
     let h = handler();
-    h.table.publish(&BTreeMap::from([("db".to_string(), Ipv4Addr::new(240, 0, 0, 9))]));
-    assert_eq!(ask(&h, "backend.mesh.", RecordType::A).1, QueryResult::NxDomain);
+    h.table.publish(&BTreeMap::from([(
+        "db".to_string(),
+        Ipv4Addr::new(240, 0, 0, 9),
+    )]));
+    assert_eq!(
+        ask(&h, "backend.mesh.", RecordType::A).1,
+        QueryResult::NxDomain
+    );
     assert_eq!(ask(&h, "db.mesh.", RecordType::A).1, QueryResult::NoError);
     assert_eq!(h.metrics().queries(QueryResult::NxDomain), 1);
     assert_eq!(h.metrics().queries(QueryResult::NoError), 1);
@@ -139,9 +169,15 @@ fn custom_domain_with_several_labels() {
     let mut c = DnsConfig::default();
     c.domain = "Svc.Cluster.".to_string();
     let table = VipTable::new();
-    table.publish(&BTreeMap::from([("api".to_string(), Ipv4Addr::new(240, 0, 0, 3))]));
+    table.publish(&BTreeMap::from([(
+        "api".to_string(),
+        Ipv4Addr::new(240, 0, 0, 3),
+    )]));
     let h = DnsHandler::new(&c, table, DnsMetrics::new()).unwrap();
-    assert_eq!(ask(&h, "api.svc.cluster.", RecordType::A).1, QueryResult::NoError);
+    assert_eq!(
+        ask(&h, "api.svc.cluster.", RecordType::A).1,
+        QueryResult::NoError
+    );
     assert_eq!(ask(&h, "api.mesh.", RecordType::A).1, QueryResult::Refused);
     assert_eq!(ask(&h, "cluster.", RecordType::A).1, QueryResult::Refused);
     assert!(domain_name("").is_err());

@@ -1,0 +1,62 @@
+//! Wires Kuma DNS into the control plane: binds `dnsServer.port` on UDP and
+//! TCP, runs the VIP controller over the store (VIPs persisted as Config
+//! resources) and serves `.<dnsServer.domain>` queries. Standalone and
+//! remote modes only.
+
+use crate::config::KumaCpConfig;
+use anyhow::{Context, Result};
+use kuma_core::store::ResourceStore;
+use kuma_dns::{DnsConfig, KumaDns, StorePersistence};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+/// Kuma DNS built from the configuration, before its ports are bound.
+pub fn prepare(config: &KumaCpConfig) -> Result<KumaDns> {
+    let dns = &config.dns_server;
+    KumaDns::new(DnsConfig::new(dns.domain.clone(), dns.cidr))
+        .context("dnsServer (KUMA_DNS_SERVER_*)")
+}
+
+/// Binds UDP then TCP on the same port (so port 0 gives one ephemeral port
+/// for both), starts the VIP controller and the server, and returns the
+/// bound address and the tasks to await on shutdown.
+pub async fn start(
+    dns: KumaDns,
+    port: u16,
+    store: Arc<dyn ResourceStore>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, [tokio::task::JoinHandle<()>; 2])> {
+    let udp = UdpSocket::bind(("0.0.0.0", port))
+        .await
+        .with_context(|| format!("cannot listen on dnsServer.port {port} (udp)"))?;
+    let addr = udp.local_addr()?;
+    let tcp = TcpListener::bind(("0.0.0.0", addr.port()))
+        .await
+        .with_context(|| format!("cannot listen on dnsServer.port {} (tcp)", addr.port()))?;
+    let server = dns.server()?;
+    let controller = dns.controller(store.clone(), StorePersistence::new(store));
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let vips = tokio::spawn({
+        let stop = stop(shutdown.clone());
+        async move {
+            if let Err(e) = controller.run(stop).await {
+                error!(error = %e, "DNS VIP controller failed");
+            }
+        }
+    });
+    let serve = tokio::spawn({
+        let stop = stop(shutdown);
+        async move {
+            if let Err(e) = server.serve(udp, tcp, stop).await {
+                error!(server = "dns", error = %e, "server failed");
+            }
+        }
+    });
+    info!(server = "dns", address = %addr, "listening");
+    Ok((addr, [vips, serve]))
+}
