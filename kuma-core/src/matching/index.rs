@@ -11,55 +11,112 @@ use crate::resource::{
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-/// One selector of one policy (`policy` indexes the type's policy list).
-#[derive(Clone, Copy)]
-struct Entry<'p> {
-    policy: u32,
-    selector: &'p Tags,
-    rank: Rank,
+/// Service names interned to dense ids, shared by all types' indexes, so a
+/// Dataplane's services are hashed once per match, not once per type.
+struct ServiceIds<'p> {
+    ids: HashMap<&'p str, usize>,
 }
 
-/// Selectors bucketed by their exact `kuma.io/service` value; selectors
-/// without one (no service key, or `*`) are in `generic`.
+impl<'p> ServiceIds<'p> {
+    fn intern(&mut self, service: &'p str) -> usize {
+        let next = self.ids.len();
+        *self.ids.entry(service).or_insert(next)
+    }
+
+    fn get(&self, service: &str) -> Option<usize> {
+        self.ids.get(service).copied()
+    }
+}
+
+/// A tag set of the Dataplane and the id of its `kuma.io/service` value.
+struct Target<'t> {
+    tags: &'t Tags,
+    service: Option<usize>,
+}
+
+impl<'t> Target<'t> {
+    fn new(tags: &'t Tags, ids: &ServiceIds<'_>) -> Self {
+        Self {
+            tags,
+            service: tags.get(SERVICE_TAG).and_then(|s| ids.get(s)),
+        }
+    }
+}
+
+/// Pushes `item` onto the bucket of service `id`, growing the buckets.
+fn push_bucket<T>(buckets: &mut Vec<Vec<T>>, id: usize, item: T) {
+    if buckets.len() <= id {
+        buckets.resize_with(id + 1, Vec::new);
+    }
+    if let Some(b) = buckets.get_mut(id) {
+        b.push(item);
+    }
+}
+
+/// One distinct selector and the policies using it (`policies` index the
+/// type's policy list).
+struct Group<'p> {
+    selector: &'p Tags,
+    rank: Rank,
+    policies: Vec<u32>,
+}
+
+/// Distinct selectors, bucketed by the id of their exact `kuma.io/service`
+/// value; selectors without one (no service key, or `*`) are `generic`.
+/// Policies sharing a selector (commonly `kuma.io/service: '*'`) share one
+/// group, so the selector is tested once per tag set, not once per policy.
 struct SelectorIndex<'p> {
-    by_service: HashMap<&'p str, Vec<Entry<'p>>>,
-    generic: Vec<Entry<'p>>,
+    groups: Vec<Group<'p>>,
+    group_of: HashMap<&'p Tags, usize>,
+    by_service: Vec<Vec<usize>>,
+    generic: Vec<usize>,
 }
 
 impl<'p> SelectorIndex<'p> {
     fn new() -> Self {
         Self {
-            by_service: HashMap::new(),
+            groups: Vec::new(),
+            group_of: HashMap::new(),
+            by_service: Vec::new(),
             generic: Vec::new(),
         }
     }
 
-    fn insert(&mut self, policy: u32, selectors: &'p [Selector]) {
+    fn insert(&mut self, ids: &mut ServiceIds<'p>, policy: u32, selectors: &'p [Selector]) {
         for s in selectors {
-            let entry = Entry {
-                policy,
-                selector: &s.match_tags,
-                rank: Rank::of_selector(&s.match_tags),
-            };
-            match s.match_tags.get(SERVICE_TAG) {
-                Some(svc) if svc != WILDCARD => {
-                    self.by_service.entry(svc.as_str()).or_default().push(entry)
+            let tags = &s.match_tags;
+            let next = self.groups.len();
+            let g = *self.group_of.entry(tags).or_insert(next);
+            if g != next {
+                if let Some(group) = self.groups.get_mut(g) {
+                    group.policies.push(policy);
                 }
-                _ => self.generic.push(entry),
+                continue;
+            }
+            self.groups.push(Group {
+                selector: tags,
+                rank: Rank::of_selector(tags),
+                policies: vec![policy],
+            });
+            match tags.get(SERVICE_TAG) {
+                Some(svc) if svc != WILDCARD => {
+                    push_bucket(&mut self.by_service, ids.intern(svc), g)
+                }
+                _ => self.generic.push(g),
             }
         }
     }
 
-    /// Calls `f(policy, rank)` for every selector matching one of `tag_sets`
-    /// (possibly several times per policy).
-    fn for_each_match(&self, tag_sets: &[&Tags], mut f: impl FnMut(u32, Rank)) {
-        for tags in tag_sets {
-            let bucket = tags
-                .get(SERVICE_TAG)
-                .and_then(|svc| self.by_service.get(svc.as_str()));
-            for e in bucket.into_iter().flatten().chain(&self.generic) {
-                if selector_matches(e.selector, tags) {
-                    f(e.policy, e.rank);
+    /// Calls `f(policies, rank)` for every selector matching one of
+    /// `targets` (possibly several times per policy).
+    fn for_each_match(&self, targets: &[Target<'_>], mut f: impl FnMut(&[u32], Rank)) {
+        for t in targets {
+            let bucket = t.service.and_then(|id| self.by_service.get(id));
+            for &g in bucket.into_iter().flatten().chain(&self.generic) {
+                if let Some(group) = self.groups.get(g)
+                    && selector_matches(group.selector, t.tags)
+                {
+                    f(&group.policies, group.rank);
                 }
             }
         }
@@ -83,19 +140,21 @@ impl<'p, P: MatchPolicy> DataplaneTypeIndex<'p, P> {
         }
     }
 
-    fn insert(&mut self, p: &'p P) {
+    fn insert(&mut self, ids: &mut ServiceIds<'p>, p: &'p P) {
         if let Some(PolicyTargets::Selectors(selectors)) = p.policy_targets() {
             self.selectors
-                .insert(index_of(self.policies.len()), selectors);
+                .insert(ids, index_of(self.policies.len()), selectors);
             self.policies.push(p);
         }
     }
 
-    fn select(&self, tag_sets: &[&Tags]) -> Option<&'p P> {
+    fn select(&self, targets: &[Target<'_>]) -> Option<&'p P> {
         let mut best = Best::new();
-        self.selectors.for_each_match(tag_sets, |i, rank| {
-            if let Some(&p) = self.policies.get(i as usize) {
-                best.offer(rank, p);
+        self.selectors.for_each_match(targets, |policies, rank| {
+            for &i in policies {
+                if let Some(&p) = self.policies.get(i as usize) {
+                    best.offer(rank, p);
+                }
             }
         });
         best.get()
@@ -115,27 +174,29 @@ impl<'p, P: MatchPolicy> InboundTypeIndex<'p, P> {
         }
     }
 
-    fn insert(&mut self, p: &'p P) {
+    fn insert(&mut self, ids: &mut ServiceIds<'p>, p: &'p P) {
         if let Some(PolicyTargets::Connection { destinations, .. }) = p.policy_targets() {
             self.destinations
-                .insert(index_of(self.policies.len()), destinations);
+                .insert(ids, index_of(self.policies.len()), destinations);
             self.policies.push(p);
         }
     }
 
-    fn select(&self, dataplane: &DataplaneSpec) -> Vec<Option<&'p P>> {
-        dataplane
-            .networking
-            .inbound
+    fn select(&self, inbounds: &[Target<'_>]) -> Vec<Option<&'p P>> {
+        inbounds
             .iter()
             .map(|inbound| {
                 let mut best = Best::new();
-                self.destinations
-                    .for_each_match(&[&inbound.tags], |i, rank| {
-                        if let Some(&p) = self.policies.get(i as usize) {
-                            best.offer(rank, p);
+                self.destinations.for_each_match(
+                    std::slice::from_ref(inbound),
+                    |policies, rank| {
+                        for &i in policies {
+                            if let Some(&p) = self.policies.get(i as usize) {
+                                best.offer(rank, p);
+                            }
                         }
-                    });
+                    },
+                );
                 best.get()
             })
             .collect()
@@ -145,8 +206,9 @@ impl<'p, P: MatchPolicy> InboundTypeIndex<'p, P> {
 struct OutboundTypeIndex<'p, P> {
     policies: Vec<&'p P>,
     sources: SelectorIndex<'p>,
-    /// Destinations `{kuma.io/service: <svc>}`, by `<svc>`: (policy, rank).
-    dest_by_service: HashMap<&'p str, Vec<(u32, Rank)>>,
+    /// Destinations `{kuma.io/service: <svc>}`, by the id of `<svc>`:
+    /// (policy, rank).
+    dest_by_service: Vec<Vec<(u32, Rank)>>,
     /// Destinations matching every service (`*`, or the empty selector).
     dest_any: Vec<(u32, Rank)>,
 }
@@ -156,12 +218,12 @@ impl<'p, P: MatchPolicy> OutboundTypeIndex<'p, P> {
         Self {
             policies: Vec::new(),
             sources: SelectorIndex::new(),
-            dest_by_service: HashMap::new(),
+            dest_by_service: Vec::new(),
             dest_any: Vec::new(),
         }
     }
 
-    fn insert(&mut self, p: &'p P) {
+    fn insert(&mut self, ids: &mut ServiceIds<'p>, p: &'p P) {
         let Some(PolicyTargets::Connection {
             sources,
             destinations,
@@ -170,7 +232,7 @@ impl<'p, P: MatchPolicy> OutboundTypeIndex<'p, P> {
             return;
         };
         let i = index_of(self.policies.len());
-        self.sources.insert(i, sources);
+        self.sources.insert(ids, i, sources);
         for d in destinations {
             let rank = Rank::of_selector(&d.match_tags);
             let mut keys = d.match_tags.iter();
@@ -180,10 +242,7 @@ impl<'p, P: MatchPolicy> OutboundTypeIndex<'p, P> {
                     if v == WILDCARD {
                         self.dest_any.push((i, rank));
                     } else {
-                        self.dest_by_service
-                            .entry(v.as_str())
-                            .or_default()
-                            .push((i, rank));
+                        push_bucket(&mut self.dest_by_service, ids.intern(v), (i, rank));
                     }
                 }
                 // Other keys never match `{kuma.io/service: <svc>}`.
@@ -193,35 +252,51 @@ impl<'p, P: MatchPolicy> OutboundTypeIndex<'p, P> {
         self.policies.push(p);
     }
 
-    fn select<'a>(&self, tag_sets: &[&Tags], services: &[&'a str]) -> OutboundPolicyMap<'a, P>
+    /// `services` are sorted and distinct, with their ids.
+    fn select<'a>(
+        &self,
+        targets: &[Target<'_>],
+        services: &[(&'a str, Option<usize>)],
+    ) -> OutboundPolicyMap<'a, P>
     where
         'p: 'a,
     {
-        let mut out = BTreeMap::new();
         if self.policies.is_empty() || services.is_empty() {
-            return out;
+            return BTreeMap::new();
         }
         let mut source_ranks: Vec<Option<Rank>> = vec![None; self.policies.len()];
-        self.sources.for_each_match(tag_sets, |i, rank| {
-            if let Some(slot) = source_ranks.get_mut(i as usize) {
-                *slot = (*slot).max(Some(rank));
-            }
-        });
-        for &service in services {
-            let mut best = Best::new();
-            let bucket = self.dest_by_service.get(service);
-            for &(i, dst) in bucket.into_iter().flatten().chain(&self.dest_any) {
-                if let (Some(Some(src)), Some(p)) =
-                    (source_ranks.get(i as usize), self.policies.get(i as usize))
-                {
-                    best.offer(*src + dst, *p);
+        self.sources.for_each_match(targets, |policies, rank| {
+            for &i in policies {
+                if let Some(slot) = source_ranks.get_mut(i as usize) {
+                    *slot = (*slot).max(Some(rank));
                 }
             }
+        });
+        let candidates = |best: &mut Best<'p, P>, entries: &[(u32, Rank)]| {
+            for &(i, dst) in entries {
+                if let (Some(Some(src)), Some(&p)) =
+                    (source_ranks.get(i as usize), self.policies.get(i as usize))
+                {
+                    best.offer(*src + dst, p);
+                }
+            }
+        };
+        // Destinations matching every service score the same for each
+        // service: select among them once.
+        let mut any = Best::new();
+        candidates(&mut any, &self.dest_any);
+        let mut out: Vec<(&'a str, &'a P)> = Vec::with_capacity(services.len());
+        for &(service, id) in services {
+            let mut best = any;
+            if let Some(bucket) = id.and_then(|id| self.dest_by_service.get(id)) {
+                candidates(&mut best, bucket);
+            }
             if let Some(p) = best.get() {
-                out.insert(service, p);
+                out.push((service, p));
             }
         }
-        out
+        // Sorted input: the map is bulk-built.
+        out.into_iter().collect()
     }
 }
 
@@ -243,6 +318,7 @@ impl<'p, P: MatchPolicy> OutboundTypeIndex<'p, P> {
 /// [`select_outbound_policies`]: super::select_outbound_policies
 /// [`select_inbound_policies`]: super::select_inbound_policies
 pub struct PolicyIndex<'p, P> {
+    services: ServiceIds<'p>,
     dataplane: [DataplaneTypeIndex<'p, P>; 2],
     outbound: [OutboundTypeIndex<'p, P>; 6],
     inbound: [InboundTypeIndex<'p, P>; 2],
@@ -275,6 +351,9 @@ impl<'p, P: MatchPolicy> PolicyIndex<'p, P> {
     /// Indexes `policies` (of any types; non-policies are ignored).
     pub fn new(policies: impl IntoIterator<Item = &'p P>) -> Self {
         let mut idx = Self {
+            services: ServiceIds {
+                ids: HashMap::new(),
+            },
             dataplane: std::array::from_fn(|_| DataplaneTypeIndex::new()),
             outbound: std::array::from_fn(|_| OutboundTypeIndex::new()),
             inbound: std::array::from_fn(|_| InboundTypeIndex::new()),
@@ -284,13 +363,13 @@ impl<'p, P: MatchPolicy> PolicyIndex<'p, P> {
             let slot = match PolicyKind::of(ty) {
                 Some(PolicyKind::Dataplane) => position(&PolicyKind::DATAPLANE_TYPES, ty)
                     .and_then(|i| idx.dataplane.get_mut(i))
-                    .map(|t| t.insert(p)),
+                    .map(|t| t.insert(&mut idx.services, p)),
                 Some(PolicyKind::Outbound) => position(&PolicyKind::OUTBOUND_TYPES, ty)
                     .and_then(|i| idx.outbound.get_mut(i))
-                    .map(|t| t.insert(p)),
+                    .map(|t| t.insert(&mut idx.services, p)),
                 Some(PolicyKind::Inbound) => position(&PolicyKind::INBOUND_TYPES, ty)
                     .and_then(|i| idx.inbound.get_mut(i))
-                    .map(|t| t.insert(p)),
+                    .map(|t| t.insert(&mut idx.services, p)),
                 None => None,
             };
             let _ = slot;
@@ -319,12 +398,24 @@ impl<'p, P: MatchPolicy> PolicyIndex<'p, P> {
     where
         'p: 'a,
     {
-        let tag_sets = dataplane.tag_sets();
+        let ids = &self.services;
+        let targets: Vec<Target<'_>> = dataplane
+            .tag_sets()
+            .into_iter()
+            .map(|t| Target::new(t, ids))
+            .collect();
+        let inbounds: Vec<Target<'_>> = dataplane
+            .networking
+            .inbound
+            .iter()
+            .map(|i| Target::new(&i.tags, ids))
+            .collect();
         let mut services: Vec<&'a str> = services.into_iter().collect();
         services.sort_unstable();
         services.dedup();
-        let [traffic_trace, proxy_template] =
-            self.dataplane.each_ref().map(|i| i.select(&tag_sets));
+        let services: Vec<(&'a str, Option<usize>)> =
+            services.into_iter().map(|s| (s, ids.get(s))).collect();
+        let [traffic_trace, proxy_template] = self.dataplane.each_ref().map(|i| i.select(&targets));
         let [
             traffic_routes,
             health_checks,
@@ -335,9 +426,9 @@ impl<'p, P: MatchPolicy> PolicyIndex<'p, P> {
         ] = self
             .outbound
             .each_ref()
-            .map(|i| i.select(&tag_sets, &services));
+            .map(|i| i.select(&targets, &services));
         let [traffic_permissions, fault_injections] =
-            self.inbound.each_ref().map(|i| i.select(dataplane));
+            self.inbound.each_ref().map(|i| i.select(&inbounds));
         MatchedPolicies {
             traffic_trace,
             proxy_template,

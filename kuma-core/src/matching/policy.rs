@@ -133,6 +133,14 @@ pub(crate) struct Best<'p, P> {
     best: Option<(Rank, &'p P)>,
 }
 
+impl<P> Clone for Best<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for Best<'_, P> {}
+
 impl<'p, P: MatchPolicy> Best<'p, P> {
     pub(crate) fn new() -> Self {
         Self { best: None }
