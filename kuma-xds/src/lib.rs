@@ -1,15 +1,27 @@
 //! Envoy xDS for a Kuma-compatible control plane.
 //!
-//! This crate will hold Envoy v3 resource generation for Dataplanes (listeners,
-//! clusters, endpoints, routes), the snapshot cache, the ADS/SDS/MADS gRPC
-//! services and Envoy bootstrap generation. It builds on [`kuma_core`] for the
-//! resource model and policy matching.
-//!
-//! It is filled by a later milestone; for now it only re-exports the core crate
-//! so that dependents compile against the final layout.
+//! - [`generate`]: Envoy v3 resources for a Dataplane (listeners, clusters,
+//!   endpoints), as a pure function of its inputs.
+//! - [`resource`]: resources encoded once and shared, content-hash versions,
+//!   per-proxy [`resource::Snapshot`]s.
 //!
 //! ```
-//! let _ = kuma_xds::core::resource::ResourceType::Dataplane;
+//! use kuma_xds::generate::{generate, ProxyInput};
+//! use kuma_core::resource::{DataplaneSpec, Resource};
+//! use std::collections::BTreeMap;
+//!
+//! let dp = Resource::from_yaml("type: Dataplane\nmesh: default\nname: web\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 9000\n    tags:\n      kuma.io/service: web\n  outbound:\n  - port: 10000\n    tags:\n      kuma.io/service: backend\n").unwrap();
+//! let spec = dp.spec_as::<DataplaneSpec>().unwrap();
+//! let (policies, protocols) = (BTreeMap::new(), BTreeMap::new());
+//! let out = generate(&ProxyInput { mesh: "default", name: "web", dataplane: spec, outbound_policies: &policies, protocols: &protocols });
+//! // an inbound listener + local cluster, an outbound listener + EDS cluster
+//! assert_eq!(out.resources.len(), 4);
 //! ```
 
-pub use kuma_core as core;
+pub mod ads;
+pub mod bootstrap;
+pub mod cache;
+pub mod generate;
+pub mod insight;
+pub mod reconcile;
+pub mod resource;

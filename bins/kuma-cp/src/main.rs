@@ -6,6 +6,7 @@ mod config;
 mod diagnostics;
 mod dns;
 mod server;
+mod xds;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -21,7 +21,7 @@ use tracing::info;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
+pub(crate) async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(("0.0.0.0", port))
         .await
         .with_context(|| format!("cannot listen on {key} {port}"))?;
@@ -29,7 +29,7 @@ async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
     Ok((listener, addr))
 }
 
-fn serve(
+pub(crate) fn serve(
     name: &'static str,
     listener: TcpListener,
     app: Router,
@@ -126,6 +126,14 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     )
     .await?;
     let (api_listener, api_addr) = bind("apiServer.port", config.api_server.port).await?;
+    // The data-plane servers (ADS, bootstrap) run in standalone and remote modes.
+    let xds_listeners = match config.mode {
+        Mode::Global => None,
+        _ => Some(crate::xds::bind(&config).await?),
+    };
+    let bootstrap_port = xds_listeners
+        .as_ref()
+        .map_or(config.bootstrap_server.port, |l| l.bootstrap_addr.port());
 
     if !config.defaults.skip_mesh_creation {
         create_default_mesh(&manager).await?;
@@ -142,7 +150,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         hostname: host.clone(),
         version: VERSION.to_string(),
         catalog: Catalog {
-            bootstrap_url: format!("http://{host}:{}", config.bootstrap_server.port),
+            bootstrap_url: format!("http://{host}:{bootstrap_port}"),
             admin_local_url: format!("http://localhost:{}", config.admin_server.local.port),
             admin_public_url: String::new(),
             monitoring_assignment_url: format!(
@@ -171,11 +179,20 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     ];
     info!(server = "diagnostics", address = %diag_addr, "listening");
     info!(server = "api", address = %api_addr, "listening");
-    let mut dns_tasks = Vec::new();
+    let mut tasks = Vec::new();
+    if let Some(listeners) = xds_listeners {
+        tasks.extend(crate::xds::start(
+            listeners,
+            &config,
+            &manager,
+            store.clone(),
+            stop_rx.clone(),
+        )?);
+    }
     if let Some(dns) = dns {
         let port = config.dns_server.port;
         let (_, tasks) = crate::dns::start(dns, port, store.clone(), stop_rx.clone()).await?;
-        dns_tasks.extend(tasks);
+        tasks.extend(tasks);
     }
     diagnostics.set_ready();
     info!(
@@ -187,7 +204,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    for s in servers.into_iter().chain(dns_tasks) {
+    for s in servers.into_iter().chain(tasks) {
         let _ = s.await;
     }
     info!("stopped");

@@ -1,0 +1,94 @@
+//! The xDS side of the control plane: the ADS gRPC server
+//! (`xdsServer.grpcPort`), the bootstrap server (`bootstrapServer.port`) and
+//! the reconciler that turns store events into proxy snapshots.
+
+use crate::config::KumaCpConfig;
+use anyhow::Result;
+use kuma_core::manager::ResourceManager;
+use kuma_core::store::ResourceStore;
+use kuma_xds::ads::AdsServer;
+use kuma_xds::bootstrap::{self, BootstrapConfig};
+use kuma_xds::cache::SnapshotCache;
+use kuma_xds::reconcile::Reconciler;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+/// The bound xDS and bootstrap sockets.
+pub struct XdsListeners {
+    xds: TcpListener,
+    /// Where ADS listens.
+    pub xds_addr: SocketAddr,
+    bootstrap: TcpListener,
+    /// Where the bootstrap server listens.
+    pub bootstrap_addr: SocketAddr,
+}
+
+/// Binds the ADS and bootstrap ports (0: ephemeral).
+pub async fn bind(config: &KumaCpConfig) -> Result<XdsListeners> {
+    let (xds, xds_addr) =
+        crate::server::bind("xdsServer.grpcPort", config.xds_server.grpc_port).await?;
+    let (bootstrap, bootstrap_addr) =
+        crate::server::bind("bootstrapServer.port", config.bootstrap_server.port).await?;
+    Ok(XdsListeners {
+        xds,
+        xds_addr,
+        bootstrap,
+        bootstrap_addr,
+    })
+}
+
+/// Starts the reconciler, the ADS server and the bootstrap server.
+pub fn start(
+    listeners: XdsListeners,
+    config: &KumaCpConfig,
+    manager: &ResourceManager,
+    store: Arc<dyn ResourceStore>,
+    stop: watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let cache = Arc::new(SnapshotCache::new());
+    let (proxies_tx, proxies_rx) = mpsc::unbounded_channel();
+    let reconciler = Reconciler::new(store, cache.clone());
+    let reconcile_task = tokio::spawn(reconciler.run(proxies_rx));
+
+    let instance_id = format!(
+        "{}-{}",
+        config.general.advertised_hostname,
+        std::process::id()
+    );
+    let ads = AdsServer::new(manager.clone(), cache, proxies_tx, instance_id);
+    let mut ads_stop = stop.clone();
+    let incoming = TcpListenerStream::new(listeners.xds);
+    let ads_task = tokio::spawn(async move {
+        let result = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .add_service(ads.into_service())
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = ads_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(server = "xds", error = %e, "server failed");
+        }
+    });
+    info!(server = "xds", address = %listeners.xds_addr, "listening");
+
+    let bootstrap_config = BootstrapConfig {
+        xds_host: config.bootstrap_server.params.xds_host.clone(),
+        xds_port: listeners.xds_addr.port(),
+    };
+    let app = bootstrap::router(manager.clone(), bootstrap_config);
+    let bootstrap_task = crate::server::serve("bootstrap", listeners.bootstrap, app, stop.clone());
+    info!(server = "bootstrap", address = %listeners.bootstrap_addr, "listening");
+    // The reconciler ends when the store or the ADS server goes away.
+    let mut reconcile_stop = stop;
+    let reconcile_guard = tokio::spawn(async move {
+        let _ = reconcile_stop.wait_for(|s| *s).await;
+        reconcile_task.abort();
+    });
+    Ok(vec![ads_task, bootstrap_task, reconcile_guard])
+}

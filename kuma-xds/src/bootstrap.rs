@@ -1,0 +1,319 @@
+//! Envoy bootstrap generation and the bootstrap server (`POST /bootstrap`,
+//! port 5682).
+//!
+//! kuma-dp posts `{"mesh", "name", "adminPort", "dataplaneTokenPath",
+//! "dataplaneResource", "deltaXds", "version": {"kumaDp": {"version"}}}` and
+//! gets an Envoy v3 bootstrap (YAML) whose node id is `<mesh>.<name>`, whose
+//! only static cluster is the ADS server, and whose admin listens on
+//! `127.0.0.1:<adminPort>`. A Dataplane given in the request is validated
+//! here and travels in the node metadata, so the ADS server registers it on
+//! every (re)connect.
+
+use crate::ads::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kuma_core::manager::{ManagerError, ResourceManager};
+use kuma_core::resource::{DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG};
+use kuma_core::store::StoreError;
+use kuma_core::validation::Violation;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Settings of the bootstrap server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapConfig {
+    /// Host Envoy dials for ADS; `None`: the host the request was sent to.
+    pub xds_host: Option<String>,
+    /// Port Envoy dials for ADS.
+    pub xds_port: u16,
+}
+
+/// What kuma-dp asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BootstrapRequest {
+    /// The Dataplane's mesh.
+    #[serde(default)]
+    pub mesh: String,
+    /// The Dataplane's name.
+    #[serde(default)]
+    pub name: String,
+    /// Port of Envoy's admin interface.
+    #[serde(default)]
+    pub admin_port: u16,
+    /// Path of the dataplane token file (not used before tokens exist).
+    #[serde(default)]
+    pub dataplane_token_path: String,
+    /// The Dataplane to register (JSON or YAML text), or empty.
+    #[serde(default)]
+    pub dataplane_resource: String,
+    /// Ask for incremental (delta) ADS.
+    #[serde(default)]
+    pub delta_xds: bool,
+    /// Versions of the requesting components.
+    #[serde(default)]
+    pub version: Value,
+}
+
+/// Everything the bootstrap depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapParams {
+    /// `<mesh>.<name>`.
+    pub node_id: String,
+    /// Envoy's `node.cluster`: the proxy's (first) service.
+    pub service: String,
+    /// Admin port.
+    pub admin_port: u16,
+    /// ADS host and port.
+    pub xds_host: String,
+    /// ADS port.
+    pub xds_port: u16,
+    /// Dataplane JSON to register on connect, if any.
+    pub dataplane_resource: Option<String>,
+    /// kuma-dp version, if told.
+    pub kuma_dp_version: Option<String>,
+    /// Delta instead of state-of-the-world ADS.
+    pub delta_xds: bool,
+}
+
+/// The Envoy v3 bootstrap for `p`, as a JSON value (YAML is a rendering).
+pub fn bootstrap(p: &BootstrapParams) -> Value {
+    let mut metadata = serde_json::Map::new();
+    if let Some(dp) = &p.dataplane_resource {
+        metadata.insert(DATAPLANE_RESOURCE_KEY.into(), Value::String(dp.clone()));
+    }
+    if let Some(v) = &p.kuma_dp_version {
+        metadata.insert(KUMA_DP_VERSION_KEY.into(), Value::String(v.clone()));
+    }
+    metadata.insert(
+        "dataplane.admin.port".into(),
+        Value::String(p.admin_port.to_string()),
+    );
+    json!({
+        "node": {
+            "id": p.node_id,
+            "cluster": p.service,
+            "metadata": metadata,
+        },
+        "admin": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": p.admin_port}},
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": if p.delta_xds { "DELTA_GRPC" } else { "GRPC" },
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "ads_cluster"}}],
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": "ads_cluster",
+                "type": "STRICT_DNS",
+                // kuma-cp listens on IPv4; `localhost` must not resolve to ::1 only.
+                "dns_lookup_family": "V4_PREFERRED",
+                "connect_timeout": "1s",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {}},
+                    },
+                },
+                "upstream_connection_options": {"tcp_keepalive": {}},
+                "load_assignment": {
+                    "cluster_name": "ads_cluster",
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                        "address": p.xds_host,
+                        "port_value": p.xds_port,
+                    }}}}]}],
+                },
+            }],
+        },
+    })
+}
+
+/// A 4xx/5xx in Kuma's error shape.
+fn error(status: StatusCode, details: impl Into<String>, causes: Vec<Violation>) -> Response {
+    let body = json!({"title": "Could not generate a bootstrap", "details": details.into(), "causes": causes});
+    (status, Json(body)).into_response()
+}
+
+fn cause(field: &str, message: impl Into<String>) -> Violation {
+    Violation {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+struct ServerState {
+    manager: ResourceManager,
+    config: BootstrapConfig,
+}
+
+/// The bootstrap server's router: `POST /bootstrap`.
+pub fn router(manager: ResourceManager, config: BootstrapConfig) -> Router {
+    Router::new()
+        .route("/bootstrap", post(handle))
+        .with_state(Arc::new(ServerState { manager, config }))
+}
+
+fn service_of(spec: &DataplaneSpec) -> String {
+    spec.tag_sets()
+        .first()
+        .and_then(|t| t.get(SERVICE_TAG))
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let req: BootstrapRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("malformed bootstrap request: {e}"),
+                vec![],
+            );
+        }
+    };
+    let mut causes = Vec::new();
+    if req.mesh.is_empty() {
+        causes.push(cause("mesh", "must be set"));
+    }
+    if req.name.is_empty() {
+        causes.push(cause("name", "must be set"));
+    }
+    if req.admin_port == 0 {
+        causes.push(cause("adminPort", "must be a port from 1 to 65535"));
+    }
+    if !causes.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "bad bootstrap request", causes);
+    }
+    let mesh_key = ResourceKey::new(ResourceType::Mesh, None, &req.mesh);
+    match s.manager.get(&mesh_key).await {
+        Ok(_) => {}
+        Err(ManagerError::Store(StoreError::NotFound(_))) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("mesh {:?} does not exist", req.mesh),
+                vec![cause("mesh", "no such mesh")],
+            );
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), vec![]),
+    }
+    let (service, resource_json) = if req.dataplane_resource.trim().is_empty() {
+        let key = ResourceKey::new(ResourceType::Dataplane, Some(&req.mesh), &req.name);
+        match s.manager.get(&key).await {
+            Ok(dp) => (
+                dp.spec_as::<DataplaneSpec>()
+                    .map(service_of)
+                    .unwrap_or_default(),
+                None,
+            ),
+            Err(ManagerError::Store(StoreError::NotFound(_))) => {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "Dataplane {:?} in mesh {:?} does not exist: apply it first, or pass it to kuma-dp with --dataplane-file",
+                        req.name, req.mesh
+                    ),
+                    vec![cause("name", "no such Dataplane")],
+                );
+            }
+            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), vec![]),
+        }
+    } else {
+        let text = &req.dataplane_resource;
+        let mut dp = match Resource::from_json(text).or_else(|_| Resource::from_yaml(text)) {
+            Ok(r) => r,
+            Err(e) => {
+                let causes = e
+                    .violations()
+                    .iter()
+                    .map(|v| cause(&format!("dataplaneResource.{}", v.field), v.message.clone()))
+                    .collect();
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("dataplaneResource: {e}"),
+                    causes,
+                );
+            }
+        };
+        if dp.resource_type() != ResourceType::Dataplane {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "dataplaneResource must be a Dataplane",
+                vec![cause("dataplaneResource.type", "must be Dataplane")],
+            );
+        }
+        if dp.meta.mesh.is_none() {
+            dp.meta.mesh = Some(req.mesh.clone());
+        }
+        if dp.meta.name.is_empty() {
+            dp.meta.name = req.name.clone();
+        }
+        if dp.meta.name != req.name || dp.meta.mesh.as_deref() != Some(req.mesh.as_str()) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "dataplaneResource names another Dataplane than the request",
+                vec![cause(
+                    "dataplaneResource.name",
+                    format!("must be {:?} in mesh {:?}", req.name, req.mesh),
+                )],
+            );
+        }
+        if let Err(v) = dp.validate() {
+            let causes = v
+                .violations
+                .iter()
+                .map(|v| cause(&format!("dataplaneResource.{}", v.field), v.message.clone()))
+                .collect();
+            return error(
+                StatusCode::BAD_REQUEST,
+                "dataplaneResource is not valid",
+                causes,
+            );
+        }
+        let service = dp
+            .spec_as::<DataplaneSpec>()
+            .map(service_of)
+            .unwrap_or_default();
+        (service, Some(dp.to_json()))
+    };
+    let xds_host = s.config.xds_host.clone().unwrap_or_else(|| {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| match h.rsplit_once(':') {
+                Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host.to_string(),
+                _ => h.to_string(),
+            })
+            .unwrap_or_else(|| "localhost".into())
+    });
+    let params = BootstrapParams {
+        node_id: format!("{}.{}", req.mesh, req.name),
+        service,
+        admin_port: req.admin_port,
+        xds_host: xds_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        xds_port: s.config.xds_port,
+        dataplane_resource: resource_json,
+        kuma_dp_version: req.version["kumaDp"]["version"]
+            .as_str()
+            .map(str::to_string),
+        delta_xds: req.delta_xds,
+    };
+    match serde_yaml_ng::to_string(&bootstrap(&params)) {
+        Ok(yaml) => ([(header::CONTENT_TYPE, "application/x-yaml")], yaml).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), vec![]),
+    }
+}

@@ -1,0 +1,188 @@
+//! Envoy resources for one Dataplane (DESIGN §9).
+//!
+//! Generation is a pure function of a [`ProxyInput`]: the Dataplane, the
+//! policies the matcher selected for it, and what the mesh knows about each
+//! service (its protocol). Endpoints are not part of a proxy's own output:
+//! [`load_assignment`] builds a cluster's endpoints once per mesh, and every
+//! proxy using that cluster shares the encoded result.
+
+mod clusters;
+mod endpoints;
+mod listeners;
+pub mod names;
+mod protocol;
+
+pub use endpoints::{Endpoint, load_assignment};
+pub use protocol::Protocol;
+
+use crate::resource::XdsResource;
+use kuma_core::resource::{
+    DataplaneSpec, Outbound, SERVICE_TAG, Tags, TrafficRouteConf, TrafficRouteSpec, WILDCARD,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// A cluster traffic can go to: a service, optionally narrowed to the
+/// instances whose tags match `subset` (besides `kuma.io/service`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterRef {
+    /// The cluster name ([`names::service_cluster`]).
+    pub name: String,
+    /// The service.
+    pub service: String,
+    /// Extra tags the instances must carry (`*`: the key must exist).
+    pub subset: Tags,
+}
+
+impl ClusterRef {
+    /// The cluster of a service narrowed by `destination` tags.
+    pub fn new(service: &str, destination: &Tags) -> Self {
+        let subset: Tags = destination
+            .iter()
+            .filter(|(k, _)| k.as_str() != SERVICE_TAG)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Self {
+            name: names::service_cluster(service, &subset),
+            service: service.to_string(),
+            subset,
+        }
+    }
+
+    /// The cluster of a whole service.
+    pub fn service(service: &str) -> Self {
+        Self::new(service, &Tags::new())
+    }
+}
+
+/// One weighted destination of an outbound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeightedTarget {
+    /// Relative weight (> 0).
+    pub weight: u32,
+    /// Where that share goes.
+    pub cluster: ClusterRef,
+}
+
+/// The policies selected for one outbound service of a proxy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboundPolicies<'a> {
+    /// The TrafficRoute, if any matched.
+    pub route: Option<&'a TrafficRouteSpec>,
+}
+
+/// Everything needed to generate one proxy's resources.
+#[derive(Debug, Clone, Copy)]
+pub struct ProxyInput<'a> {
+    /// The Dataplane's mesh.
+    pub mesh: &'a str,
+    /// The Dataplane's name.
+    pub name: &'a str,
+    /// The Dataplane.
+    pub dataplane: &'a DataplaneSpec,
+    /// Selected policies per outbound service.
+    pub outbound_policies: &'a BTreeMap<String, OutboundPolicies<'a>>,
+    /// The protocol of every service of the mesh (absent: TCP).
+    pub protocols: &'a BTreeMap<String, Protocol>,
+}
+
+impl ProxyInput<'_> {
+    fn protocol(&self, service: &str) -> Protocol {
+        self.protocols.get(service).copied().unwrap_or_default()
+    }
+}
+
+/// One proxy's own resources (listeners, clusters) and the EDS clusters
+/// whose shared endpoints it needs.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyResources {
+    /// Encoded listeners and clusters.
+    pub resources: Vec<Arc<XdsResource>>,
+    /// The EDS clusters the proxy uses.
+    pub eds_clusters: BTreeSet<ClusterRef>,
+}
+
+/// The service an outbound calls (`kuma.io/service` tag or the legacy
+/// `service` field).
+pub fn outbound_service(outbound: &Outbound) -> Option<&str> {
+    outbound
+        .tags
+        .get(SERVICE_TAG)
+        .map(String::as_str)
+        .or(outbound.service.as_deref())
+}
+
+/// Where traffic to `service` goes under `route`: weighted subsets of the
+/// split, or the whole service when no route (or no usable split) applies.
+/// `kuma.io/service: '*'` in a destination means "the service called".
+pub fn route_targets(service: &str, route: Option<&TrafficRouteSpec>) -> Vec<WeightedTarget> {
+    let splits: Vec<(u32, &Tags)> = match route.and_then(|r| r.conf.as_ref()) {
+        Some(TrafficRouteConf::Split(list)) => list
+            .iter()
+            .map(|s| (s.weight.unwrap_or(0), &s.destination))
+            .collect(),
+        Some(TrafficRouteConf::Route(conf)) if !conf.split.is_empty() => conf
+            .split
+            .iter()
+            .map(|s| (s.weight.unwrap_or(0), &s.destination))
+            .collect(),
+        Some(TrafficRouteConf::Route(conf)) => conf.destination.iter().map(|d| (1, d)).collect(),
+        _ => Vec::new(),
+    };
+    let mut targets: Vec<WeightedTarget> = Vec::new();
+    for (weight, dest) in splits {
+        if weight == 0 {
+            continue;
+        }
+        let dest_service = match dest.get(SERVICE_TAG).map(String::as_str) {
+            None | Some(WILDCARD) => service,
+            Some(s) => s,
+        };
+        let cluster = ClusterRef::new(dest_service, dest);
+        match targets.iter_mut().find(|t| t.cluster == cluster) {
+            Some(t) => t.weight += weight,
+            None => targets.push(WeightedTarget { weight, cluster }),
+        }
+    }
+    if targets.is_empty() {
+        targets.push(WeightedTarget {
+            weight: 1,
+            cluster: ClusterRef::service(service),
+        });
+    }
+    targets
+}
+
+/// Generates a proxy's listeners and clusters.
+pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
+    let mut out = ProxyResources::default();
+    let dp = input.dataplane;
+    let none = OutboundPolicies::default();
+
+    for inbound in &dp.networking.inbound {
+        let protocol = Protocol::of_tags(&inbound.tags);
+        out.resources.push(clusters::local(inbound, protocol));
+        out.resources
+            .push(listeners::inbound(dp, inbound, protocol));
+    }
+
+    let mut clusters_done = BTreeSet::new();
+    for outbound in &dp.networking.outbound {
+        let Some(service) = outbound_service(outbound) else {
+            continue;
+        };
+        let policies = input.outbound_policies.get(service).unwrap_or(&none);
+        let targets = route_targets(service, policies.route);
+        let protocol = input.protocol(service);
+        out.resources
+            .push(listeners::outbound(outbound, service, protocol, &targets));
+        for t in targets {
+            if clusters_done.insert(t.cluster.name.clone()) {
+                let p = input.protocol(&t.cluster.service);
+                out.resources.push(clusters::eds(&t.cluster, p));
+            }
+            out.eds_clusters.insert(t.cluster);
+        }
+    }
+    out
+}

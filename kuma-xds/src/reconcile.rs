@@ -1,0 +1,496 @@
+//! Turns store events into per-proxy snapshots, incrementally.
+//!
+//! One task owns the state of every mesh (Dataplanes, policies, endpoints
+//! per service, the encoded endpoints of every cluster) and the set of
+//! connected proxies. A store event recomputes only what it can affect:
+//!
+//! - a Dataplane change updates the endpoints of the services it carries
+//!   (old and new), re-encodes those services' load assignments once, and
+//!   swaps them into the snapshots of the proxies that use them; proxies
+//!   whose listeners or clusters depend on the change (the Dataplane itself,
+//!   or a service whose protocol changed) are regenerated;
+//! - a policy or Mesh change regenerates the connected proxies of that mesh;
+//! - anything else (insights, secrets...) is ignored.
+//!
+//! Snapshots are only built for connected proxies. Bursts of events are
+//! drained and coalesced before any work is done.
+
+use crate::cache::{NodeId, SnapshotCache};
+use crate::generate::{
+    self, ClusterRef, Endpoint, OutboundPolicies, Protocol, ProxyInput, outbound_service,
+};
+use crate::resource::{Snapshot, XdsResource};
+use kuma_core::matching::PolicyIndex;
+use kuma_core::resource::{
+    DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG, TrafficRouteSpec,
+};
+use kuma_core::store::{ListRequest, ResourceStore, StoreError, StoreEvent};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// A proxy's stream opened or closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxyEvent {
+    /// A stream for this node started.
+    Connected(NodeId),
+    /// A stream for this node ended.
+    Disconnected(NodeId),
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    streams: usize,
+    own: Vec<Arc<XdsResource>>,
+    eds: BTreeSet<ClusterRef>,
+}
+
+#[derive(Debug, Default)]
+struct MeshState {
+    dataplanes: BTreeMap<String, Arc<Resource>>,
+    policies: BTreeMap<(ResourceType, String), Arc<Resource>>,
+    /// service -> Dataplane name -> that Dataplane's instances of it.
+    endpoints: BTreeMap<String, BTreeMap<String, Vec<Endpoint>>>,
+    protocols: BTreeMap<String, Protocol>,
+    load_assignments: HashMap<ClusterRef, Arc<XdsResource>>,
+    proxies: BTreeMap<String, ProxyState>,
+}
+
+fn is_policy(ty: ResourceType) -> bool {
+    kuma_core::matching::PolicyKind::of(ty).is_some()
+}
+
+/// The instances a Dataplane contributes, per service.
+fn instances(dp: &Resource) -> BTreeMap<String, Vec<Endpoint>> {
+    let mut out: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
+    let Some(spec) = dp.spec_as::<DataplaneSpec>() else {
+        return out;
+    };
+    for inbound in &spec.networking.inbound {
+        let Some(service) = inbound.tags.get(SERVICE_TAG) else {
+            continue;
+        };
+        let address = inbound
+            .address
+            .clone()
+            .unwrap_or_else(|| spec.networking.address.clone());
+        out.entry(service.clone()).or_default().push(Endpoint {
+            address,
+            port: inbound.port,
+            tags: inbound.tags.clone(),
+        });
+    }
+    out
+}
+
+impl MeshState {
+    /// Replaces one Dataplane (or removes it with `None`); returns the
+    /// services whose instances changed.
+    fn set_dataplane(&mut self, name: &str, dp: Option<Arc<Resource>>) -> BTreeSet<String> {
+        let old = match &dp {
+            Some(d) => self.dataplanes.insert(name.to_string(), d.clone()),
+            None => self.dataplanes.remove(name),
+        };
+        let old_inst = old.as_deref().map(instances).unwrap_or_default();
+        let new_inst = dp.as_deref().map(instances).unwrap_or_default();
+        let mut changed = BTreeSet::new();
+        for service in old_inst.keys().chain(new_inst.keys()) {
+            if old_inst.get(service) == new_inst.get(service) {
+                continue;
+            }
+            changed.insert(service.clone());
+        }
+        for service in &changed {
+            let per_dp = self.endpoints.entry(service.clone()).or_default();
+            match new_inst.get(service) {
+                Some(list) => {
+                    per_dp.insert(name.to_string(), list.clone());
+                }
+                None => {
+                    per_dp.remove(name);
+                }
+            }
+            let protocol = Protocol::common(per_dp.values().flatten().map(|e| &e.tags));
+            if per_dp.is_empty() {
+                self.endpoints.remove(service);
+                self.protocols.remove(service);
+            } else {
+                self.protocols.insert(service.clone(), protocol);
+            }
+            self.load_assignments.retain(|c, _| &c.service != service);
+        }
+        changed
+    }
+
+    fn load_assignment(&mut self, cluster: &ClusterRef) -> Arc<XdsResource> {
+        if let Some(cla) = self.load_assignments.get(cluster) {
+            return cla.clone();
+        }
+        let endpoints: Vec<Endpoint> = self
+            .endpoints
+            .get(&cluster.service)
+            .map(|per_dp| per_dp.values().flatten().cloned().collect())
+            .unwrap_or_default();
+        let cla = generate::load_assignment(cluster, &endpoints);
+        self.load_assignments.insert(cluster.clone(), cla.clone());
+        cla
+    }
+
+    /// Regenerates the listeners and clusters of the named proxies.
+    fn regenerate(&mut self, mesh: &str, names: &[String]) {
+        let policies: Vec<Arc<Resource>> = self.policies.values().cloned().collect();
+        let index = PolicyIndex::new(policies.iter());
+        for name in names {
+            let Some(dp) = self.dataplanes.get(name).cloned() else {
+                if let Some(p) = self.proxies.get_mut(name) {
+                    p.own.clear();
+                    p.eds.clear();
+                }
+                continue;
+            };
+            let Some(spec) = dp.spec_as::<DataplaneSpec>() else {
+                continue;
+            };
+            let matched = index.match_dataplane(spec);
+            let mut outbound_policies = BTreeMap::new();
+            for outbound in &spec.networking.outbound {
+                if let Some(service) = outbound_service(outbound) {
+                    let route = matched
+                        .traffic_routes
+                        .get(service)
+                        .and_then(|r| r.spec_as::<TrafficRouteSpec>());
+                    outbound_policies.insert(service.to_string(), OutboundPolicies { route });
+                }
+            }
+            let out = generate::generate(&ProxyInput {
+                mesh,
+                name,
+                dataplane: spec,
+                outbound_policies: &outbound_policies,
+                protocols: &self.protocols,
+            });
+            if let Some(p) = self.proxies.get_mut(name) {
+                p.own = out.resources;
+                p.eds = out.eds_clusters;
+            }
+        }
+    }
+
+    fn snapshot(&mut self, name: &str) -> Option<Snapshot> {
+        let (own, eds) = {
+            let p = self.proxies.get(name)?;
+            (p.own.clone(), p.eds.iter().cloned().collect::<Vec<_>>())
+        };
+        let mut resources = own;
+        for c in &eds {
+            resources.push(self.load_assignment(c));
+        }
+        Some(Snapshot::new(resources))
+    }
+}
+
+/// What a batch of events asks for, per mesh.
+#[derive(Debug, Default)]
+struct Work {
+    dataplanes: BTreeSet<(String, String)>,
+    full_meshes: BTreeSet<String>,
+    connects: Vec<NodeId>,
+    disconnects: Vec<NodeId>,
+    resync: bool,
+}
+
+impl Work {
+    fn add_store_event(&mut self, e: &StoreEvent) {
+        let ty = e.key.resource_type;
+        let Some(mesh) = e.key.mesh.clone() else {
+            if ty == ResourceType::Mesh {
+                self.full_meshes.insert(e.key.name.clone());
+            }
+            return;
+        };
+        if ty == ResourceType::Dataplane {
+            self.dataplanes.insert((mesh, e.key.name.clone()));
+        } else if is_policy(ty) {
+            self.full_meshes.insert(mesh);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.dataplanes.is_empty()
+            && self.full_meshes.is_empty()
+            && self.connects.is_empty()
+            && self.disconnects.is_empty()
+            && !self.resync
+    }
+}
+
+/// Builds snapshots for connected proxies from store events.
+pub struct Reconciler {
+    store: Arc<dyn ResourceStore>,
+    cache: Arc<SnapshotCache>,
+    meshes: HashMap<String, MeshState>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("meshes", &self.meshes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconciler {
+    /// A reconciler publishing into `cache`.
+    pub fn new(store: Arc<dyn ResourceStore>, cache: Arc<SnapshotCache>) -> Self {
+        Self {
+            store,
+            cache,
+            meshes: HashMap::new(),
+        }
+    }
+
+    /// Runs until the store's event stream or the proxy channel closes.
+    pub async fn run(mut self, mut proxies: mpsc::UnboundedReceiver<ProxyEvent>) {
+        let mut events = self.store.subscribe();
+        let mut work = Work {
+            resync: true,
+            ..Work::default()
+        };
+        loop {
+            if !work.is_empty() {
+                self.process(std::mem::take(&mut work)).await;
+            }
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(e) => work.add_store_event(&e),
+                    Err(RecvError::Lagged(n)) => {
+                        warn!(missed = n, "store events lagged; resyncing");
+                        work.resync = true;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                p = proxies.recv() => match p {
+                    Some(ProxyEvent::Connected(n)) => work.connects.push(n),
+                    Some(ProxyEvent::Disconnected(n)) => work.disconnects.push(n),
+                    None => return,
+                },
+            }
+            // Coalesce whatever else is already queued.
+            loop {
+                match events.try_recv() {
+                    Ok(e) => work.add_store_event(&e),
+                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                        work.resync = true
+                    }
+                    Err(_) => break,
+                }
+            }
+            while let Ok(p) = proxies.try_recv() {
+                match p {
+                    ProxyEvent::Connected(n) => work.connects.push(n),
+                    ProxyEvent::Disconnected(n) => work.disconnects.push(n),
+                }
+            }
+        }
+    }
+
+    async fn list(&self, ty: ResourceType) -> Vec<Arc<Resource>> {
+        match self.store.list(&ListRequest::all(ty)).await {
+            Ok(page) => page.items,
+            Err(e) => {
+                warn!(%ty, error = %e, "listing failed");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Reloads every Dataplane and policy, keeping connected proxies.
+    async fn resync(&mut self) {
+        let connected: Vec<(String, String, usize)> = self
+            .meshes
+            .iter()
+            .flat_map(|(m, s)| {
+                s.proxies
+                    .iter()
+                    .map(move |(n, p)| (m.clone(), n.clone(), p.streams))
+            })
+            .collect();
+        self.meshes.clear();
+        for (mesh, name, streams) in connected {
+            self.meshes.entry(mesh).or_default().proxies.insert(
+                name,
+                ProxyState {
+                    streams,
+                    ..Default::default()
+                },
+            );
+        }
+        for dp in self.list(ResourceType::Dataplane).await {
+            let mesh = dp.meta.mesh.clone().unwrap_or_default();
+            let name = dp.meta.name.clone();
+            self.meshes
+                .entry(mesh)
+                .or_default()
+                .set_dataplane(&name, Some(dp));
+        }
+        for ty in ResourceType::ALL.iter().copied().filter(|t| is_policy(*t)) {
+            for p in self.list(ty).await {
+                let mesh = p.meta.mesh.clone().unwrap_or_default();
+                self.meshes
+                    .entry(mesh)
+                    .or_default()
+                    .policies
+                    .insert((ty, p.meta.name.clone()), p);
+            }
+        }
+    }
+
+    async fn get(&self, key: &ResourceKey) -> Option<Arc<Resource>> {
+        match self.store.get(key).await {
+            Ok(r) => Some(r),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => {
+                warn!(%key, error = %e, "reading failed");
+                None
+            }
+        }
+    }
+
+    async fn reload_policies(&mut self, mesh: &str) {
+        let mut policies = BTreeMap::new();
+        for ty in ResourceType::ALL.iter().copied().filter(|t| is_policy(*t)) {
+            let items = match self.store.list(&ListRequest::in_mesh(ty, mesh)).await {
+                Ok(p) => p.items,
+                Err(e) => {
+                    warn!(%ty, mesh, error = %e, "listing failed");
+                    continue;
+                }
+            };
+            for p in items {
+                policies.insert((ty, p.meta.name.clone()), p);
+            }
+        }
+        self.meshes.entry(mesh.to_string()).or_default().policies = policies;
+    }
+
+    async fn process(&mut self, work: Work) {
+        // Per mesh: proxies to regenerate, and proxies needing fresh endpoints.
+        let mut regen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut eds_only: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+
+        if work.resync {
+            self.resync().await;
+            for (mesh, state) in &self.meshes {
+                regen
+                    .entry(mesh.clone())
+                    .or_default()
+                    .extend(state.proxies.keys().cloned());
+            }
+        }
+        for node in &work.connects {
+            let dp = self
+                .get(&ResourceKey::new(
+                    ResourceType::Dataplane,
+                    Some(&node.mesh),
+                    &node.name,
+                ))
+                .await;
+            let state = self.meshes.entry(node.mesh.clone()).or_default();
+            state.proxies.entry(node.name.clone()).or_default().streams += 1;
+            let changed = state.set_dataplane(&node.name, dp);
+            if !changed.is_empty() {
+                mark_consumers(state, &node.mesh, &changed, &mut eds_only);
+            }
+            regen
+                .entry(node.mesh.clone())
+                .or_default()
+                .insert(node.name.clone());
+        }
+        for node in &work.disconnects {
+            if let Some(state) = self.meshes.get_mut(&node.mesh) {
+                if let Some(p) = state.proxies.get_mut(&node.name) {
+                    p.streams = p.streams.saturating_sub(1);
+                    if p.streams == 0 {
+                        state.proxies.remove(&node.name);
+                        self.cache.remove(node);
+                        debug!(node = %node, "proxy gone");
+                    }
+                }
+            }
+        }
+        for mesh in &work.full_meshes {
+            self.reload_policies(mesh).await;
+            let state = self.meshes.entry(mesh.clone()).or_default();
+            regen
+                .entry(mesh.clone())
+                .or_default()
+                .extend(state.proxies.keys().cloned());
+        }
+        for (mesh, name) in &work.dataplanes {
+            let dp = self
+                .get(&ResourceKey::new(ResourceType::Dataplane, Some(mesh), name))
+                .await;
+            let state = self.meshes.entry(mesh.clone()).or_default();
+            let old_protocols = state.protocols.clone();
+            let changed = state.set_dataplane(name, dp);
+            if state.proxies.contains_key(name) {
+                regen.entry(mesh.clone()).or_default().insert(name.clone());
+            }
+            if changed.is_empty() {
+                continue;
+            }
+            let protocol_changed: BTreeSet<String> = changed
+                .iter()
+                .filter(|s| old_protocols.get(*s) != state.protocols.get(*s))
+                .cloned()
+                .collect();
+            mark_consumers(state, mesh, &changed, &mut eds_only);
+            if !protocol_changed.is_empty() {
+                mark_consumers(state, mesh, &protocol_changed, &mut regen);
+            }
+        }
+
+        for (mesh, names) in &regen {
+            if let Some(state) = self.meshes.get_mut(mesh) {
+                let names: Vec<String> = names.iter().cloned().collect();
+                state.regenerate(mesh, &names);
+            }
+        }
+        let mut publish: BTreeMap<String, BTreeSet<String>> = regen;
+        for (mesh, names) in eds_only {
+            publish.entry(mesh).or_default().extend(names);
+        }
+        for (mesh, names) in publish {
+            let Some(state) = self.meshes.get_mut(&mesh) else {
+                continue;
+            };
+            for name in names {
+                if let Some(snapshot) = state.snapshot(&name) {
+                    let node = NodeId {
+                        mesh: mesh.clone(),
+                        name,
+                    };
+                    self.cache.set(&node, snapshot);
+                }
+            }
+        }
+    }
+}
+
+/// Adds the connected proxies using any of `services` to `into`.
+fn mark_consumers(
+    state: &MeshState,
+    mesh: &str,
+    services: &BTreeSet<String>,
+    into: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    for (name, p) in &state.proxies {
+        if p.eds.iter().any(|c| services.contains(&c.service)) {
+            into.entry(mesh.to_string())
+                .or_default()
+                .insert(name.clone());
+        }
+    }
+}

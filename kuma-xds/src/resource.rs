@@ -1,0 +1,245 @@
+//! Encoded xDS resources and per-proxy snapshots.
+//!
+//! A resource is encoded once into protobuf bytes and shared (`Arc`) by every
+//! snapshot that contains it; its hash is its version. A type's version in a
+//! snapshot is a hash over the (name, hash) pairs of its resources, so it
+//! changes exactly when the set changes.
+
+use bytes::Bytes;
+use prost::{Message, Name};
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+/// The xDS resource types this control plane serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum XdsType {
+    /// CDS: `envoy.config.cluster.v3.Cluster`.
+    Cluster,
+    /// EDS: `envoy.config.endpoint.v3.ClusterLoadAssignment`.
+    Endpoint,
+    /// LDS: `envoy.config.listener.v3.Listener`.
+    Listener,
+    /// RDS: `envoy.config.route.v3.RouteConfiguration`.
+    Route,
+    /// SDS: `envoy.extensions.transport_sockets.tls.v3.Secret`.
+    Secret,
+}
+
+impl XdsType {
+    /// Every type, in the order a change is pushed: clusters and their
+    /// endpoints before the listeners and routes that use them.
+    pub const PUSH_ORDER: [XdsType; 5] = [
+        XdsType::Cluster,
+        XdsType::Endpoint,
+        XdsType::Listener,
+        XdsType::Route,
+        XdsType::Secret,
+    ];
+
+    /// The type URL.
+    pub fn type_url(self) -> &'static str {
+        match self {
+            XdsType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+            XdsType::Endpoint => {
+                "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            XdsType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
+            XdsType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            XdsType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
+        }
+    }
+
+    /// The type of a type URL.
+    pub fn from_type_url(url: &str) -> Option<Self> {
+        Self::PUSH_ORDER.into_iter().find(|t| t.type_url() == url)
+    }
+
+    /// Short name, as in Kuma's insights (`cds`, `eds`, `lds`, `rds`, `sds`).
+    pub fn short(self) -> &'static str {
+        match self {
+            XdsType::Cluster => "cds",
+            XdsType::Endpoint => "eds",
+            XdsType::Listener => "lds",
+            XdsType::Route => "rds",
+            XdsType::Secret => "sds",
+        }
+    }
+
+    /// Whether Envoy subscribes to this type by wildcard (all resources)
+    /// rather than by name.
+    pub fn is_wildcard(self) -> bool {
+        matches!(self, XdsType::Cluster | XdsType::Listener)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One encoded resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdsResource {
+    /// Resource name (listener name, cluster name...).
+    pub name: String,
+    /// Its type.
+    pub xds_type: XdsType,
+    /// The encoded message (the `value` of a `google.protobuf.Any`).
+    pub body: Bytes,
+    /// Hash of `body`: the resource's version.
+    pub hash: u64,
+}
+
+impl XdsResource {
+    /// Encodes a message once.
+    pub fn encode<M: Message + Name>(
+        xds_type: XdsType,
+        name: impl Into<String>,
+        msg: &M,
+    ) -> Arc<Self> {
+        debug_assert_eq!(M::type_url(), xds_type.type_url());
+        let body = Bytes::from(msg.encode_to_vec());
+        let mut h = DefaultHasher::new();
+        body.hash(&mut h);
+        Arc::new(Self {
+            name: name.into(),
+            xds_type,
+            hash: h.finish(),
+            body,
+        })
+    }
+}
+
+/// The resources of one type in a snapshot, by name.
+pub type ResourceMap = BTreeMap<String, Arc<XdsResource>>;
+
+/// Version over a set of resources: changes iff the set changes.
+pub fn version_of<'a>(items: impl IntoIterator<Item = &'a Arc<XdsResource>>) -> String {
+    let mut h = DefaultHasher::new();
+    let mut n = 0usize;
+    for r in items {
+        r.name.hash(&mut h);
+        r.hash.hash(&mut h);
+        n += 1;
+    }
+    n.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// Everything one proxy should have, per type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    types: [ResourceMap; 5],
+    versions: [String; 5],
+}
+
+impl Snapshot {
+    /// A snapshot from resources (any order, any types).
+    pub fn new(resources: impl IntoIterator<Item = Arc<XdsResource>>) -> Self {
+        let mut s = Self::default();
+        for r in resources {
+            s.types[r.xds_type.index()].insert(r.name.clone(), r);
+        }
+        for t in XdsType::PUSH_ORDER {
+            s.versions[t.index()] = version_of(s.types[t.index()].values());
+        }
+        s
+    }
+
+    /// Replaces every resource of one type.
+    pub fn set_type(&mut self, t: XdsType, items: ResourceMap) {
+        self.versions[t.index()] = version_of(items.values());
+        self.types[t.index()] = items;
+    }
+
+    /// The resources of a type.
+    pub fn resources(&self, t: XdsType) -> &ResourceMap {
+        &self.types[t.index()]
+    }
+
+    /// The version of a type (all its resources).
+    pub fn version(&self, t: XdsType) -> &str {
+        &self.versions[t.index()]
+    }
+
+    /// The resources of a type a client asked for, and their version. For
+    /// wildcard types (or an empty name list) that is every resource.
+    pub fn select(
+        &self,
+        t: XdsType,
+        names: &std::collections::BTreeSet<String>,
+    ) -> (String, Vec<Arc<XdsResource>>) {
+        let all = &self.types[t.index()];
+        if t.is_wildcard() || names.is_empty() {
+            return (
+                self.versions[t.index()].clone(),
+                all.values().cloned().collect(),
+            );
+        }
+        let items: Vec<_> = names.iter().filter_map(|n| all.get(n).cloned()).collect();
+        (version_of(items.iter()), items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+
+    fn cluster(name: &str, timeout: i64) -> Arc<XdsResource> {
+        let c = Cluster {
+            name: name.into(),
+            connect_timeout: Some(envoy_types::pb::google::protobuf::Duration {
+                seconds: timeout,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        XdsResource::encode(XdsType::Cluster, name, &c)
+    }
+
+    #[test]
+    fn versions_follow_content() {
+        let a = Snapshot::new([cluster("a", 1), cluster("b", 1)]);
+        let b = Snapshot::new([cluster("b", 1), cluster("a", 1)]);
+        assert_eq!(a.version(XdsType::Cluster), b.version(XdsType::Cluster));
+        let c = Snapshot::new([cluster("a", 2), cluster("b", 1)]);
+        assert_ne!(a.version(XdsType::Cluster), c.version(XdsType::Cluster));
+        assert_eq!(a.version(XdsType::Listener), c.version(XdsType::Listener));
+    }
+
+    #[test]
+    fn named_selection_versions_only_the_subset() {
+        let mut s = Snapshot::default();
+        let eds = |n: &str| XdsResource {
+            name: n.into(),
+            xds_type: XdsType::Endpoint,
+            body: Bytes::from(n.to_string()),
+            hash: n.len() as u64,
+        };
+        let mut m = ResourceMap::new();
+        for n in ["x", "yy"] {
+            m.insert(n.into(), Arc::new(eds(n)));
+        }
+        s.set_type(XdsType::Endpoint, m);
+        let only_x: std::collections::BTreeSet<String> = ["x".to_string()].into();
+        let (v1, items) = s.select(XdsType::Endpoint, &only_x);
+        assert_eq!(items.len(), 1);
+        let mut m2 = s.resources(XdsType::Endpoint).clone();
+        m2.insert(
+            "yy".into(),
+            Arc::new(XdsResource {
+                hash: 99,
+                ..eds("yy")
+            }),
+        );
+        s.set_type(XdsType::Endpoint, m2);
+        assert_eq!(
+            s.select(XdsType::Endpoint, &only_x).0,
+            v1,
+            "x's version ignores yy"
+        );
+    }
+}
