@@ -191,8 +191,8 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     }
     if let Some(dns) = dns {
         let port = config.dns_server.port;
-        let (_, tasks) = crate::dns::start(dns, port, store.clone(), stop_rx.clone()).await?;
-        tasks.extend(tasks);
+        let (_, dns_tasks) = crate::dns::start(dns, port, store.clone(), stop_rx.clone()).await?;
+        tasks.extend(dns_tasks);
     }
     diagnostics.set_ready();
     info!(
