@@ -147,15 +147,13 @@ impl ResourceManager {
         let is_mesh = resource.resource_type() == ResourceType::Mesh;
         let mesh_name = resource.meta.name.clone();
         let created = self.store.create(resource).await?;
-        if is_mesh {
-            if let Err(e) = self.create_mesh_defaults(&mesh_name, now).await {
-                // Roll back: a Mesh without its defaults must not stay behind.
-                let _ = self
-                    .store
-                    .delete(&ResourceKey::new(ResourceType::Mesh, None, &mesh_name))
-                    .await;
-                return Err(e);
-            }
+        if is_mesh && let Err(e) = self.create_mesh_defaults(&mesh_name, now).await {
+            // Roll back: a Mesh without its defaults must not stay behind.
+            let _ = self
+                .store
+                .delete(&ResourceKey::new(ResourceType::Mesh, None, &mesh_name))
+                .await;
+            return Err(e);
         }
         Ok(created)
     }

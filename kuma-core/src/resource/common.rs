@@ -145,16 +145,16 @@ pub fn validate_service_tags(path: &FieldPath, tags: &Tags, v: &mut Validator) {
 
 /// Checks that `kuma.io/protocol`, if present, names a known protocol.
 pub fn validate_protocol_tag(path: &FieldPath, tags: &Tags, v: &mut Validator) {
-    if let Some(p) = tags.get(PROTOCOL_TAG) {
-        if !KNOWN_PROTOCOLS.contains(&p.as_str()) {
-            v.violation(
-                &path.key(PROTOCOL_TAG),
-                format!(
-                    "tag {p:?} is not a known protocol: must be one of {}",
-                    KNOWN_PROTOCOLS.join(", ")
-                ),
-            );
-        }
+    if let Some(p) = tags.get(PROTOCOL_TAG)
+        && !KNOWN_PROTOCOLS.contains(&p.as_str())
+    {
+        v.violation(
+            &path.key(PROTOCOL_TAG),
+            format!(
+                "tag {p:?} is not a known protocol: must be one of {}",
+                KNOWN_PROTOCOLS.join(", ")
+            ),
+        );
     }
 }
 

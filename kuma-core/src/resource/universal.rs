@@ -166,17 +166,14 @@ impl Resource {
                 }
             }
         }
-        match self.spec.to_json() {
-            Ok(Value::Object(spec)) => {
-                for (k, v) in spec {
-                    if !META_KEYS.contains(&k.as_str()) {
-                        out.insert(k, v);
-                    }
+        // Specs are plain data with string map keys; serializing them to a
+        // JSON value cannot fail or produce a non-object.
+        if let Ok(Value::Object(spec)) = self.spec.to_json() {
+            for (k, v) in spec {
+                if !META_KEYS.contains(&k.as_str()) {
+                    out.insert(k, v);
                 }
             }
-            // Specs are plain data with string map keys; serializing them to a
-            // JSON value cannot fail or produce a non-object.
-            Ok(_) | Err(_) => {}
         }
         Value::Object(out)
     }

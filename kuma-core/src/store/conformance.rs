@@ -69,7 +69,7 @@ pub async fn create_and_get(store: &dyn ResourceStore) {
         other => panic!("second create must fail with AlreadyExists, got {other:?}"),
     }
     assert_eq!(
-        address(&*store.get(&dp_key("m", "a")).await.expect("get")),
+        address(&store.get(&dp_key("m", "a")).await.expect("get")),
         "10.0.0.1"
     );
     match store.get(&dp_key("m", "missing")).await {
@@ -89,7 +89,7 @@ pub async fn update_and_conflicts(store: &dyn ResourceStore) {
     let v2 = store.update(next.clone()).await.expect("update");
     assert_eq!(v2.meta.version, Some(Version(2)));
     assert_eq!(
-        address(&*store.get(&dp_key("m", "a")).await.expect("get")),
+        address(&store.get(&dp_key("m", "a")).await.expect("get")),
         "10.0.0.2"
     );
 
@@ -108,7 +108,7 @@ pub async fn update_and_conflicts(store: &dyn ResourceStore) {
         other => panic!("stale update must conflict, got {other:?}"),
     }
     assert_eq!(
-        address(&*store.get(&dp_key("m", "a")).await.expect("get")),
+        address(&store.get(&dp_key("m", "a")).await.expect("get")),
         "10.0.0.2"
     );
 
@@ -365,11 +365,11 @@ pub async fn keys_are_independent(store: &dyn ResourceStore) {
         .expect("create");
     store.create(mesh("x")).await.expect("create");
     assert_eq!(
-        address(&*store.get(&dp_key("m1", "x")).await.expect("get")),
+        address(&store.get(&dp_key("m1", "x")).await.expect("get")),
         "10.0.0.1"
     );
     assert_eq!(
-        address(&*store.get(&dp_key("m2", "x")).await.expect("get")),
+        address(&store.get(&dp_key("m2", "x")).await.expect("get")),
         "10.0.0.2"
     );
     store.delete(&dp_key("m1", "x")).await.expect("delete");
