@@ -1,50 +1,19 @@
 //! Policy matching for one Dataplane against all policies of a mesh:
-//! 1,000 policies of every policy type, a Dataplane with 3 inbounds and 20
-//! outbounds.
+//! 1,000 policies (`Arc<Resource>`s decoded from YAML, as a store lists
+//! them) of every policy type, a Dataplane with 3 inbounds and 20 outbounds.
 //!
 //! Run with `cargo bench -p kuma-benches --bench matching`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kuma_benches::core::matching::{
-    MatchPolicy, OffsetDateTime, PolicyIndex, PolicyKind, match_dataplane, select_dataplane_policy,
-    select_inbound_policies, select_outbound_policies,
+    PolicyIndex, PolicyKind, match_dataplane, select_dataplane_policy, select_inbound_policies,
+    select_outbound_policies,
 };
 use kuma_benches::core::resource::{
-    DataplaneSpec, Inbound, Outbound, PolicyTargets, ResourceType, SERVICE_TAG, Selector, Tags,
+    DataplaneSpec, Inbound, Outbound, Resource, ResourceType, SERVICE_TAG, Tags,
 };
 use std::hint::black_box;
-
-/// A policy with the fields the matcher reads (independent of the policy
-/// types' conf fields).
-struct BenchPolicy {
-    ty: ResourceType,
-    name: String,
-    created: Option<OffsetDateTime>,
-    selectors: Vec<Selector>,
-    sources: Vec<Selector>,
-    destinations: Vec<Selector>,
-}
-
-impl MatchPolicy for BenchPolicy {
-    fn policy_type(&self) -> ResourceType {
-        self.ty
-    }
-    fn policy_name(&self) -> &str {
-        &self.name
-    }
-    fn policy_creation_time(&self) -> Option<OffsetDateTime> {
-        self.created
-    }
-    fn policy_targets(&self) -> Option<PolicyTargets<'_>> {
-        Some(match PolicyKind::of(self.ty)? {
-            PolicyKind::Dataplane => PolicyTargets::Selectors(&self.selectors),
-            _ => PolicyTargets::Connection {
-                sources: &self.sources,
-                destinations: &self.destinations,
-            },
-        })
-    }
-}
+use std::sync::Arc;
 
 const SERVICES: usize = 100;
 
@@ -63,35 +32,67 @@ impl Rng {
     }
 }
 
-fn sel(pairs: &[(&str, &str)]) -> Selector {
-    Selector::new(pairs.iter().copied())
-}
-
 fn svc(i: usize) -> String {
     format!("svc-{i}")
 }
 
-/// A realistic selector: mostly one service, sometimes with a version or
-/// region, sometimes `*`.
-fn selector(rng: &mut Rng, wildcard_percent: usize) -> Selector {
+/// A realistic selector (YAML flow map): mostly one service, sometimes with
+/// a version, sometimes `*`.
+fn selector(rng: &mut Rng, wildcard_percent: usize) -> String {
     let s = svc(rng.below(SERVICES));
     let roll = rng.below(100);
     if roll < wildcard_percent {
         if rng.below(2) == 0 {
-            sel(&[(SERVICE_TAG, "*")])
+            "{kuma.io/service: '*'}".to_string()
         } else {
-            sel(&[(SERVICE_TAG, "*"), ("region", "eu")])
+            "{kuma.io/service: '*', region: eu}".to_string()
         }
     } else if roll < wildcard_percent + 15 {
-        sel(&[(SERVICE_TAG, &s), ("version", "v1")])
+        format!("{{kuma.io/service: {s}, version: v1}}")
     } else if roll < wildcard_percent + 25 {
-        sel(&[(SERVICE_TAG, &s), ("version", "*")])
+        format!("{{kuma.io/service: {s}, version: '*'}}")
     } else {
-        sel(&[(SERVICE_TAG, &s)])
+        format!("{{kuma.io/service: {s}}}")
     }
 }
 
-fn policies(n: usize) -> Vec<BenchPolicy> {
+/// A destination of an outbound policy: by service only.
+fn service_selector(rng: &mut Rng) -> String {
+    if rng.below(100) < 10 {
+        "{kuma.io/service: '*'}".to_string()
+    } else {
+        format!("{{kuma.io/service: {}}}", svc(rng.below(SERVICES)))
+    }
+}
+
+/// One or two selectors.
+fn list(rng: &mut Rng, mut one: impl FnMut(&mut Rng) -> String) -> String {
+    let n = 1 + rng.below(2);
+    let items: Vec<String> = (0..n).map(|_| format!("{{match: {}}}", one(rng))).collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn conf(ty: ResourceType) -> &'static str {
+    match ty {
+        ResourceType::TrafficTrace => "{backend: jaeger}",
+        ResourceType::ProxyTemplate => "{imports: [default-proxy]}",
+        ResourceType::TrafficRoute => "{destination: {kuma.io/service: '*'}}",
+        ResourceType::HealthCheck => {
+            "{interval: 10s, timeout: 2s, unhealthyThreshold: 3, healthyThreshold: 1}"
+        }
+        ResourceType::CircuitBreaker => {
+            "{interval: 5s, baseEjectionTime: 30s, detectors: {totalErrors: {consecutive: 20}}}"
+        }
+        ResourceType::TrafficLog => "{backend: file}",
+        ResourceType::Retry => "{http: {numRetries: 5}}",
+        ResourceType::Timeout => "{connectTimeout: 5s}",
+        ResourceType::FaultInjection => "{abort: {httpStatus: 500, percentage: 50}}",
+        _ => "{}",
+    }
+}
+
+/// `n` policies of every policy type in turn, decoded from YAML.
+fn policies(n: usize) -> Vec<Arc<Resource>> {
     let types: Vec<ResourceType> = PolicyKind::DATAPLANE_TYPES
         .into_iter()
         .chain(PolicyKind::OUTBOUND_TYPES)
@@ -101,35 +102,40 @@ fn policies(n: usize) -> Vec<BenchPolicy> {
     (0..n)
         .map(|i| {
             let ty = types[i % types.len()];
-            let service_only_dst = PolicyKind::of(ty) == Some(PolicyKind::Outbound);
-            let destinations = (0..1 + rng.below(2))
-                .map(|_| {
-                    if service_only_dst {
-                        // Outbound destinations select by service only.
-                        if rng.below(100) < 10 {
-                            sel(&[(SERVICE_TAG, "*")])
-                        } else {
-                            sel(&[(SERVICE_TAG, &svc(rng.below(SERVICES)))])
-                        }
-                    } else {
-                        selector(&mut rng, 10)
-                    }
-                })
-                .collect();
-            BenchPolicy {
-                ty,
-                name: format!("{}-{i}", ty.path()),
-                created: OffsetDateTime::from_unix_timestamp(
-                    1_600_000_000 + rng.below(1000) as i64,
-                )
-                .ok(),
-                selectors: (0..1 + rng.below(2))
-                    .map(|_| selector(&mut rng, 10))
-                    .collect(),
-                sources: (0..1 + rng.below(2))
-                    .map(|_| selector(&mut rng, 15))
-                    .collect(),
-                destinations,
+            let t = rng.below(86_400);
+            let mut y = format!(
+                "type: {ty}\nmesh: default\nname: {}-{i}\n\
+                 creationTime: '2024-01-01T{:02}:{:02}:{:02}Z'\n",
+                ty.path(),
+                t / 3600,
+                t / 60 % 60,
+                t % 60
+            );
+            match PolicyKind::of(ty) {
+                Some(PolicyKind::Dataplane) => {
+                    y += &format!("selectors: {}\n", list(&mut rng, |r| selector(r, 10)));
+                }
+                Some(PolicyKind::Outbound) => {
+                    y += &format!("sources: {}\n", list(&mut rng, |r| selector(r, 15)));
+                    y += &format!("destinations: {}\n", list(&mut rng, service_selector));
+                }
+                _ if ty == ResourceType::TrafficPermission => {
+                    // Permission sources are RBAC principals: service only.
+                    y += &format!("sources: {}\n", list(&mut rng, service_selector));
+                    y += &format!("destinations: {}\n", list(&mut rng, |r| selector(r, 10)));
+                }
+                _ => {
+                    y += &format!("sources: {}\n", list(&mut rng, |r| selector(r, 15)));
+                    y += &format!("destinations: {}\n", list(&mut rng, |r| selector(r, 10)));
+                }
+            }
+            if ty != ResourceType::TrafficPermission {
+                y += &format!("conf: {}\n", conf(ty));
+            }
+            match Resource::from_yaml(&y).map(|r| (r.validate(), r)) {
+                Ok((Ok(()), r)) => Arc::new(r),
+                Ok((Err(e), _)) => panic!("{y}: {e}"),
+                Err(e) => panic!("{y}: {e}"),
             }
         })
         .collect()
@@ -189,10 +195,13 @@ fn bench(c: &mut Criterion) {
 
     // The linear per-type functions, for comparison (policies pre-split by
     // type, as a caller listing the store per type would have them).
-    let by_type: Vec<(ResourceType, Vec<&BenchPolicy>)> = ResourceType::ALL
+    let by_type: Vec<(ResourceType, Vec<&Arc<Resource>>)> = ResourceType::ALL
         .iter()
         .filter(|t| PolicyKind::of(**t).is_some())
-        .map(|t| (*t, policies.iter().filter(|p| p.ty == *t).collect()))
+        .map(|t| {
+            let of_type = policies.iter().filter(|p| p.resource_type() == *t);
+            (*t, of_type.collect())
+        })
         .collect();
     g.bench_function("linear_all_types", |b| {
         b.iter(|| {

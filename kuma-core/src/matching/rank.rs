@@ -135,7 +135,7 @@ pub fn best_rank(selectors: &[Selector], tag_sets: &[&Tags]) -> Option<Rank> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::matching::testutil::tags;
+    use crate::matching::testutil::{Pairs, tags};
 
     #[test]
     fn rank_order() {
@@ -156,7 +156,7 @@ mod tests {
     #[test]
     fn match_table() {
         let t = tags(&[("kuma.io/service", "web"), ("version", "v1")]);
-        let cases: &[(&[(&str, &str)], Option<Rank>)] = &[
+        let cases: &[(Pairs<'_>, Option<Rank>)] = &[
             (&[("kuma.io/service", "web")], Some(Rank::new(1, 0))),
             (&[("kuma.io/service", "*")], Some(Rank::new(0, 1))),
             (

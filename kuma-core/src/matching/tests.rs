@@ -6,6 +6,9 @@ use crate::resource::{DataplaneSpec, ResourceType as T};
 
 const SVC: &str = "kuma.io/service";
 
+/// A table row: label, Dataplane, policies, expected selection.
+type Case<'a, W> = (&'a str, DataplaneSpec, Vec<TestPolicy>, W);
+
 fn web_dp() -> DataplaneSpec {
     dataplane(
         &[&[(SVC, "web"), ("version", "v1"), ("region", "eu")]],
@@ -24,7 +27,7 @@ fn dp_case(label: &str, dp: &DataplaneSpec, policies: &[TestPolicy], want: Optio
 fn dataplane_policy_rules() {
     let tt = T::TrafficTrace;
     let web = web_dp();
-    let cases: Vec<(&str, DataplaneSpec, Vec<TestPolicy>, Option<&str>)> = vec![
+    let cases: Vec<Case<'_, Option<&str>>> = vec![
         ("no policies", web.clone(), vec![], None),
         (
             "exact beats wildcard",
@@ -154,7 +157,7 @@ fn outbound_policy_rules() {
     let to = T::Timeout;
     let web = web_dp();
     let any: &[(&str, &str)] = &[(SVC, "*")];
-    let cases: Vec<(&str, DataplaneSpec, Vec<TestPolicy>, Vec<(&str, &str)>)> = vec![
+    let cases: Vec<Case<'_, Vec<(&str, &str)>>> = vec![
         ("no policies", web.clone(), vec![], vec![]),
         (
             "wildcard policy applies to every service",
@@ -357,7 +360,7 @@ fn inbound_policy_rules() {
         &[&[(SVC, "web"), ("version", "v1")], &[(SVC, "admin")]],
         &["backend"],
     );
-    let cases: Vec<(&str, DataplaneSpec, Vec<TestPolicy>, Vec<Option<&str>>)> = vec![
+    let cases: Vec<Case<'_, Vec<Option<&str>>>> = vec![
         ("no policies", two.clone(), vec![], vec![None, None]),
         (
             "allow-all applies to every inbound",
@@ -610,5 +613,131 @@ networking:
             panic!("no route")
         };
         assert!(fewer.iter().any(|p| Arc::ptr_eq(p, chosen)));
+    }
+}
+
+/// Every policy type through real resources.
+mod yaml_all_types {
+    use super::super::*;
+    use crate::resource::{DataplaneSpec, Resource, ResourceType};
+
+    /// A minimal valid `conf` per type (`None`: the type has no conf).
+    fn conf(ty: ResourceType) -> Option<&'static str> {
+        Some(match ty {
+            ResourceType::TrafficTrace => "{backend: jaeger}",
+            ResourceType::ProxyTemplate => "{imports: [default-proxy]}",
+            ResourceType::TrafficRoute => "{destination: {kuma.io/service: '*'}}",
+            ResourceType::HealthCheck => {
+                "{interval: 10s, timeout: 2s, unhealthyThreshold: 3, healthyThreshold: 1}"
+            }
+            ResourceType::CircuitBreaker => {
+                "{interval: 5s, baseEjectionTime: 30s, detectors: {totalErrors: {consecutive: 20}}}"
+            }
+            ResourceType::TrafficLog => "{backend: file}",
+            ResourceType::Retry => "{http: {numRetries: 5}}",
+            ResourceType::Timeout => "{connectTimeout: 5s}",
+            ResourceType::FaultInjection => "{abort: {httpStatus: 500, percentage: 50}}",
+            _ => return None,
+        })
+    }
+
+    /// A policy of `ty` named `name`; `from` is the source (or selector)
+    /// match, `to` the destination match.
+    fn policy(ty: ResourceType, name: &str, from: &str, to: &str) -> Resource {
+        let mut y = format!("type: {ty}\nmesh: default\nname: {name}\n");
+        match PolicyKind::of(ty) {
+            Some(PolicyKind::Dataplane) => y += &format!("selectors: [{{match: {from}}}]\n"),
+            _ => y += &format!("sources: [{{match: {from}}}]\ndestinations: [{{match: {to}}}]\n"),
+        }
+        if let Some(c) = conf(ty) {
+            y += &format!("conf: {c}\n");
+        }
+        let r = Resource::from_yaml(&y).unwrap_or_else(|e| panic!("{y}: {e}"));
+        r.validate().unwrap_or_else(|e| panic!("{y}: {e}"));
+        r
+    }
+
+    #[test]
+    fn every_type_selects_its_most_specific_policy() {
+        let dp = Resource::from_yaml(
+            "type: Dataplane\nmesh: default\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  \
+             inbound:\n  - port: 8080\n    tags: {kuma.io/service: web, kuma.io/protocol: http}\n  \
+             outbound:\n  - port: 10001\n    tags: {kuma.io/service: backend}\n  \
+             - port: 10002\n    tags: {kuma.io/service: redis}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Some(spec) = dp.spec_as::<DataplaneSpec>() else {
+            panic!("not a dataplane")
+        };
+        let any = "{kuma.io/service: '*'}";
+        let mut policies = Vec::new();
+        for ty in ResourceType::ALL.iter().copied() {
+            let Some(kind) = PolicyKind::of(ty) else {
+                continue;
+            };
+            policies.push(policy(ty, "a-all", any, any));
+            match kind {
+                PolicyKind::Dataplane => {
+                    policies.push(policy(ty, "z-web", "{kuma.io/service: web}", any));
+                }
+                PolicyKind::Outbound => {
+                    policies.push(policy(ty, "z-backend", any, "{kuma.io/service: backend}"));
+                    // Does not apply: its source selects another service.
+                    policies.push(policy(
+                        ty,
+                        "z-from-api",
+                        "{kuma.io/service: api}",
+                        "{kuma.io/service: redis}",
+                    ));
+                }
+                PolicyKind::Inbound => {
+                    let web = if ty == ResourceType::FaultInjection {
+                        "{kuma.io/service: web, kuma.io/protocol: http}"
+                    } else {
+                        "{kuma.io/service: web}"
+                    };
+                    let src = if ty == ResourceType::FaultInjection {
+                        "{kuma.io/service: '*', kuma.io/protocol: http}"
+                    } else {
+                        any
+                    };
+                    policies.push(policy(ty, "z-web", src, web));
+                }
+            }
+        }
+        let m = match_dataplane(spec, &policies);
+        let name = |p: Option<&Resource>| p.map(|p| p.meta.name.clone());
+        for ty in PolicyKind::DATAPLANE_TYPES {
+            assert_eq!(
+                name(m.dataplane_policy(ty)).as_deref(),
+                Some("z-web"),
+                "{ty}"
+            );
+        }
+        for ty in PolicyKind::OUTBOUND_TYPES {
+            let got: Vec<(&str, String)> = m
+                .outbound_policies(ty)
+                .into_iter()
+                .flatten()
+                .map(|(s, p)| (*s, p.meta.name.clone()))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("backend", "z-backend".to_string()),
+                    ("redis", "a-all".to_string())
+                ],
+                "{ty}"
+            );
+        }
+        for ty in PolicyKind::INBOUND_TYPES {
+            let got: Vec<Option<String>> = m
+                .inbound_policies(ty)
+                .into_iter()
+                .flatten()
+                .map(|p| name(*p))
+                .collect();
+            assert_eq!(got, [Some("z-web".to_string())], "{ty}");
+        }
     }
 }
