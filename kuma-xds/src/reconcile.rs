@@ -22,7 +22,7 @@ use crate::generate::{
 use crate::resource::{Snapshot, XdsResource};
 use kuma_core::matching::PolicyIndex;
 use kuma_core::resource::{
-    DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG, TrafficRouteSpec,
+    ConfigSpec, DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG, TrafficRouteSpec,
 };
 use kuma_core::store::{ListRequest, ResourceStore, StoreError, StoreEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -55,7 +55,24 @@ struct MeshState {
     endpoints: BTreeMap<String, BTreeMap<String, Vec<Endpoint>>>,
     protocols: BTreeMap<String, Protocol>,
     load_assignments: HashMap<ClusterRef, Arc<XdsResource>>,
+    /// DNS VIP per service (from Config `kuma-<mesh>-dns-vips`).
+    vips: BTreeMap<String, String>,
     proxies: BTreeMap<String, ProxyState>,
+}
+
+/// The mesh whose DNS VIPs a Config resource holds, if it is such a Config.
+fn vip_config_mesh(name: &str) -> Option<&str> {
+    name.strip_prefix("kuma-")?
+        .strip_suffix("-dns-vips")
+        .filter(|m| !m.is_empty())
+}
+
+/// Reads the `service -> IP` JSON map of a VIP Config.
+fn parse_vips(config: &Resource) -> BTreeMap<String, String> {
+    config
+        .spec_as::<ConfigSpec>()
+        .and_then(|c| serde_json::from_str::<BTreeMap<String, String>>(&c.config).ok())
+        .unwrap_or_default()
 }
 
 fn is_policy(ty: ResourceType) -> bool {
@@ -153,16 +170,23 @@ impl MeshState {
             let Some(spec) = dp.spec_as::<DataplaneSpec>() else {
                 continue;
             };
-            let matched = index.match_dataplane(spec);
+            let mut services: BTreeSet<&str> = spec
+                .networking
+                .outbound
+                .iter()
+                .filter_map(outbound_service)
+                .collect();
+            if spec.networking.transparent_proxying.is_some() {
+                services.extend(self.vips.keys().map(String::as_str));
+            }
+            let matched = index.match_dataplane_with_services(spec, services.iter().copied());
             let mut outbound_policies = BTreeMap::new();
-            for outbound in &spec.networking.outbound {
-                if let Some(service) = outbound_service(outbound) {
-                    let route = matched
-                        .traffic_routes
-                        .get(service)
-                        .and_then(|r| r.spec_as::<TrafficRouteSpec>());
-                    outbound_policies.insert(service.to_string(), OutboundPolicies { route });
-                }
+            for service in services {
+                let route = matched
+                    .traffic_routes
+                    .get(service)
+                    .and_then(|r| r.spec_as::<TrafficRouteSpec>());
+                outbound_policies.insert(service.to_string(), OutboundPolicies { route });
             }
             let out = generate::generate(&ProxyInput {
                 mesh,
@@ -170,6 +194,7 @@ impl MeshState {
                 dataplane: spec,
                 outbound_policies: &outbound_policies,
                 protocols: &self.protocols,
+                vips: &self.vips,
             });
             if let Some(p) = self.proxies.get_mut(name) {
                 p.own = out.resources;
@@ -196,6 +221,7 @@ impl MeshState {
 struct Work {
     dataplanes: BTreeSet<(String, String)>,
     full_meshes: BTreeSet<String>,
+    vip_meshes: BTreeSet<String>,
     connects: Vec<NodeId>,
     disconnects: Vec<NodeId>,
     resync: bool,
@@ -207,6 +233,10 @@ impl Work {
         let Some(mesh) = e.key.mesh.clone() else {
             if ty == ResourceType::Mesh {
                 self.full_meshes.insert(e.key.name.clone());
+            } else if ty == ResourceType::Config
+                && let Some(mesh) = vip_config_mesh(&e.key.name)
+            {
+                self.vip_meshes.insert(mesh.to_string());
             }
             return;
         };
@@ -220,6 +250,7 @@ impl Work {
     fn is_empty(&self) -> bool {
         self.dataplanes.is_empty()
             && self.full_meshes.is_empty()
+            && self.vip_meshes.is_empty()
             && self.connects.is_empty()
             && self.disconnects.is_empty()
             && !self.resync
@@ -335,6 +366,11 @@ impl Reconciler {
                 .or_default()
                 .set_dataplane(&name, Some(dp));
         }
+        for config in self.list(ResourceType::Config).await {
+            if let Some(mesh) = vip_config_mesh(&config.meta.name) {
+                self.meshes.entry(mesh.to_string()).or_default().vips = parse_vips(&config);
+            }
+        }
         for ty in ResourceType::ALL.iter().copied().filter(|t| is_policy(*t)) {
             for p in self.list(ty).await {
                 let mesh = p.meta.mesh.clone().unwrap_or_default();
@@ -427,6 +463,32 @@ impl Reconciler {
                 .entry(mesh.clone())
                 .or_default()
                 .extend(state.proxies.keys().cloned());
+        }
+        for mesh in &work.vip_meshes {
+            let key =
+                ResourceKey::new(ResourceType::Config, None, &format!("kuma-{mesh}-dns-vips"));
+            let vips = self
+                .get(&key)
+                .await
+                .map(|c| parse_vips(&c))
+                .unwrap_or_default();
+            let state = self.meshes.entry(mesh.clone()).or_default();
+            if state.vips != vips {
+                state.vips = vips;
+                let transparent: Vec<String> = state
+                    .proxies
+                    .keys()
+                    .filter(|n| {
+                        state
+                            .dataplanes
+                            .get(*n)
+                            .and_then(|d| d.spec_as::<DataplaneSpec>())
+                            .is_some_and(|d| d.networking.transparent_proxying.is_some())
+                    })
+                    .cloned()
+                    .collect();
+                regen.entry(mesh.clone()).or_default().extend(transparent);
+            }
         }
         for (mesh, name) in &work.dataplanes {
             let dp = self

@@ -28,7 +28,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_pro
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::{
     ClusterSpecifier as TcpCluster, WeightedCluster as TcpWeighted,
 };
-use envoy_types::pb::google::protobuf::UInt32Value;
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
 use kuma_core::resource::{DataplaneSpec, Inbound, Outbound, SERVICE_TAG};
 use std::sync::Arc;
@@ -136,8 +136,8 @@ fn listener(
     direction: TrafficDirection,
     filter: Filter,
 ) -> Arc<XdsResource> {
-    let l = Listener {
-        name: name.clone(),
+    encode_listener(Listener {
+        name,
         address: Some(socket(address, port)),
         filter_chains: vec![FilterChain {
             filters: vec![filter],
@@ -145,7 +145,11 @@ fn listener(
         }],
         traffic_direction: direction as i32,
         ..Default::default()
-    };
+    })
+}
+
+fn encode_listener(l: Listener) -> Arc<XdsResource> {
+    let name = l.name.clone();
     XdsResource::encode(XdsType::Listener, name, &l)
 }
 
@@ -190,4 +194,26 @@ pub(super) fn outbound(
         TrafficDirection::Outbound,
         filter_for(protocol, "outbound", service, targets),
     )
+}
+
+/// `outbound:<vip>:80`: a service's DNS VIP, reached only through
+/// transparent proxying (`bind_to_port: false`; the redirect listener hands
+/// connections to it by original destination).
+pub(super) fn virtual_outbound(
+    vip: &str,
+    service: &str,
+    protocol: Protocol,
+    targets: &[WeightedTarget],
+) -> Arc<XdsResource> {
+    encode_listener(Listener {
+        name: names::outbound_listener(vip, super::VIP_PORT),
+        address: Some(socket(vip, super::VIP_PORT)),
+        filter_chains: vec![FilterChain {
+            filters: vec![filter_for(protocol, "outbound", service, targets)],
+            ..Default::default()
+        }],
+        traffic_direction: TrafficDirection::Outbound as i32,
+        bind_to_port: Some(BoolValue { value: false }),
+        ..Default::default()
+    })
 }

@@ -84,6 +84,10 @@ pub struct ProxyInput<'a> {
     pub outbound_policies: &'a BTreeMap<String, OutboundPolicies<'a>>,
     /// The protocol of every service of the mesh (absent: TCP).
     pub protocols: &'a BTreeMap<String, Protocol>,
+    /// The DNS VIP of every service of the mesh (service -> IPv4). Proxies
+    /// with transparent proxying get a virtual `outbound:<vip>:80` listener
+    /// per service.
+    pub vips: &'a BTreeMap<String, String>,
 }
 
 impl ProxyInput<'_> {
@@ -167,6 +171,15 @@ pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
     }
 
     let mut clusters_done = BTreeSet::new();
+    let mut add_clusters = |out: &mut ProxyResources, targets: Vec<WeightedTarget>| {
+        for t in targets {
+            if clusters_done.insert(t.cluster.name.clone()) {
+                let p = input.protocol(&t.cluster.service);
+                out.resources.push(clusters::eds(&t.cluster, p));
+            }
+            out.eds_clusters.insert(t.cluster);
+        }
+    };
     for outbound in &dp.networking.outbound {
         let Some(service) = outbound_service(outbound) else {
             continue;
@@ -176,13 +189,109 @@ pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
         let protocol = input.protocol(service);
         out.resources
             .push(listeners::outbound(outbound, service, protocol, &targets));
-        for t in targets {
-            if clusters_done.insert(t.cluster.name.clone()) {
-                let p = input.protocol(&t.cluster.service);
-                out.resources.push(clusters::eds(&t.cluster, p));
-            }
-            out.eds_clusters.insert(t.cluster);
+        add_clusters(&mut out, targets);
+    }
+    if dp.networking.transparent_proxying.is_some() {
+        for (service, vip) in input.vips {
+            let policies = input.outbound_policies.get(service).unwrap_or(&none);
+            let targets = route_targets(service, policies.route);
+            let protocol = input.protocol(service);
+            out.resources.push(listeners::virtual_outbound(
+                vip, service, protocol, &targets,
+            ));
+            add_clusters(&mut out, targets);
         }
     }
     out
+}
+
+/// The port of the virtual listener of every service VIP.
+pub const VIP_PORT: u32 = 80;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kuma_core::resource::Resource;
+
+    fn dp(yaml: &str) -> DataplaneSpec {
+        Resource::from_yaml(yaml)
+            .unwrap()
+            .spec_as::<DataplaneSpec>()
+            .unwrap()
+            .clone()
+    }
+
+    fn names(out: &ProxyResources) -> Vec<String> {
+        out.resources.iter().map(|r| r.name.clone()).collect()
+    }
+
+    const BASE: &str = "type: Dataplane\nmesh: m\nname: web\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 9000\n    tags:\n      kuma.io/service: web\n";
+
+    #[test]
+    fn vip_listeners_only_with_transparent_proxying() {
+        let vips: BTreeMap<String, String> = [
+            ("backend".to_string(), "240.0.0.1".to_string()),
+            ("redis".to_string(), "240.0.0.2".to_string()),
+        ]
+        .into();
+        let protocols = [("backend".to_string(), Protocol::Http)].into();
+        let policies = BTreeMap::new();
+        let plain = dp(BASE);
+        let input = ProxyInput {
+            mesh: "m",
+            name: "web",
+            dataplane: &plain,
+            outbound_policies: &policies,
+            protocols: &protocols,
+            vips: &vips,
+        };
+        assert!(
+            !names(&generate(&input))
+                .iter()
+                .any(|n| n.contains("240.0.0"))
+        );
+
+        let tp = dp(&format!(
+            "{BASE}  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n"
+        ));
+        let out = generate(&ProxyInput {
+            dataplane: &tp,
+            ..input
+        });
+        let n = names(&out);
+        assert!(n.contains(&"outbound:240.0.0.1:80".to_string()), "{n:?}");
+        assert!(n.contains(&"outbound:240.0.0.2:80".to_string()), "{n:?}");
+        assert!(n.contains(&"backend".to_string()) && n.contains(&"redis".to_string()));
+        let vip = out
+            .resources
+            .iter()
+            .find(|r| r.name == "outbound:240.0.0.1:80")
+            .unwrap();
+        let l: envoy_types::pb::envoy::config::listener::v3::Listener =
+            prost::Message::decode(vip.body.clone()).unwrap();
+        assert_eq!(l.bind_to_port.map(|b| b.value), Some(false));
+        let filter = &l.filter_chains[0].filters[0];
+        assert_eq!(filter.name, "envoy.filters.network.http_connection_manager");
+    }
+
+    #[test]
+    fn split_targets_merge_and_default() {
+        let t = route_targets("backend", None);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].cluster.name, "backend");
+        let route = Resource::from_yaml(
+            "type: TrafficRoute\nmesh: m\nname: r\nsources:\n- match:\n    kuma.io/service: '*'\ndestinations:\n- match:\n    kuma.io/service: backend\nconf:\n  split:\n  - weight: 90\n    destination:\n      kuma.io/service: backend\n      version: v1\n  - weight: 0\n    destination:\n      kuma.io/service: backend\n      version: v3\n  - weight: 10\n    destination:\n      kuma.io/service: backend\n      version: v2\n",
+        )
+        .unwrap();
+        let spec = route.spec_as::<TrafficRouteSpec>().unwrap();
+        let t = route_targets("backend", Some(spec));
+        let got: Vec<(u32, &str)> = t
+            .iter()
+            .map(|t| (t.weight, t.cluster.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [(90, "backend;version=v1"), (10, "backend;version=v2")]
+        );
+    }
 }
