@@ -21,11 +21,11 @@ use crate::error::DnsError;
 use crate::metrics::{DnsMetrics, QueryResult};
 use crate::table::VipTable;
 use hickory_proto::op::{
-    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
+    Edns, Header, Message, MessageType, Metadata, OpCode, Query, ResponseCode, emit_message_parts,
 };
 use hickory_proto::rr::rdata::{A, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncoder};
 
 /// The transport a request came over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,15 +113,23 @@ impl DnsHandler {
 
     fn respond(&self, bytes: &[u8], transport: Transport, out: &mut Vec<u8>) -> QueryResult {
         out.clear();
-        let request = match Message::from_vec(bytes) {
-            Ok(m) => m,
-            Err(_) => return self.header_only_error(bytes, out),
+        let mut decoder = BinDecoder::new(bytes);
+        let Ok(header) = Header::read(&mut decoder) else {
+            return QueryResult::Dropped;
         };
-        if request.metadata.message_type != MessageType::Query {
+        if header.metadata.message_type != MessageType::Query {
             return QueryResult::Dropped;
         }
-        let mut response = Message::new(0, MessageType::Response, request.metadata.op_code);
-        response.metadata = Metadata::response_from_request(&request.metadata);
+        let Some(request) = Request::read(&header, &mut decoder) else {
+            return self.header_only_error(&header, out);
+        };
+        let mut reply = Reply {
+            metadata: Metadata::response_from_request(&header.metadata),
+            query: None,
+            answer: None,
+            authority: None,
+            edns: None,
+        };
         let limit = match transport {
             Transport::Tcp => usize::from(u16::MAX),
             Transport::Udp => match &request.edns {
@@ -129,42 +137,43 @@ impl DnsHandler {
                 None => 512,
             },
         };
-        let result = self.resolve(&request, &mut response);
-        self.encode(&response, limit, out);
+        let result = self.resolve(&header, request, &mut reply);
+        reply.encode(limit, out);
         result
     }
 
-    fn resolve(&self, request: &Message, response: &mut Message) -> QueryResult {
+    fn resolve(&self, header: &Header, request: Request, reply: &mut Reply) -> QueryResult {
         if let Some(req_edns) = &request.edns {
             let mut edns = Edns::new();
             edns.set_max_payload(self.max_udp_payload);
-            response.set_edns(edns);
+            reply.edns = Some(edns);
             if req_edns.version() > 0 {
-                response.metadata.response_code = ResponseCode::BADVERS;
+                reply.metadata.response_code = ResponseCode::BADVERS;
                 return QueryResult::BadVers;
             }
         }
-        if request.metadata.op_code != OpCode::Query {
-            response.metadata.response_code = ResponseCode::NotImp;
+        if header.metadata.op_code != OpCode::Query {
+            reply.metadata.response_code = ResponseCode::NotImp;
             return QueryResult::NotImp;
         }
-        let [query] = request.queries.as_slice() else {
-            response.metadata.response_code = ResponseCode::FormErr;
+        let (Some(query), 1) = (request.query, header.counts.queries) else {
+            reply.metadata.response_code = ResponseCode::FormErr;
             return QueryResult::FormErr;
         };
-        response.add_query(query.clone());
-        self.resolve_query(query, response)
+        let result = self.resolve_query(&query, reply);
+        reply.query = Some(query);
+        result
     }
 
-    fn resolve_query(&self, query: &Query, response: &mut Message) -> QueryResult {
-        let refused = |response: &mut Message| {
-            response.metadata.response_code = ResponseCode::Refused;
+    fn resolve_query(&self, query: &Query, reply: &mut Reply) -> QueryResult {
+        let refused = |reply: &mut Reply| {
+            reply.metadata.response_code = ResponseCode::Refused;
             QueryResult::Refused
         };
         if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY)
             || matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR)
         {
-            return refused(response);
+            return refused(reply);
         }
         let name = query.name();
         let n = usize::from(name.num_labels());
@@ -176,17 +185,17 @@ impl DnsHandler {
                 .zip(&self.apex_labels)
                 .all(|(l, a)| l.eq_ignore_ascii_case(a));
         if !in_domain {
-            return refused(response);
+            return refused(reply);
         }
-        response.metadata.authoritative = true;
+        reply.metadata.authoritative = true;
         let snapshot = self.table.load();
         let qtype = query.query_type();
         if n == d {
             if qtype == RecordType::SOA {
-                response.add_answer(self.soa(snapshot.serial()));
+                reply.answer = Some(self.soa(snapshot.serial()));
                 return QueryResult::NoError;
             }
-            response.add_authority(self.soa(snapshot.serial()));
+            reply.authority = Some(self.soa(snapshot.serial()));
             return QueryResult::NoData;
         }
         // The service is the labels before the domain, lowercased into a
@@ -214,16 +223,16 @@ impl DnsHandler {
             .and_then(|s| snapshot.get(s));
         match vip {
             Some(vip) if matches!(qtype, RecordType::A | RecordType::ANY) => {
-                response.add_answer(Record::from_rdata(name.clone(), self.ttl, RData::A(A(vip))));
+                reply.answer = Some(Record::from_rdata(name.clone(), self.ttl, RData::A(A(vip))));
                 QueryResult::NoError
             }
             Some(_) => {
-                response.add_authority(self.soa(snapshot.serial()));
+                reply.authority = Some(self.soa(snapshot.serial()));
                 QueryResult::NoData
             }
             None => {
-                response.metadata.response_code = ResponseCode::NXDomain;
-                response.add_authority(self.soa(snapshot.serial()));
+                reply.metadata.response_code = ResponseCode::NXDomain;
+                reply.authority = Some(self.soa(snapshot.serial()));
                 QueryResult::NxDomain
             }
         }
@@ -245,35 +254,91 @@ impl DnsHandler {
         )
     }
 
-    /// FORMERR for a request whose header parses but whose body does not;
-    /// nothing for anything else.
-    fn header_only_error(&self, bytes: &[u8], out: &mut Vec<u8>) -> QueryResult {
-        let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
-            return QueryResult::Dropped;
+    /// FORMERR for a request whose header parses but whose body does not.
+    fn header_only_error(&self, header: &Header, out: &mut Vec<u8>) -> QueryResult {
+        let mut metadata = Metadata::response_from_request(&header.metadata);
+        metadata.response_code = ResponseCode::FormErr;
+        let reply = Reply {
+            metadata,
+            query: None,
+            answer: None,
+            authority: None,
+            edns: None,
         };
-        if header.metadata.message_type != MessageType::Query {
-            return QueryResult::Dropped;
-        }
-        let mut response = Message::error_msg(
-            header.metadata.id,
-            header.metadata.op_code,
-            ResponseCode::FormErr,
-        );
-        response.metadata.recursion_desired = header.metadata.recursion_desired;
-        self.encode(&response, 512, out);
+        reply.encode(512, out);
         QueryResult::FormErr
     }
+}
 
-    fn encode(&self, response: &Message, limit: usize, out: &mut Vec<u8>) {
+/// The parts of a request the answer depends on, decoded by hickory-proto
+/// without building a whole `Message` (fewer allocations per query).
+struct Request {
+    /// The first question (the only one in a valid query).
+    query: Option<Query>,
+    edns: Option<Edns>,
+}
+
+impl Request {
+    /// The body after `header`; `None` when it does not parse (FORMERR).
+    fn read(header: &Header, decoder: &mut BinDecoder<'_>) -> Option<Self> {
+        let op = header.metadata.op_code;
+        let mut query = None;
+        for _ in 0..header.counts.queries {
+            let q = Query::read(decoder).ok()?;
+            query.get_or_insert(q);
+        }
+        Message::read_records(decoder, usize::from(header.counts.answers), false, op).ok()?;
+        Message::read_records(decoder, usize::from(header.counts.authorities), false, op).ok()?;
+        let (_, edns, _) =
+            Message::read_records(decoder, usize::from(header.counts.additionals), true, op)
+                .ok()?;
+        Some(Self { query, edns })
+    }
+}
+
+/// A response with at most one record per section.
+struct Reply {
+    metadata: Metadata,
+    query: Option<Query>,
+    answer: Option<Record>,
+    authority: Option<Record>,
+    edns: Option<Edns>,
+}
+
+impl Reply {
+    /// Encodes into `out`; when the result exceeds `limit`, only the
+    /// header, the question and the OPT record, with TC set.
+    fn encode(&self, limit: usize, out: &mut Vec<u8>) {
         out.clear();
-        let ok = response.emit(&mut BinEncoder::new(out)).is_ok();
+        let none: Option<&Record> = None;
+        let ok = emit_message_parts(
+            &self.metadata,
+            &mut self.query.iter(),
+            &mut self.answer.iter(),
+            &mut self.authority.iter(),
+            &mut none.into_iter(),
+            self.edns.as_ref(),
+            None,
+            &mut BinEncoder::new(out),
+        )
+        .is_ok();
         if ok && out.len() <= limit {
             return;
         }
-        // Too big for the client's buffer (or not encodable): the header,
-        // the question and the OPT record only, with TC set.
         out.clear();
-        if response.truncate().emit(&mut BinEncoder::new(out)).is_err() {
+        let mut metadata = self.metadata;
+        metadata.truncation = true;
+        let truncated = emit_message_parts(
+            &metadata,
+            &mut self.query.iter(),
+            &mut none.into_iter(),
+            &mut none.into_iter(),
+            &mut none.into_iter(),
+            self.edns.as_ref(),
+            None,
+            &mut BinEncoder::new(out),
+        );
+        if truncated.is_err() {
             out.clear();
         }
     }

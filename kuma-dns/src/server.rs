@@ -56,9 +56,22 @@ impl DnsServer {
     pub async fn serve_udp(&self, socket: UdpSocket) -> Result<(), DnsError> {
         let mut request = vec![0u8; 65_535];
         let mut response = Vec::with_capacity(1232);
+        let mut served: u32 = 0;
         loop {
-            let (len, peer) = match socket.recv_from(&mut request).await {
+            // `try_*` calls bypass tokio's cooperative budget: yield now and
+            // then so a flood cannot starve other tasks on this thread.
+            served = served.wrapping_add(1);
+            if served.is_multiple_of(256) {
+                tokio::task::yield_now().await;
+            }
+            // Drain every datagram that is ready before waiting again: one
+            // readiness wake-up per burst instead of one per packet.
+            let (len, peer) = match socket.try_recv_from(&mut request) {
                 Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    socket.readable().await?;
+                    continue;
+                }
                 // ICMP errors of earlier sends surface here on some systems.
                 Err(e) => {
                     debug!(error = %e, "udp receive failed");
@@ -70,7 +83,13 @@ impl DnsServer {
             if response.is_empty() {
                 continue;
             }
-            if let Err(e) = socket.send_to(&response, peer).await {
+            let sent = match socket.try_send_to(&response, peer) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    socket.send_to(&response, peer).await
+                }
+                r => r,
+            };
+            if let Err(e) = sent {
                 debug!(%peer, error = %e, "udp send failed");
             }
         }

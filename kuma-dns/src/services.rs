@@ -30,10 +30,11 @@ pub fn services_of(resource: &Resource) -> BTreeSet<String> {
                 out.insert(s.clone());
             }
         }
-    } else if let Some(es) = resource.spec_as::<ExternalServiceSpec>() {
-        if let Some(s) = es.service() {
-            out.insert(s.to_string());
-        }
+    } else if let Some(s) = resource
+        .spec_as::<ExternalServiceSpec>()
+        .and_then(ExternalServiceSpec::service)
+    {
+        out.insert(s.to_string());
     }
     out.retain(|s| !s.is_empty() && s != "*");
     out

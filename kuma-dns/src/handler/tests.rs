@@ -166,8 +166,7 @@ fn answers_follow_the_table_and_are_counted() {
 
 #[test]
 fn custom_domain_with_several_labels() {
-    let mut c = DnsConfig::default();
-    c.domain = "Svc.Cluster.".to_string();
+    let c = DnsConfig::new("Svc.Cluster.", "240.0.0.0/4".parse().unwrap());
     let table = VipTable::new();
     table.publish(&BTreeMap::from([(
         "api".to_string(),
