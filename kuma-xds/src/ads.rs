@@ -323,16 +323,17 @@ impl SotwStream {
                         break;
                     }
                     let snapshot = watch.borrow_and_update().clone();
-                    if let Some(s) = snapshot {
-                        if !self.push_all(&s, &mut insight).await {
-                            break;
-                        }
+                    if let Some(s) = snapshot
+                        && !self.push_all(&s, &mut insight).await
+                    {
+                        break;
                     }
                 },
                 _ = flush.tick() => insight.flush(&self.shared.manager).await,
             }
         }
         info!(node = %node, stream = self.id, "proxy disconnected");
+        drop(watch);
         let _ = self
             .shared
             .proxies

@@ -86,9 +86,13 @@ impl SnapshotCache {
             .subscribe()
     }
 
-    /// Forgets a proxy whose streams are all gone.
+    /// Forgets a proxy whose streams are all gone. An entry somebody still
+    /// watches (a stream that reconnected meanwhile) is kept.
     pub fn remove(&self, node: &NodeId) {
-        self.lock().remove(node);
+        let mut nodes = self.lock();
+        if nodes.get(node).is_some_and(|tx| tx.receiver_count() == 0) {
+            nodes.remove(node);
+        }
     }
 
     /// How many proxies have an entry.

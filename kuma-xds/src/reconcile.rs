@@ -445,14 +445,14 @@ impl Reconciler {
                 .insert(node.name.clone());
         }
         for node in &work.disconnects {
-            if let Some(state) = self.meshes.get_mut(&node.mesh) {
-                if let Some(p) = state.proxies.get_mut(&node.name) {
-                    p.streams = p.streams.saturating_sub(1);
-                    if p.streams == 0 {
-                        state.proxies.remove(&node.name);
-                        self.cache.remove(node);
-                        debug!(node = %node, "proxy gone");
-                    }
+            if let Some(state) = self.meshes.get_mut(&node.mesh)
+                && let Some(p) = state.proxies.get_mut(&node.name)
+            {
+                p.streams = p.streams.saturating_sub(1);
+                if p.streams == 0 {
+                    state.proxies.remove(&node.name);
+                    self.cache.remove(node);
+                    debug!(node = %node, "proxy gone");
                 }
             }
         }
