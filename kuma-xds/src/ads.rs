@@ -36,7 +36,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -64,6 +64,8 @@ struct Shared {
 #[derive(Clone)]
 pub struct AdsServer {
     shared: Arc<Shared>,
+    /// Set to `true` when the server stops: open streams then end.
+    stop: Option<watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for AdsServer {
@@ -92,7 +94,16 @@ impl AdsServer {
                 streams: AtomicU64::new(0),
                 registrations: Mutex::new(HashMap::new()),
             }),
+            stop: None,
         }
+    }
+
+    /// Ends every open stream (with `UNAVAILABLE`, so proxies reconnect)
+    /// once `stop` turns `true`. Without it a graceful server shutdown waits
+    /// forever: ADS streams only end when the proxy hangs up.
+    pub fn with_shutdown(mut self, stop: watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// The tonic service to add to a server.
@@ -119,8 +130,9 @@ impl AggregatedDiscoveryService for AdsServer {
         let (tx, rx) = mpsc::channel(16);
         let shared = self.shared.clone();
         let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        let stop = self.stop.clone();
         tokio::spawn(async move {
-            let stream = SotwStream::new(shared, tx, id);
+            let stream = SotwStream::new(shared, tx, id, stop);
             stream.run(request.into_inner()).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -168,6 +180,17 @@ struct SotwStream {
     id: u64,
     nonce: u64,
     types: HashMap<XdsType, TypeState>,
+    stop: Option<watch::Receiver<bool>>,
+}
+
+/// Resolves once `stop` is `true` (or its sender is gone); never without one.
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(rx) => {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 impl SotwStream {
@@ -175,6 +198,7 @@ impl SotwStream {
         shared: Arc<Shared>,
         tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
         id: u64,
+        stop: Option<watch::Receiver<bool>>,
     ) -> Self {
         Self {
             shared,
@@ -182,6 +206,7 @@ impl SotwStream {
             id,
             nonce: 0,
             types: HashMap::new(),
+            stop,
         }
     }
 
@@ -298,6 +323,7 @@ impl SotwStream {
             .send(ProxyEvent::Connected(node.clone()));
 
         let mut flush = tokio::time::interval(INSIGHT_FLUSH);
+        let mut stop = self.stop.take();
         let mut pending = Some(first);
         loop {
             if let Some(req) = pending.take() {
@@ -330,6 +356,10 @@ impl SotwStream {
                     }
                 },
                 _ = flush.tick() => insight.flush(&self.shared.manager).await,
+                () = stopped(&mut stop) => {
+                    self.fail(Status::unavailable("the control plane is shutting down")).await;
+                    break;
+                }
             }
         }
         info!(node = %node, stream = self.id, "proxy disconnected");

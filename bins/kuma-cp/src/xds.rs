@@ -60,7 +60,8 @@ pub fn start(
         config.general.advertised_hostname,
         std::process::id()
     );
-    let ads = AdsServer::new(manager.clone(), cache, proxies_tx, instance_id);
+    let ads =
+        AdsServer::new(manager.clone(), cache, proxies_tx, instance_id).with_shutdown(stop.clone());
     let mut ads_stop = stop.clone();
     let incoming = TcpListenerStream::new(listeners.xds);
     let ads_task = tokio::spawn(async move {
