@@ -181,6 +181,8 @@ struct SotwStream {
     nonce: u64,
     types: HashMap<XdsType, TypeState>,
     stop: Option<watch::Receiver<bool>>,
+    node: Option<NodeId>,
+    ready_sent: bool,
 }
 
 /// Resolves once `stop` is `true` (or its sender is gone); never without one.
@@ -207,6 +209,8 @@ impl SotwStream {
             nonce: 0,
             types: HashMap::new(),
             stop,
+            node: None,
+            ready_sent: false,
         }
     }
 
@@ -317,6 +321,7 @@ impl SotwStream {
         );
         insight.flush(&self.shared.manager).await;
         let mut watch = self.shared.cache.watch(&node);
+        self.node = Some(node.clone());
         let _ = self
             .shared
             .proxies
@@ -387,6 +392,7 @@ impl SotwStream {
             debug!(type_url = %req.type_url, "ignoring request for an unknown type");
             return true;
         };
+        let mut listeners_acked = false;
         let st = self.types.entry(t).or_default();
         if !req.response_nonce.is_empty() {
             if req.response_nonce != st.nonce {
@@ -397,11 +403,22 @@ impl SotwStream {
                     warn!(r#type = t.short(), version = %req.version_info, error = %err.message, "proxy rejected config");
                     insight.rejected(t);
                 }
-                None => insight.acked(t),
+                None => {
+                    insight.acked(t);
+                    listeners_acked = t == XdsType::Listener;
+                }
             }
         }
         st.subscribed = true;
         st.names = req.resource_names.into_iter().collect();
+        if listeners_acked && !self.ready_sent {
+            // Envoy accepted its listeners, inbound ones included: from now
+            // on other proxies may be sent to this one.
+            self.ready_sent = true;
+            if let Some(node) = &self.node {
+                let _ = self.shared.proxies.send(ProxyEvent::Ready(node.clone()));
+            }
+        }
         match snapshot {
             Some(s) => self.send(t, s, insight).await,
             None => true,

@@ -38,6 +38,9 @@ pub enum ProxyEvent {
     Connected(NodeId),
     /// A stream for this node ended.
     Disconnected(NodeId),
+    /// The node acknowledged its listeners: its inbounds accept traffic,
+    /// so its instances may be advertised to other proxies.
+    Ready(NodeId),
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +58,12 @@ struct MeshState {
     endpoints: BTreeMap<String, BTreeMap<String, Vec<Endpoint>>>,
     protocols: BTreeMap<String, Protocol>,
     load_assignments: HashMap<ClusterRef, Arc<XdsResource>>,
+    /// What each Dataplane currently contributes to `endpoints`.
+    published: HashMap<String, BTreeMap<String, Vec<Endpoint>>>,
+    /// Dataplanes whose proxy connected but has not acknowledged its
+    /// listeners yet: their instances are held back, so nobody is sent to
+    /// an inbound port Envoy does not listen on yet.
+    warming: BTreeSet<String>,
     /// DNS VIP per service (from Config `kuma-<mesh>-dns-vips`).
     vips: BTreeMap<String, String>,
     proxies: BTreeMap<String, ProxyState>,
@@ -106,12 +115,21 @@ impl MeshState {
     /// Replaces one Dataplane (or removes it with `None`); returns the
     /// services whose instances changed.
     fn set_dataplane(&mut self, name: &str, dp: Option<Arc<Resource>>) -> BTreeSet<String> {
-        let old = match &dp {
-            Some(d) => self.dataplanes.insert(name.to_string(), d.clone()),
+        match dp {
+            Some(d) => self.dataplanes.insert(name.to_string(), d),
             None => self.dataplanes.remove(name),
         };
-        let old_inst = old.as_deref().map(instances).unwrap_or_default();
-        let new_inst = dp.as_deref().map(instances).unwrap_or_default();
+        self.refresh_endpoints(name)
+    }
+
+    /// Re-derives what a Dataplane contributes to `endpoints` (nothing while
+    /// it is warming); returns the services whose instances changed.
+    fn refresh_endpoints(&mut self, name: &str) -> BTreeSet<String> {
+        let new_inst = match self.dataplanes.get(name) {
+            Some(d) if !self.warming.contains(name) => instances(d),
+            _ => BTreeMap::new(),
+        };
+        let old_inst = self.published.remove(name).unwrap_or_default();
         let mut changed = BTreeSet::new();
         for service in old_inst.keys().chain(new_inst.keys()) {
             if old_inst.get(service) == new_inst.get(service) {
@@ -137,6 +155,9 @@ impl MeshState {
                 self.protocols.insert(service.clone(), protocol);
             }
             self.load_assignments.retain(|c, _| &c.service != service);
+        }
+        if !new_inst.is_empty() {
+            self.published.insert(name.to_string(), new_inst);
         }
         changed
     }
@@ -224,6 +245,7 @@ struct Work {
     vip_meshes: BTreeSet<String>,
     connects: Vec<NodeId>,
     disconnects: Vec<NodeId>,
+    ready: Vec<NodeId>,
     resync: bool,
 }
 
@@ -253,6 +275,7 @@ impl Work {
             && self.vip_meshes.is_empty()
             && self.connects.is_empty()
             && self.disconnects.is_empty()
+            && self.ready.is_empty()
             && !self.resync
     }
 }
@@ -305,6 +328,7 @@ impl Reconciler {
                 p = proxies.recv() => match p {
                     Some(ProxyEvent::Connected(n)) => work.connects.push(n),
                     Some(ProxyEvent::Disconnected(n)) => work.disconnects.push(n),
+                    Some(ProxyEvent::Ready(n)) => work.ready.push(n),
                     None => return,
                 },
             }
@@ -322,6 +346,7 @@ impl Reconciler {
                 match p {
                     ProxyEvent::Connected(n) => work.connects.push(n),
                     ProxyEvent::Disconnected(n) => work.disconnects.push(n),
+                    ProxyEvent::Ready(n) => work.ready.push(n),
                 }
             }
         }
@@ -434,7 +459,11 @@ impl Reconciler {
                 ))
                 .await;
             let state = self.meshes.entry(node.mesh.clone()).or_default();
-            state.proxies.entry(node.name.clone()).or_default().streams += 1;
+            let proxy = state.proxies.entry(node.name.clone()).or_default();
+            if proxy.streams == 0 {
+                state.warming.insert(node.name.clone());
+            }
+            proxy.streams += 1;
             let changed = state.set_dataplane(&node.name, dp);
             if !changed.is_empty() {
                 mark_consumers(state, &node.mesh, &changed, &mut eds_only);
@@ -453,7 +482,27 @@ impl Reconciler {
                     state.proxies.remove(&node.name);
                     self.cache.remove(node);
                     debug!(node = %node, "proxy gone");
+                    if state.warming.remove(&node.name) {
+                        let changed = state.refresh_endpoints(&node.name);
+                        mark_consumers(state, &node.mesh, &changed, &mut eds_only);
+                    }
                 }
+            }
+        }
+        for node in &work.ready {
+            if let Some(state) = self.meshes.get_mut(&node.mesh)
+                && state.warming.remove(&node.name)
+            {
+                let old_protocols = state.protocols.clone();
+                let changed = state.refresh_endpoints(&node.name);
+                mark_consumers(state, &node.mesh, &changed, &mut eds_only);
+                let protocol_changed: BTreeSet<String> = changed
+                    .iter()
+                    .filter(|s| old_protocols.get(*s) != state.protocols.get(*s))
+                    .cloned()
+                    .collect();
+                mark_consumers(state, &node.mesh, &protocol_changed, &mut regen);
+                debug!(node = %node, "proxy ready: its instances are advertised");
             }
         }
         for mesh in &work.full_meshes {

@@ -380,6 +380,15 @@ fn instances_join_and_leave_under_load() {
         propagation < Duration::from_secs(1),
         "backend-v1-c served its first request {propagation:?} after registering (limit 1s)"
     );
+    // The control plane advertises an instance only once its proxy has
+    // acknowledged its listeners, so no request is sent to a port nobody
+    // listens on yet.
+    assert!(
+        joining.errors.is_empty(),
+        "{} requests failed while backend-v1-c joined: {:?}",
+        joining.errors.len(),
+        joining.errors.first()
+    );
     // With the new instance in place, everything answers, all three serve.
     let settled = Instant::now() + Duration::from_millis(300);
     wait_for(
