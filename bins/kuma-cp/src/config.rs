@@ -29,6 +29,10 @@ use serde::{Deserialize, Serialize, Serializer};
 /// Prefix of every environment variable the control plane reads.
 pub const ENV_PREFIX: &str = "KUMA_";
 
+/// `KUMA_*` variables read by the command line (see `main.rs`), not by the
+/// configuration; they are known, so not reported as ignored.
+const CLI_ENV: [&str; 1] = ["KUMA_LOG_LEVEL"];
+
 /// What the effective configuration shows instead of the Postgres password.
 pub const MASKED_SECRET: &str = "*****";
 
@@ -933,7 +937,11 @@ fn apply_env(config: &mut KumaCpConfig, env: &[(String, String)]) -> Result<(), 
     let mut ignored: Vec<String> = env
         .iter()
         .map(|(name, _)| name)
-        .filter(|name| name.starts_with(ENV_PREFIX) && !ENV_KEYS.iter().any(|k| k.env == *name))
+        .filter(|name| {
+            name.starts_with(ENV_PREFIX)
+                && !ENV_KEYS.iter().any(|k| k.env == *name)
+                && !CLI_ENV.contains(&name.as_str())
+        })
         .cloned()
         .collect();
     ignored.sort();
@@ -1776,6 +1784,7 @@ mod tests {
             ("KUMA_REPORTS_ENABLED", "true"),
             ("KUMA_GENERAL_TLS_CERT_FILE", "/x"),
             ("kuma_mode", "global"),
+            ("KUMA_LOG_LEVEL", "debug"),
         ])
         .unwrap();
         assert_eq!(c.api_server.port, 1234);

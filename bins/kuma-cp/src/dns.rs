@@ -20,6 +20,36 @@ pub fn prepare(config: &KumaCpConfig) -> Result<KumaDns> {
         .context("dnsServer (KUMA_DNS_SERVER_*)")
 }
 
+/// Binds UDP then TCP on the same port. With port 0 the ephemeral UDP port
+/// may already be taken on TCP by another process, so that case retries with
+/// a fresh UDP port a few times instead of failing start-up.
+async fn bind_pair(port: u16) -> Result<(UdpSocket, TcpListener, SocketAddr)> {
+    const EPHEMERAL_ATTEMPTS: usize = 16;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let udp = UdpSocket::bind(("0.0.0.0", port))
+            .await
+            .with_context(|| format!("cannot listen on dnsServer.port {port} (udp)"))?;
+        let addr = udp.local_addr()?;
+        match TcpListener::bind(("0.0.0.0", addr.port())).await {
+            Ok(tcp) => return Ok((udp, tcp, addr)),
+            Err(e)
+                if port == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < EPHEMERAL_ATTEMPTS =>
+            {
+                continue;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot listen on dnsServer.port {} (tcp)", addr.port())
+                });
+            }
+        }
+    }
+}
+
 /// Binds UDP then TCP on the same port (so port 0 gives one ephemeral port
 /// for both), starts the VIP controller and the server, and returns the
 /// bound address and the tasks to await on shutdown.
@@ -29,13 +59,7 @@ pub async fn start(
     store: Arc<dyn ResourceStore>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, [tokio::task::JoinHandle<()>; 2])> {
-    let udp = UdpSocket::bind(("0.0.0.0", port))
-        .await
-        .with_context(|| format!("cannot listen on dnsServer.port {port} (udp)"))?;
-    let addr = udp.local_addr()?;
-    let tcp = TcpListener::bind(("0.0.0.0", addr.port()))
-        .await
-        .with_context(|| format!("cannot listen on dnsServer.port {} (tcp)", addr.port()))?;
+    let (udp, tcp, addr) = bind_pair(port).await?;
     let server = dns.server()?;
     let controller = dns.controller(store.clone(), StorePersistence::new(store));
     let stop = |mut rx: watch::Receiver<bool>| async move {
