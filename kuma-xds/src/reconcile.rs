@@ -94,7 +94,8 @@ fn instances(dp: &Resource) -> BTreeMap<String, Vec<Endpoint>> {
     let Some(spec) = dp.spec_as::<DataplaneSpec>() else {
         return out;
     };
-    for inbound in &spec.networking.inbound {
+    // Inbounds reported unhealthy (`health.ready: false`) take no traffic.
+    for inbound in spec.networking.inbound.iter().filter(|i| i.is_ready()) {
         let Some(service) = inbound.tags.get(SERVICE_TAG) else {
             continue;
         };
