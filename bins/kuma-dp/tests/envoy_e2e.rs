@@ -554,3 +554,62 @@ fn proxies_survive_control_plane_restart() {
     assert_only_from(&tally, &["backend-v2-a"], "all to v2");
     println!("restart: done in {:?}", started.elapsed());
 }
+
+/// Issue "Kuma DNS": a transparent-proxy Dataplane gets a virtual
+/// `outbound:<vip>:80` listener per service VIP, not bound to a port, and
+/// Envoy accepts it (it is active in `/config_dump`, not in an error state).
+/// The VIP in the listener is the one Kuma DNS answers for `backend.mesh`.
+#[test]
+fn vip_listeners_are_accepted_by_envoy() {
+    let Some((envoy, dir, cp)) = setup("vip_listeners") else {
+        return;
+    };
+    let _backends = start_backends(&cp, &envoy, dir.path(), &[("backend-v1-a", None)]);
+    let yaml = format!(
+        "{}  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n",
+        support::frontend_yaml("frontend", free_port(), free_port(), free_port())
+    );
+    let mut fe = Dataplane::start(&cp, &envoy, dir.path(), "frontend", &yaml);
+    fe.wait_ready(READY);
+
+    // The VIP Kuma DNS gives backend.mesh, as a DNS client sees it.
+    let vip = wait_for("backend.mesh to resolve", Duration::from_secs(20), || {
+        let out = std::process::Command::new("dig")
+            .args(["+short", "+tries=1", "+time=1", "-p"])
+            .arg(cp.ports.dns.to_string())
+            .args(["@127.0.0.1", "backend.mesh", "A"])
+            .output()
+            .ok()?;
+        let ip = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        ip.starts_with("240.").then_some(ip)
+    });
+    let name = format!("outbound:{vip}:80");
+    let dump = wait_for(
+        "the VIP listener in the frontend's config_dump",
+        Duration::from_secs(20),
+        || {
+            let (status, body) = fe.admin("/config_dump?resource=dynamic_listeners").ok()?;
+            (status == 200 && body.contains(&name)).then_some(body)
+        },
+    );
+    let dump: serde_json::Value = serde_json::from_str(&dump).expect("config_dump is JSON");
+    let listener = dump["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .find(|c| c["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not in config_dump: {dump}"));
+    assert!(
+        listener.get("error_state").is_none(),
+        "Envoy rejected {name}: {}",
+        listener["error_state"]
+    );
+    let active = &listener["active_state"]["listener"];
+    assert_eq!(active["bind_to_port"], false, "{active}");
+    assert_eq!(active["address"]["socket_address"]["address"], vip.as_str());
+    assert_eq!(active["address"]["socket_address"]["port_value"], 80);
+    assert!(
+        active.to_string().contains("\"cluster\":\"backend\""),
+        "the VIP listener routes to the backend cluster: {active}"
+    );
+}
