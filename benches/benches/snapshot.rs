@@ -162,13 +162,22 @@ fn own_resources(
             .traffic_routes
             .get(service)
             .and_then(|r| r.spec_as::<TrafficRouteSpec>());
-        outbound_policies.insert(service.to_string(), OutboundPolicies { route });
+        outbound_policies.insert(
+            service.to_string(),
+            OutboundPolicies {
+                route,
+                ..Default::default()
+            },
+        );
     }
     generate::generate(&ProxyInput {
         mesh: MESH,
         name: &dp.meta.name,
         dataplane: spec,
+        mesh_spec: None,
         outbound_policies: &outbound_policies,
+        inbound_policies: &[],
+        dataplane_policies: Default::default(),
         protocols: &mesh.protocols,
         vips: &mesh.vips,
     })

@@ -17,12 +17,13 @@
 
 use crate::cache::{NodeId, SnapshotCache};
 use crate::generate::{
-    self, ClusterRef, Endpoint, OutboundPolicies, Protocol, ProxyInput, outbound_service,
+    self, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, OutboundPolicies, Protocol,
+    ProxyInput, outbound_service,
 };
 use crate::resource::{Snapshot, XdsResource};
 use kuma_core::matching::PolicyIndex;
 use kuma_core::resource::{
-    ConfigSpec, DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG, TrafficRouteSpec,
+    ConfigSpec, DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG, Spec,
 };
 use kuma_core::store::{ListRequest, ResourceStore, StoreError, StoreEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -64,6 +65,8 @@ struct MeshState {
     /// listeners yet: their instances are held back, so nobody is sent to
     /// an inbound port Envoy does not listen on yet.
     warming: BTreeSet<String>,
+    /// The Mesh resource itself.
+    mesh: Option<Arc<Resource>>,
     /// DNS VIP per service (from Config `kuma-<mesh>-dns-vips`).
     vips: BTreeMap<String, String>,
     proxies: BTreeMap<String, ProxyState>,
@@ -204,17 +207,52 @@ impl MeshState {
             let matched = index.match_dataplane_with_services(spec, services.iter().copied());
             let mut outbound_policies = BTreeMap::new();
             for service in services {
-                let route = matched
-                    .traffic_routes
-                    .get(service)
-                    .and_then(|r| r.spec_as::<TrafficRouteSpec>());
-                outbound_policies.insert(service.to_string(), OutboundPolicies { route });
+                fn pick<'a, S: Spec>(
+                    map: &kuma_core::matching::OutboundPolicyMap<'a, Arc<Resource>>,
+                    service: &str,
+                ) -> Option<&'a S> {
+                    map.get(service).and_then(|r| r.spec_as::<S>())
+                }
+                outbound_policies.insert(
+                    service.to_string(),
+                    OutboundPolicies {
+                        route: pick(&matched.traffic_routes, service),
+                        health_check: pick(&matched.health_checks, service),
+                        circuit_breaker: pick(&matched.circuit_breakers, service),
+                        retry: pick(&matched.retries, service),
+                        timeout: pick(&matched.timeouts, service),
+                        traffic_log: pick(&matched.traffic_logs, service),
+                    },
+                );
             }
+            let inbound_policies: Vec<InboundPolicies> = (0..spec.networking.inbound.len())
+                .map(|i| InboundPolicies {
+                    traffic_permission: matched
+                        .traffic_permissions
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|r| r.spec_as()),
+                    fault_injection: matched
+                        .fault_injections
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|r| r.spec_as()),
+                })
+                .collect();
+            let dataplane_policies = DataplanePolicies {
+                traffic_trace: matched.traffic_trace.and_then(|r| r.spec_as()),
+                proxy_template: matched.proxy_template.and_then(|r| r.spec_as()),
+            };
             let out = generate::generate(&ProxyInput {
                 mesh,
                 name,
                 dataplane: spec,
+                mesh_spec: self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>()),
                 outbound_policies: &outbound_policies,
+                inbound_policies: &inbound_policies,
+                dataplane_policies,
                 protocols: &self.protocols,
                 vips: &self.vips,
             });
@@ -392,6 +430,10 @@ impl Reconciler {
                 .or_default()
                 .set_dataplane(&name, Some(dp));
         }
+        for mesh in self.list(ResourceType::Mesh).await {
+            let name = mesh.meta.name.clone();
+            self.meshes.entry(name).or_default().mesh = Some(mesh);
+        }
         for config in self.list(ResourceType::Config).await {
             if let Some(mesh) = vip_config_mesh(&config.meta.name) {
                 self.meshes.entry(mesh.to_string()).or_default().vips = parse_vips(&config);
@@ -434,7 +476,12 @@ impl Reconciler {
                 policies.insert((ty, p.meta.name.clone()), p);
             }
         }
-        self.meshes.entry(mesh.to_string()).or_default().policies = policies;
+        let mesh_resource = self
+            .get(&ResourceKey::new(ResourceType::Mesh, None, mesh))
+            .await;
+        let state = self.meshes.entry(mesh.to_string()).or_default();
+        state.policies = policies;
+        state.mesh = mesh_resource;
     }
 
     async fn process(&mut self, work: Work) {

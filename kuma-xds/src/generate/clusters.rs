@@ -2,7 +2,6 @@
 //! service (subset).
 
 use super::{ClusterRef, Protocol, names};
-use crate::resource::{XdsResource, XdsType};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
     ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
@@ -20,7 +19,6 @@ use envoy_types::pb::google::protobuf::Duration;
 use envoy_types::util::pack_any;
 use kuma_core::resource::Inbound;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 const CONNECT_TIMEOUT: Duration = Duration {
     seconds: 5,
@@ -49,24 +47,23 @@ fn http2_options(protocol: Protocol) -> HashMap<String, envoy_types::pb::google:
 }
 
 /// The static cluster of an inbound's local app (`localhost:<servicePort>`).
-pub(super) fn local(inbound: &Inbound, protocol: Protocol) -> Arc<XdsResource> {
+pub(super) fn local(inbound: &Inbound, protocol: Protocol) -> Cluster {
     let port = inbound.service_port.unwrap_or(inbound.port);
     let address = inbound.service_address.as_deref().unwrap_or("127.0.0.1");
     let name = names::local_cluster(port);
-    let cluster = Cluster {
+    Cluster {
         name: name.clone(),
         connect_timeout: Some(CONNECT_TIMEOUT),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
         load_assignment: Some(super::endpoints::static_assignment(&name, address, port)),
         typed_extension_protocol_options: http2_options(protocol),
         ..Default::default()
-    };
-    XdsResource::encode(XdsType::Cluster, name, &cluster)
+    }
 }
 
 /// An EDS cluster of a service (subset), fed over ADS.
-pub(super) fn eds(target: &ClusterRef, protocol: Protocol) -> Arc<XdsResource> {
-    let cluster = Cluster {
+pub(super) fn eds(target: &ClusterRef, protocol: Protocol) -> Cluster {
+    Cluster {
         name: target.name.clone(),
         connect_timeout: Some(CONNECT_TIMEOUT),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
@@ -82,6 +79,5 @@ pub(super) fn eds(target: &ClusterRef, protocol: Protocol) -> Arc<XdsResource> {
         }),
         typed_extension_protocol_options: http2_options(protocol),
         ..Default::default()
-    };
-    XdsResource::encode(XdsType::Cluster, target.name.clone(), &cluster)
+    }
 }

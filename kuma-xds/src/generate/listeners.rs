@@ -3,7 +3,6 @@
 
 use super::endpoints::socket;
 use super::{Protocol, WeightedTarget, names};
-use crate::resource::{XdsResource, XdsType};
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
@@ -31,7 +30,6 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_pro
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
 use kuma_core::resource::{DataplaneSpec, Inbound, Outbound, SERVICE_TAG};
-use std::sync::Arc;
 
 fn tcp_proxy(stat_prefix: &str, targets: &[WeightedTarget]) -> Filter {
     let cluster = match targets {
@@ -135,8 +133,8 @@ fn listener(
     port: u32,
     direction: TrafficDirection,
     filter: Filter,
-) -> Arc<XdsResource> {
-    encode_listener(Listener {
+) -> Listener {
+    Listener {
         name,
         address: Some(socket(address, port)),
         filter_chains: vec![FilterChain {
@@ -145,20 +143,11 @@ fn listener(
         }],
         traffic_direction: direction as i32,
         ..Default::default()
-    })
-}
-
-fn encode_listener(l: Listener) -> Arc<XdsResource> {
-    let name = l.name.clone();
-    XdsResource::encode(XdsType::Listener, name, &l)
+    }
 }
 
 /// `inbound:<address>:<port>` to the local app's `localhost:<servicePort>`.
-pub(super) fn inbound(
-    dp: &DataplaneSpec,
-    inbound: &Inbound,
-    protocol: Protocol,
-) -> Arc<XdsResource> {
+pub(super) fn inbound(dp: &DataplaneSpec, inbound: &Inbound, protocol: Protocol) -> Listener {
     let address = inbound.address.as_deref().unwrap_or(&dp.networking.address);
     let service = inbound.tags.get(SERVICE_TAG).map_or("", String::as_str);
     let local = super::ClusterRef {
@@ -185,7 +174,7 @@ pub(super) fn outbound(
     service: &str,
     protocol: Protocol,
     targets: &[WeightedTarget],
-) -> Arc<XdsResource> {
+) -> Listener {
     let address = outbound.address.as_deref().unwrap_or("127.0.0.1");
     listener(
         names::outbound_listener(address, outbound.port),
@@ -204,8 +193,8 @@ pub(super) fn virtual_outbound(
     service: &str,
     protocol: Protocol,
     targets: &[WeightedTarget],
-) -> Arc<XdsResource> {
-    encode_listener(Listener {
+) -> Listener {
+    Listener {
         name: names::outbound_listener(vip, super::VIP_PORT),
         address: Some(socket(vip, super::VIP_PORT)),
         filter_chains: vec![FilterChain {
@@ -215,5 +204,5 @@ pub(super) fn virtual_outbound(
         traffic_direction: TrafficDirection::Outbound as i32,
         bind_to_port: Some(BoolValue { value: false }),
         ..Default::default()
-    })
+    }
 }

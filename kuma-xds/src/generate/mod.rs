@@ -10,14 +10,19 @@ mod clusters;
 mod endpoints;
 mod listeners;
 pub mod names;
+mod policies;
 mod protocol;
 
 pub use endpoints::{Endpoint, load_assignment};
 pub use protocol::Protocol;
 
-use crate::resource::XdsResource;
+use crate::resource::{XdsResource, XdsType};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 use kuma_core::resource::{
-    DataplaneSpec, Outbound, SERVICE_TAG, Tags, TrafficRouteConf, TrafficRouteSpec, WILDCARD,
+    CircuitBreakerSpec, DataplaneSpec, FaultInjectionSpec, HealthCheckSpec, MeshSpec, Outbound,
+    ProxyTemplateSpec, RetrySpec, SERVICE_TAG, Tags, TimeoutSpec, TrafficLogSpec,
+    TrafficPermissionSpec, TrafficRouteConf, TrafficRouteSpec, TrafficTraceSpec, WILDCARD,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -69,6 +74,34 @@ pub struct WeightedTarget {
 pub struct OutboundPolicies<'a> {
     /// The TrafficRoute, if any matched.
     pub route: Option<&'a TrafficRouteSpec>,
+    /// The HealthCheck, if any matched.
+    pub health_check: Option<&'a HealthCheckSpec>,
+    /// The CircuitBreaker, if any matched.
+    pub circuit_breaker: Option<&'a CircuitBreakerSpec>,
+    /// The Retry, if any matched.
+    pub retry: Option<&'a RetrySpec>,
+    /// The Timeout, if any matched.
+    pub timeout: Option<&'a TimeoutSpec>,
+    /// The TrafficLog, if any matched.
+    pub traffic_log: Option<&'a TrafficLogSpec>,
+}
+
+/// The policies selected for one inbound of a proxy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InboundPolicies<'a> {
+    /// The TrafficPermission, if any matched.
+    pub traffic_permission: Option<&'a TrafficPermissionSpec>,
+    /// The FaultInjection, if any matched.
+    pub fault_injection: Option<&'a FaultInjectionSpec>,
+}
+
+/// The Dataplane-wide policies selected for a proxy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DataplanePolicies<'a> {
+    /// The TrafficTrace, if any matched.
+    pub traffic_trace: Option<&'a TrafficTraceSpec>,
+    /// The ProxyTemplate, if any matched.
+    pub proxy_template: Option<&'a ProxyTemplateSpec>,
 }
 
 /// Everything needed to generate one proxy's resources.
@@ -80,8 +113,15 @@ pub struct ProxyInput<'a> {
     pub name: &'a str,
     /// The Dataplane.
     pub dataplane: &'a DataplaneSpec,
+    /// The Dataplane's Mesh (logging and tracing backends, mTLS), if known.
+    pub mesh_spec: Option<&'a MeshSpec>,
     /// Selected policies per outbound service.
     pub outbound_policies: &'a BTreeMap<String, OutboundPolicies<'a>>,
+    /// Selected policies per inbound (element `i` is for
+    /// `networking.inbound[i]`; may be shorter).
+    pub inbound_policies: &'a [InboundPolicies<'a>],
+    /// Selected Dataplane-wide policies.
+    pub dataplane_policies: DataplanePolicies<'a>,
     /// The protocol of every service of the mesh (absent: TCP).
     pub protocols: &'a BTreeMap<String, Protocol>,
     /// The DNS VIP of every service of the mesh (service -> IPv4). Proxies
@@ -157,27 +197,39 @@ pub fn route_targets(service: &str, route: Option<&TrafficRouteSpec>) -> Vec<Wei
     targets
 }
 
-/// Generates a proxy's listeners and clusters.
-pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
-    let mut out = ProxyResources::default();
+/// A proxy's listeners and clusters before encoding: what policies modify.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyConfig {
+    /// Clusters, in generation order.
+    pub clusters: Vec<Cluster>,
+    /// Listeners, in generation order.
+    pub listeners: Vec<Listener>,
+}
+
+/// Builds a proxy's listeners and clusters (before policies beyond
+/// TrafficRoute are applied) and the EDS clusters it uses.
+pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
+    let mut config = ProxyConfig::default();
+    let mut eds_clusters = BTreeSet::new();
     let dp = input.dataplane;
     let none = OutboundPolicies::default();
 
     for inbound in &dp.networking.inbound {
         let protocol = Protocol::of_tags(&inbound.tags);
-        out.resources.push(clusters::local(inbound, protocol));
-        out.resources
+        config.clusters.push(clusters::local(inbound, protocol));
+        config
+            .listeners
             .push(listeners::inbound(dp, inbound, protocol));
     }
 
     let mut clusters_done = BTreeSet::new();
-    let mut add_clusters = |out: &mut ProxyResources, targets: Vec<WeightedTarget>| {
+    let mut add_clusters = |config: &mut ProxyConfig, targets: Vec<WeightedTarget>| {
         for t in targets {
             if clusters_done.insert(t.cluster.name.clone()) {
                 let p = input.protocol(&t.cluster.service);
-                out.resources.push(clusters::eds(&t.cluster, p));
+                config.clusters.push(clusters::eds(&t.cluster, p));
             }
-            out.eds_clusters.insert(t.cluster);
+            eds_clusters.insert(t.cluster);
         }
     };
     for outbound in &dp.networking.outbound {
@@ -187,22 +239,47 @@ pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
         let policies = input.outbound_policies.get(service).unwrap_or(&none);
         let targets = route_targets(service, policies.route);
         let protocol = input.protocol(service);
-        out.resources
+        config
+            .listeners
             .push(listeners::outbound(outbound, service, protocol, &targets));
-        add_clusters(&mut out, targets);
+        add_clusters(&mut config, targets);
     }
     if dp.networking.transparent_proxying.is_some() {
         for (service, vip) in input.vips {
             let policies = input.outbound_policies.get(service).unwrap_or(&none);
             let targets = route_targets(service, policies.route);
             let protocol = input.protocol(service);
-            out.resources.push(listeners::virtual_outbound(
+            config.listeners.push(listeners::virtual_outbound(
                 vip, service, protocol, &targets,
             ));
-            add_clusters(&mut out, targets);
+            add_clusters(&mut config, targets);
         }
     }
-    out
+    (config, eds_clusters)
+}
+
+/// Encodes a proxy's listeners and clusters, once each.
+pub fn encode(config: &ProxyConfig) -> Vec<Arc<XdsResource>> {
+    let clusters = config
+        .clusters
+        .iter()
+        .map(|c| XdsResource::encode(XdsType::Cluster, c.name.clone(), c));
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| XdsResource::encode(XdsType::Listener, l.name.clone(), l));
+    clusters.chain(listeners).collect()
+}
+
+/// Generates a proxy's listeners and clusters: [`build`], then the
+/// policies, then [`encode`].
+pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
+    let (mut config, eds_clusters) = build(input);
+    policies::apply(&mut config, input);
+    ProxyResources {
+        resources: encode(&config),
+        eds_clusters,
+    }
 }
 
 /// The port of the virtual listener of every service VIP.
@@ -241,7 +318,10 @@ mod tests {
             mesh: "m",
             name: "web",
             dataplane: &plain,
+            mesh_spec: None,
             outbound_policies: &policies,
+            inbound_policies: &[],
+            dataplane_policies: DataplanePolicies::default(),
             protocols: &protocols,
             vips: &vips,
         };

