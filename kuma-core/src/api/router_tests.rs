@@ -152,7 +152,7 @@ async fn bad_input_is_rejected_and_nothing_is_stored() {
         ),
         (
             "/meshes/other/dataplanes/x",
-            dp("x", 8080).replace("\"default\"", "\"default\""),
+            dp("x", 8080),
             StatusCode::BAD_REQUEST,
             Some("mesh"),
         ),
