@@ -21,6 +21,9 @@ use tracing::info;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// How long shutdown waits for open connections and tasks to finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(("0.0.0.0", port))
         .await
@@ -204,8 +207,18 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     shutdown_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
-    for s in servers.into_iter().chain(tasks) {
-        let _ = s.await;
+    let drain = async {
+        for s in servers.into_iter().chain(tasks) {
+            let _ = s.await;
+        }
+    };
+    // Graceful shutdown waits for open requests; a client that never
+    // finishes its request must not keep the process alive.
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tracing::warn!(
+            grace = ?SHUTDOWN_GRACE,
+            "connections still open after the shutdown grace period; closing them"
+        );
     }
     info!("stopped");
     Ok(())
