@@ -10,6 +10,8 @@
 # local-data, NSD `server-count: 1` with a zone file. dnsperf sends the
 # same query file (every name once, A records) to each server with the
 # same settings. Needs dnsperf, unbound and nsd (Debian packages).
+# KUMA_DNS_BIN=<path> benchmarks that build of the example instead (e.g. a
+# copy of an earlier commit's, for before/after figures in one session).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,8 +36,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> building kuma-dns bench server (release)"
-cargo build --release -p kuma-dns --example dns-bench-server >/dev/null
+KUMA_BIN=${KUMA_DNS_BIN:-}
+if [ -z "$KUMA_BIN" ]; then
+    echo "==> building kuma-dns bench server (release)"
+    cargo build --release -p kuma-dns --example dns-bench-server >/dev/null
+    KUMA_BIN=target/release/examples/dns-bench-server
+fi
 
 # The same names and addresses everywhere: svc-<i>.mesh -> 240.0.x.y, in
 # the order kuma's allocator hands them out (240.0.0.1, 240.0.0.2, ...).
@@ -94,7 +100,7 @@ zone:
 CONF
 
 echo "==> starting servers"
-target/release/examples/dns-bench-server "$KUMA_PORT" "$NAMES" 2>"$WORK/kuma.log" &
+"$KUMA_BIN" "$KUMA_PORT" "$NAMES" 2>"$WORK/kuma.log" &
 PIDS+=($!)
 unbound -d -c "$WORK/unbound.conf" 2>"$WORK/unbound.log" &
 PIDS+=($!)

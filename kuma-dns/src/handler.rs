@@ -113,6 +113,140 @@ impl DnsHandler {
 
     fn respond(&self, bytes: &[u8], transport: Transport, out: &mut Vec<u8>) -> QueryResult {
         out.clear();
+        if let Some(result) = self.answer_plain_a(bytes, out) {
+            return result;
+        }
+        self.respond_decoded(bytes, transport, out)
+    }
+
+    /// The common query, answered without decoding into hickory types: one
+    /// question of type A or ANY, class IN, for a known service, with at
+    /// most a bare EDNS(0) OPT record (no options). The question is copied
+    /// as it came (same case) and the answer's name points at it, exactly
+    /// as the general path encodes it; every other request returns `None`
+    /// and goes the general way. The answer is at most 298 bytes, below
+    /// every size limit, so it is never truncated.
+    fn answer_plain_a(&self, req: &[u8], out: &mut Vec<u8>) -> Option<QueryResult> {
+        const QUESTION: usize = 12;
+        let header = req.get(..QUESTION)?;
+        // QR clear and opcode QUERY; one question, no answer or authority,
+        // at most one additional (the OPT record).
+        if header[2] & 0xF8 != 0 || header[4..11] != [0, 1, 0, 0, 0, 0, 0] || header[11] > 1 {
+            return None;
+        }
+        let edns = header[11] == 1;
+        // The question name: plain labels only (no compression), of
+        // letters, digits, '-' and '_', at most 255 bytes on the wire.
+        let mut starts = [0usize; 128];
+        let mut labels = 0;
+        let mut pos = QUESTION;
+        loop {
+            let len = usize::from(*req.get(pos)?);
+            if len == 0 {
+                pos += 1;
+                break;
+            }
+            if len > 63 || labels == starts.len() {
+                return None;
+            }
+            let label = req.get(pos + 1..pos + 1 + len)?;
+            if !label
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            {
+                return None;
+            }
+            starts[labels] = pos;
+            labels += 1;
+            pos += 1 + len;
+        }
+        if pos - QUESTION > 255 {
+            return None;
+        }
+        let question_end = pos + 4;
+        let qtype = req.get(pos..pos + 2)?;
+        let qclass = req.get(pos + 2..question_end)?;
+        if !matches!(qtype, [0, 1] | [0, 255]) || qclass != [0, 1] {
+            return None;
+        }
+        // A bare OPT record: root name, type 41, any payload size,
+        // extended rcode 0, version 0, no flags but DO, no options.
+        let end = if edns {
+            let opt = req.get(question_end..question_end + 11)?;
+            if opt[..3] != [0, 0, 41] || opt[5..7] != [0, 0] || opt[7] & 0x7F != 0 {
+                return None;
+            }
+            if opt[8..11] != [0, 0, 0] {
+                return None;
+            }
+            question_end + 11
+        } else {
+            question_end
+        };
+        if end != req.len() {
+            return None;
+        }
+        // `<service>.<domain>`: the domain's labels last, the service (one
+        // label or more) before them.
+        let d = self.apex_labels.len();
+        if labels <= d {
+            return None;
+        }
+        let label_at = |i: usize| {
+            let start = starts[i];
+            let len = usize::from(req[start]);
+            &req[start + 1..start + 1 + len]
+        };
+        let in_domain = (labels - d..labels)
+            .zip(&self.apex_labels)
+            .all(|(i, apex)| label_at(i).eq_ignore_ascii_case(apex));
+        if !in_domain {
+            return None;
+        }
+        let mut service = [0u8; 255];
+        let mut len = 0;
+        for i in 0..labels - d {
+            if i > 0 {
+                service[len] = b'.';
+                len += 1;
+            }
+            for &b in label_at(i) {
+                service[len] = b.to_ascii_lowercase();
+                len += 1;
+            }
+        }
+        let service = std::str::from_utf8(&service[..len]).ok()?;
+        let vip = self.table.lookup_lowercase(service)?;
+
+        out.clear();
+        out.extend_from_slice(&header[..2]);
+        // QR, AA, RD as asked; CD as asked; NOERROR.
+        out.push(0x84 | (header[2] & 0x01));
+        out.push(header[3] & 0x10);
+        out.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, u8::from(edns)]);
+        out.extend_from_slice(&req[QUESTION..question_end]);
+        // The answer: a pointer to the question's name, A, IN, TTL, VIP.
+        out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1]);
+        out.extend_from_slice(&self.ttl.to_be_bytes());
+        out.extend_from_slice(&[0, 4]);
+        out.extend_from_slice(&vip.octets());
+        if edns {
+            out.extend_from_slice(&[0, 0, 41]);
+            out.extend_from_slice(&self.max_udp_payload.to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        }
+        Some(QueryResult::NoError)
+    }
+
+    /// The general path: hickory-proto decodes the request and encodes
+    /// the answer.
+    fn respond_decoded(
+        &self,
+        bytes: &[u8],
+        transport: Transport,
+        out: &mut Vec<u8>,
+    ) -> QueryResult {
+        out.clear();
         let mut decoder = BinDecoder::new(bytes);
         let Ok(header) = Header::read(&mut decoder) else {
             return QueryResult::Dropped;

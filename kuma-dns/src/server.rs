@@ -15,6 +15,12 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tracing::debug;
 
+#[cfg(target_os = "linux")]
+mod batch;
+
+/// The largest UDP payload: every request fits a buffer of this size.
+const MAX_UDP_REQUEST: usize = 65_535;
+
 /// Serves a [`DnsHandler`] over UDP and TCP.
 #[derive(Debug, Clone)]
 pub struct DnsServer {
@@ -53,8 +59,27 @@ impl DnsServer {
     }
 
     /// Answers UDP queries on `socket` forever.
+    ///
+    /// On Linux, datagrams are received and answers sent in batches
+    /// (`recvmmsg`/`sendmmsg`): one system call each way per burst instead
+    /// of one per packet. Elsewhere, or where the kernel lacks them, one
+    /// datagram at a time.
     pub async fn serve_udp(&self, socket: UdpSocket) -> Result<(), DnsError> {
-        let mut request = vec![0u8; 65_535];
+        #[cfg(target_os = "linux")]
+        {
+            match batch::serve(&self.handler, &socket).await {
+                Err(batch::Unsupported) => {
+                    debug!("recvmmsg unavailable; answering one datagram at a time");
+                }
+                Ok(r) => return r,
+            }
+        }
+        self.serve_udp_single(&socket).await
+    }
+
+    /// The portable UDP loop: one `recv_from` and one `send_to` per query.
+    async fn serve_udp_single(&self, socket: &UdpSocket) -> Result<(), DnsError> {
+        let mut request = vec![0u8; MAX_UDP_REQUEST];
         let mut response = Vec::with_capacity(1232);
         let mut served: u32 = 0;
         loop {

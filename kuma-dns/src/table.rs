@@ -60,6 +60,12 @@ impl VipTable {
         self.current.load().get(&service.to_ascii_lowercase())
     }
 
+    /// The VIP of a service by its lowercase name, without taking a
+    /// reference on the snapshot (the per-query lookup).
+    pub fn lookup_lowercase(&self, lowercase_service: &str) -> Option<Ipv4Addr> {
+        self.current.load().get(lowercase_service)
+    }
+
     /// Replaces the table with `vips` (service -> VIP). DNS names are case
     /// insensitive: when two services differ only in case, the one that
     /// sorts first answers.

@@ -212,3 +212,131 @@ proptest! {
         }
     }
 }
+
+/// A query as a client would send it, with the header's flag bytes and
+/// the OPT record's fields given.
+fn raw_query(name: &str, qtype: u16, flags: [u8; 2], opt: Option<(u16, u8, u8, u8)>) -> Vec<u8> {
+    let mut q = vec![
+        0x12,
+        0x34,
+        flags[0],
+        flags[1],
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        u8::from(opt.is_some()),
+    ];
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.push(0);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    if let Some((payload, rcode, version, flags_hi)) = opt {
+        q.extend_from_slice(&[0, 0, 41]);
+        q.extend_from_slice(&payload.to_be_bytes());
+        q.extend_from_slice(&[rcode, version, flags_hi, 0, 0, 0]);
+    }
+    q
+}
+
+#[test]
+fn direct_answers_match_decoded_answers_for_every_flag() {
+    let h = handler();
+    let mut hits = 0;
+    for name in ["backend.mesh", "BACKEND.mesh", "web.NS.Mesh"] {
+        for qtype in [1, 255] {
+            for flags0 in 0u8..8 {
+                for flags1 in [0u8, 0x10, 0x20, 0x40, 0x80, 0x0F, 0xFF] {
+                    let opts = [
+                        None,
+                        Some((0, 0, 0, 0)),
+                        Some((512, 0, 0, 0x80)),
+                        Some((4096, 0, 0, 0)),
+                        Some((65535, 0, 0, 0x80)),
+                    ];
+                    for opt in opts {
+                        let q = raw_query(name, qtype, [flags0, flags1], opt);
+                        let mut fast = Vec::new();
+                        let r = h.answer_plain_a(&q, &mut fast);
+                        assert_eq!(r, Some(QueryResult::NoError), "{q:?}");
+                        for t in [Transport::Udp, Transport::Tcp] {
+                            let mut slow = Vec::new();
+                            assert_eq!(h.respond_decoded(&q, t, &mut slow), QueryResult::NoError);
+                            assert_eq!(fast, slow, "{q:?}");
+                        }
+                        hits += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(hits, 3 * 2 * 8 * 7 * 5);
+}
+
+#[test]
+fn plain_a_queries_take_the_direct_path() {
+    let h = handler();
+    let mut out = Vec::new();
+    for q in [
+        query("backend.mesh.", RecordType::A, None),
+        query("BackEnd.Mesh.", RecordType::ANY, Some(Edns::new())),
+        query("web.ns.mesh.", RecordType::A, None),
+    ] {
+        assert_eq!(h.answer_plain_a(&q, &mut out), Some(QueryResult::NoError));
+    }
+    for q in [
+        query("nope.mesh.", RecordType::A, None),
+        query("backend.mesh.", RecordType::AAAA, None),
+        query("mesh.", RecordType::A, None),
+        query("backend.cluster.", RecordType::A, None),
+    ] {
+        assert_eq!(h.answer_plain_a(&q, &mut out), None);
+    }
+}
+
+proptest! {
+    /// Whenever the direct path answers, it answers byte for byte what
+    /// the hickory-proto path does, over both transports.
+    #[test]
+    fn direct_answers_match_decoded_answers(
+        name in prop::sample::select(vec![
+            "backend.mesh", "web.ns.mesh", "nope.mesh", "mesh", "backend.other", "a-b_c.mesh",
+        ]),
+        upper in prop::collection::vec(any::<bool>(), 12),
+        qtype in prop::sample::select(vec![1u16, 28, 255, 6]),
+        flags0 in prop_oneof![3 => 0u8..8, 1 => any::<u8>()],
+        flags1 in any::<u8>(),
+        opt in prop::option::of((
+            any::<u16>(),
+            prop_oneof![3 => Just(0u8), 1 => any::<u8>()],
+            prop_oneof![3 => Just(0u8), 1 => any::<u8>()],
+            prop_oneof![Just(0u8), Just(0x80), any::<u8>()],
+        )),
+        tail in prop_oneof![3 => Just(None), 1 => any::<u8>().prop_map(Some)],
+    ) {
+        let h = handler();
+        let name: String = name
+            .chars()
+            .zip(upper.iter().cycle())
+            .map(|(c, &u)| if u { c.to_ascii_uppercase() } else { c })
+            .collect();
+        let mut q = raw_query(&name, qtype, [flags0, flags1], opt);
+        if let Some(b) = tail {
+            q.push(b);
+        }
+        let mut fast = Vec::new();
+        if let Some(r) = h.answer_plain_a(&q, &mut fast) {
+            for t in [Transport::Udp, Transport::Tcp] {
+                let mut slow = Vec::new();
+                prop_assert_eq!(h.respond_decoded(&q, t, &mut slow), r);
+                prop_assert_eq!(&fast, &slow);
+            }
+        }
+    }
+}
