@@ -43,6 +43,10 @@ use envoy_types::pb::envoy::config::core::v3::Node as EnvoyNode;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::config::trace::v3::ZipkinConfig;
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
+use envoy_types::pb::envoy::extensions::access_loggers::fluentd::v3::FluentdAccessLogConfig;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
@@ -100,6 +104,7 @@ scenarios!(
     traffic_route_split,
     route_all_default,
     multiple_instances,
+    fault_injection,
 );
 
 fn golden_dir() -> PathBuf {
@@ -330,7 +335,11 @@ fn decode_any(type_url: &str, bytes: &[u8]) -> String {
         Router,
         HttpProtocolOptions,
         Cluster,
-        Listener
+        Listener,
+        HttpFault,
+        FileAccessLog,
+        FluentdAccessLogConfig,
+        ZipkinConfig
     );
     panic!("unknown Any type {type_url}: add it to decode_any in tests/golden.rs")
 }

@@ -4,9 +4,11 @@
 //! own module, in a fixed order (ProxyTemplate last, so its modifications
 //! see the final resources).
 
+mod fault_injection;
+
 use super::{ProxyConfig, ProxyInput};
 
 /// Applies every selected policy to `config`.
 pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
-    let _ = (config, input);
+    fault_injection::apply(config, input);
 }

@@ -1,0 +1,385 @@
+//! FaultInjection: `envoy.filters.http.fault` on the inbound listener of
+//! every HTTP inbound a FaultInjection was selected for, before the router.
+//!
+//! As in Kuma, there is one fault filter per source selector. A source whose
+//! tags are all `*` affects every caller (no header match); a more specific
+//! source matches the `x-kuma-tags` request header against Kuma's regex of
+//! the source tags (`&key=value&` per tag of the caller). Limitation: our
+//! outbound listeners do not add `x-kuma-tags` (yet), so today only `*`
+//! sources inject faults; specific sources stay inert until callers send
+//! the header.
+//!
+//! Percentages map like Kuma's: a whole number -> `n/HUNDRED`, otherwise
+//! `round(p * 10000)/MILLION`.
+
+use super::super::{ProxyConfig, ProxyInput, names};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+use envoy_types::pb::envoy::config::route::v3::HeaderMatcher;
+use envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier;
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_rate_limit::{
+    FixedLimit, LimitType,
+};
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{FaultDelay, FaultRateLimit};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::fault_abort::ErrorType;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{FaultAbort, HttpFault};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpFilterConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatcher, StringMatcher};
+use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+use envoy_types::pb::envoy::r#type::v3::fractional_percent::DenominatorType;
+use envoy_types::pb::google::protobuf::Duration as PbDuration;
+use envoy_types::util::pack_any;
+use kuma_core::resource::{
+    FaultInjectionConf, FaultInjectionSpec, Tags, WILDCARD, parse_bandwidth_kbps,
+};
+use prost::Message;
+
+/// The HTTP connection manager's network filter name.
+const HCM: &str = "envoy.filters.network.http_connection_manager";
+/// The fault filter's name.
+pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
+/// The router filter's name.
+const ROUTER: &str = "envoy.filters.http.router";
+/// The header carrying the caller's tags.
+const TAGS_HEADER: &str = "x-kuma-tags";
+
+/// Adds the fault filters of every inbound's selected FaultInjection.
+pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
+    let dp = input.dataplane;
+    for (inbound, policies) in dp.networking.inbound.iter().zip(input.inbound_policies) {
+        let Some(spec) = policies.fault_injection else {
+            continue;
+        };
+        let filters = fault_filters(spec);
+        if filters.is_empty() {
+            continue;
+        }
+        let address = inbound.address.as_deref().unwrap_or(&dp.networking.address);
+        let name = names::inbound_listener(address, inbound.port);
+        if let Some(listener) = config.listeners.iter_mut().find(|l| l.name == name) {
+            add_before_router(listener, &filters);
+        }
+    }
+}
+
+/// The fault filters of a FaultInjection: one per source selector (none
+/// without a usable `conf`).
+pub(crate) fn fault_filters(spec: &FaultInjectionSpec) -> Vec<HttpFilter> {
+    let Some(conf) = &spec.conf else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut seen_all = false;
+    for source in &spec.sources {
+        let headers = source_headers(&source.match_tags);
+        if headers.is_empty() {
+            // One match-all filter is enough.
+            if seen_all {
+                continue;
+            }
+            seen_all = true;
+        }
+        if let Some(fault) = http_fault(conf, headers) {
+            out.push(HttpFilter {
+                name: FAULT_FILTER.into(),
+                config_type: Some(HttpFilterConfig::TypedConfig(pack_any(fault))),
+                ..Default::default()
+            });
+        }
+    }
+    out
+}
+
+/// The `x-kuma-tags` match of a source, or nothing for an all-`*` source.
+fn source_headers(tags: &Tags) -> Vec<HeaderMatcher> {
+    if tags.values().all(|v| v == WILDCARD) {
+        return Vec::new();
+    }
+    vec![HeaderMatcher {
+        name: TAGS_HEADER.into(),
+        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(StringMatcher {
+            match_pattern: Some(MatchPattern::SafeRegex(RegexMatcher {
+                regex: tags_regex(tags),
+                ..Default::default()
+            })),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }]
+}
+
+/// Kuma's regex matching an `x-kuma-tags` value (`&k=v1,v2&&k2=v&`, keys
+/// sorted) that carries `tags` (`*`: any value of the key).
+pub(crate) fn tags_regex(tags: &Tags) -> String {
+    let mut re = String::from(".*");
+    for (key, value) in tags {
+        re.push('&');
+        re.push_str(&escape(key));
+        re.push('=');
+        if value != WILDCARD {
+            re.push_str("[^&]*");
+            re.push_str(&escape(value));
+            re.push_str("[,&]");
+        }
+        re.push_str(".*");
+    }
+    re
+}
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Kuma's percentage: whole numbers out of a hundred, otherwise out of a
+/// million.
+pub(crate) fn percentage(p: f64) -> FractionalPercent {
+    let p = p.clamp(0.0, 100.0);
+    if p == p.trunc() {
+        FractionalPercent {
+            numerator: p as u32,
+            denominator: DenominatorType::Hundred as i32,
+        }
+    } else {
+        FractionalPercent {
+            numerator: (p * 10_000.0).round() as u32,
+            denominator: DenominatorType::Million as i32,
+        }
+    }
+}
+
+fn http_fault(conf: &FaultInjectionConf, headers: Vec<HeaderMatcher>) -> Option<HttpFault> {
+    let delay = conf.delay.as_ref().and_then(|d| {
+        let value = d.value.as_ref()?.as_duration();
+        Some(FaultDelay {
+            percentage: Some(percentage(d.percentage?)),
+            fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(PbDuration {
+                seconds: i64::try_from(value.as_secs()).unwrap_or(i64::MAX),
+                nanos: i32::try_from(value.subsec_nanos()).unwrap_or(0),
+            })),
+        })
+    });
+    let abort = conf.abort.as_ref().and_then(|a| {
+        Some(FaultAbort {
+            percentage: Some(percentage(a.percentage?)),
+            error_type: Some(ErrorType::HttpStatus(a.http_status?)),
+            ..Default::default()
+        })
+    });
+    let response_rate_limit = conf.response_bandwidth.as_ref().and_then(|b| {
+        Some(FaultRateLimit {
+            percentage: Some(percentage(b.percentage?)),
+            limit_type: Some(LimitType::FixedLimit(FixedLimit {
+                limit_kbps: parse_bandwidth_kbps(b.limit.as_deref()?)?,
+            })),
+        })
+    });
+    if delay.is_none() && abort.is_none() && response_rate_limit.is_none() {
+        return None;
+    }
+    Some(HttpFault {
+        delay,
+        abort,
+        response_rate_limit,
+        headers,
+        ..Default::default()
+    })
+}
+
+/// Inserts `filters` into the listener's HTTP connection manager(s), just
+/// before the router. Listeners without one (TCP) are left alone.
+fn add_before_router(listener: &mut Listener, filters: &[HttpFilter]) {
+    for chain in &mut listener.filter_chains {
+        for filter in &mut chain.filters {
+            if filter.name != HCM {
+                continue;
+            }
+            let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type else {
+                continue;
+            };
+            let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+                continue;
+            };
+            let at = hcm
+                .http_filters
+                .iter()
+                .position(|f| f.name == ROUTER)
+                .unwrap_or(hcm.http_filters.len());
+            hcm.http_filters.splice(at..at, filters.iter().cloned());
+            *any = pack_any(hcm);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{DataplanePolicies, InboundPolicies, Protocol, build};
+    use super::*;
+    use kuma_core::resource::{DataplaneSpec, Resource};
+    use std::collections::BTreeMap;
+
+    fn spec<T: kuma_core::resource::Spec + Clone>(yaml: &str) -> T {
+        Resource::from_yaml(yaml)
+            .unwrap()
+            .spec_as::<T>()
+            .unwrap()
+            .clone()
+    }
+
+    const DP: &str = "type: Dataplane\nmesh: m\nname: backend-1\nnetworking:\n  address: 10.0.0.2\n  inbound:\n  - port: 8080\n    servicePort: 8081\n    tags:\n      kuma.io/service: backend\n      kuma.io/protocol: http\n  - port: 9090\n    servicePort: 9091\n    tags:\n      kuma.io/service: db\n";
+
+    const FI: &str = "type: FaultInjection\nmesh: m\nname: fi\nsources:\n- match:\n    kuma.io/service: '*'\ndestinations:\n- match:\n    kuma.io/service: '*'\nconf:\n  abort:\n    httpStatus: 418\n    percentage: 50\n  delay:\n    percentage: 12.5\n    value: 1500ms\n  responseBandwidth:\n    limit: 2mbps\n    percentage: 100\n";
+
+    fn hcm_filters(config: &ProxyConfig, listener: &str) -> Option<Vec<HttpFilter>> {
+        let l = config.listeners.iter().find(|l| l.name == listener)?;
+        let f = &l.filter_chains[0].filters[0];
+        let Some(FilterConfig::TypedConfig(any)) = &f.config_type else {
+            return None;
+        };
+        (f.name == HCM)
+            .then(|| HttpConnectionManager::decode(any.value.as_slice()).unwrap())
+            .map(|h| h.http_filters)
+    }
+
+    fn run(fi: &FaultInjectionSpec) -> ProxyConfig {
+        let dp: DataplaneSpec = spec(DP);
+        let policies = BTreeMap::new();
+        let protocols = BTreeMap::from([("backend".to_string(), Protocol::Http)]);
+        let vips = BTreeMap::new();
+        let inbound = [
+            InboundPolicies {
+                fault_injection: Some(fi),
+                ..Default::default()
+            },
+            InboundPolicies {
+                fault_injection: Some(fi),
+                ..Default::default()
+            },
+        ];
+        let input = ProxyInput {
+            mesh: "m",
+            name: "backend-1",
+            dataplane: &dp,
+            mesh_spec: None,
+            outbound_policies: &policies,
+            inbound_policies: &inbound,
+            dataplane_policies: DataplanePolicies::default(),
+            protocols: &protocols,
+            vips: &vips,
+        };
+        let (mut config, _) = build(&input);
+        apply(&mut config, &input);
+        config
+    }
+
+    #[test]
+    fn fault_filter_before_router_on_http_inbound_only() {
+        let fi: FaultInjectionSpec = spec(FI);
+        let config = run(&fi);
+        let filters = hcm_filters(&config, "inbound:10.0.0.2:8080").unwrap();
+        let names: Vec<&str> = filters.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, [FAULT_FILTER, ROUTER]);
+        let Some(HttpFilterConfig::TypedConfig(any)) = &filters[0].config_type else {
+            panic!("no typed config");
+        };
+        let fault = HttpFault::decode(any.value.as_slice()).unwrap();
+        assert!(fault.headers.is_empty());
+        let abort = fault.abort.unwrap();
+        assert_eq!(abort.error_type, Some(ErrorType::HttpStatus(418)));
+        assert_eq!(abort.percentage, Some(percentage(50.0)));
+        let delay = fault.delay.unwrap();
+        assert_eq!(
+            delay.fault_delay_secifier,
+            Some(FaultDelaySecifier::FixedDelay(PbDuration {
+                seconds: 1,
+                nanos: 500_000_000
+            }))
+        );
+        assert_eq!(
+            delay.percentage,
+            Some(FractionalPercent {
+                numerator: 125_000,
+                denominator: DenominatorType::Million as i32
+            })
+        );
+        let rl = fault.response_rate_limit.unwrap();
+        assert_eq!(
+            rl.limit_type,
+            Some(LimitType::FixedLimit(FixedLimit { limit_kbps: 2000 }))
+        );
+        // The TCP inbound is untouched.
+        assert!(hcm_filters(&config, "inbound:10.0.0.2:9090").is_none());
+        let tcp = config
+            .listeners
+            .iter()
+            .find(|l| l.name == "inbound:10.0.0.2:9090")
+            .unwrap();
+        assert_eq!(
+            tcp.filter_chains[0].filters[0].name,
+            "envoy.filters.network.tcp_proxy"
+        );
+    }
+
+    #[test]
+    fn specific_sources_match_the_tags_header() {
+        let fi: FaultInjectionSpec = spec(&FI.replace(
+            "sources:\n- match:\n    kuma.io/service: '*'\n",
+            "sources:\n- match:\n    kuma.io/service: frontend\n    version: '*'\n- match:\n    kuma.io/service: '*'\n- match:\n    kuma.io/service: '*'\n",
+        ));
+        let config = run(&fi);
+        let filters = hcm_filters(&config, "inbound:10.0.0.2:8080").unwrap();
+        // frontend, one match-all (the duplicate dropped), router.
+        assert_eq!(filters.len(), 3);
+        let Some(HttpFilterConfig::TypedConfig(any)) = &filters[0].config_type else {
+            panic!("no typed config");
+        };
+        let fault = HttpFault::decode(any.value.as_slice()).unwrap();
+        assert_eq!(fault.headers.len(), 1);
+        assert_eq!(fault.headers[0].name, TAGS_HEADER);
+    }
+
+    #[test]
+    fn kuma_tags_regex_and_percentages() {
+        let tags: Tags = [
+            ("kuma.io/service".to_string(), "web.v1".to_string()),
+            ("zone".to_string(), "*".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            tags_regex(&tags),
+            r".*&kuma\.io/service=[^&]*web\.v1[,&].*&zone=.*"
+        );
+        assert_eq!(
+            percentage(100.0),
+            FractionalPercent {
+                numerator: 100,
+                denominator: DenominatorType::Hundred as i32
+            }
+        );
+        assert_eq!(percentage(0.5).numerator, 5_000);
+    }
+
+    #[test]
+    fn no_policy_no_filter() {
+        let fi: FaultInjectionSpec = spec(FI);
+        let conf_less = FaultInjectionSpec {
+            conf: None,
+            ..fi.clone()
+        };
+        assert!(fault_filters(&conf_less).is_empty());
+        let config = run(&conf_less);
+        let filters = hcm_filters(&config, "inbound:10.0.0.2:8080").unwrap();
+        assert_eq!(filters.len(), 1);
+    }
+}
