@@ -105,6 +105,8 @@ scenarios!(
     route_all_default,
     multiple_instances,
     fault_injection,
+    traffic_log,
+    traffic_trace,
 );
 
 fn golden_dir() -> PathBuf {

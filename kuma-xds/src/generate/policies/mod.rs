@@ -5,10 +5,14 @@
 //! see the final resources).
 
 mod fault_injection;
+mod traffic_log;
+mod traffic_trace;
 
 use super::{ProxyConfig, ProxyInput};
 
 /// Applies every selected policy to `config`.
 pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     fault_injection::apply(config, input);
+    traffic_log::apply(config, input);
+    traffic_trace::apply(config, input);
 }

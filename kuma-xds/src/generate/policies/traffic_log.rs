@@ -1,0 +1,456 @@
+//! TrafficLog: an access log on the outbound listener(s) of every service
+//! a TrafficLog was selected for (`outbound:<address>:<port>` and the
+//! virtual `outbound:<vip>:80`), on the tcp_proxy or the HTTP connection
+//! manager.
+//!
+//! The backend is the one the TrafficLog names, else the Mesh's
+//! `logging.defaultBackend`; no backend -> no access log. The format is
+//! the backend's `format`, else Kuma's default for HTTP or TCP, with Kuma's
+//! placeholders (`%KUMA_MESH%`, `%KUMA_SOURCE_SERVICE%`,
+//! `%KUMA_DESTINATION_SERVICE%`, `%KUMA_SOURCE_ADDRESS%`,
+//! `%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%`) filled in; a newline ends every
+//! entry.
+//!
+//! - `file` -> `envoy.access_loggers.file` writing to the backend's `path`.
+//! - `tcp` -> Kuma streams entries to kuma-dp over gRPC ALS, which forwards
+//!   plain lines to `address`. We have no such forwarder, so Envoy sends
+//!   them itself with `envoy.access_loggers.fluentd` to a cluster
+//!   `access_log:<backend>` at `address`: the formatted line is the
+//!   `message` field of each record, in the Fluentd Forward protocol
+//!   (msgpack), tag `kuma.access_log`. The collector must speak that
+//!   protocol (Fluentd, Fluent Bit, Logstash's fluent codec), unlike Kuma's
+//!   plain-text stream.
+
+use super::super::{ProxyConfig, ProxyInput, names, outbound_service};
+use super::traffic_trace::collector_cluster;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
+use envoy_types::pb::envoy::config::accesslog::v3::access_log::ConfigType as AccessLogConfig;
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::config::core::v3::substitution_format_string::Format;
+use envoy_types::pb::envoy::config::core::v3::{DataSource, SubstitutionFormatString};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::file_access_log::AccessLogFormat;
+use envoy_types::pb::envoy::extensions::access_loggers::fluentd::v3::FluentdAccessLogConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::{Struct, Value};
+use envoy_types::util::pack_any;
+use kuma_core::resource::{LoggingBackend, SERVICE_TAG};
+use prost::Message;
+
+/// The HTTP connection manager's network filter name.
+const HCM: &str = "envoy.filters.network.http_connection_manager";
+/// The tcp_proxy's network filter name.
+const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+/// The Fluentd tag of TCP-backend records.
+const FLUENTD_TAG: &str = "kuma.access_log";
+
+/// Kuma's default access-log format of TCP connections.
+pub(crate) const DEFAULT_TCP_FORMAT: &str = "[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes";
+
+/// Kuma's default access-log format of HTTP requests.
+pub(crate) const DEFAULT_HTTP_FORMAT: &str = "[%START_TIME%] %KUMA_MESH% \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-B3-TRACEID?X-DATADOG-TRACEID)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%KUMA_SOURCE_SERVICE%\" \"%KUMA_DESTINATION_SERVICE%\" \"%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%\" \"%UPSTREAM_HOST%\"";
+
+/// The cluster a `tcp` logging backend's entries go to.
+pub(crate) fn cluster_name(backend: &str) -> String {
+    format!("access_log:{backend}")
+}
+
+/// Adds the access log of each outbound service's selected TrafficLog.
+pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
+    let Some(mesh) = input.mesh_spec else {
+        return;
+    };
+    let dp = input.dataplane;
+    // (listener name, service) of every outbound listener.
+    let mut outbounds: Vec<(String, &str)> = Vec::new();
+    for o in &dp.networking.outbound {
+        if let Some(service) = outbound_service(o) {
+            let address = o.address.as_deref().unwrap_or("127.0.0.1");
+            outbounds.push((names::outbound_listener(address, o.port), service));
+        }
+    }
+    if dp.networking.transparent_proxying.is_some() {
+        for (service, vip) in input.vips {
+            outbounds.push((
+                names::outbound_listener(vip, super::super::VIP_PORT),
+                service.as_str(),
+            ));
+        }
+    }
+    let source = source_service(input);
+    for (listener_name, service) in outbounds {
+        let Some(log) = input
+            .outbound_policies
+            .get(service)
+            .and_then(|p| p.traffic_log)
+        else {
+            continue;
+        };
+        let Some(backend) = mesh.logging_backend(log.backend()) else {
+            continue;
+        };
+        let vars = Vars {
+            mesh: input.mesh,
+            source: &source,
+            destination: service,
+            address: &dp.networking.address,
+        };
+        let Some(listener) = config
+            .listeners
+            .iter_mut()
+            .find(|l| l.name == listener_name)
+        else {
+            continue;
+        };
+        let Some(cluster) = add_access_log(listener, backend, &vars) else {
+            continue;
+        };
+        if let Some(c) = cluster
+            && !config.clusters.iter().any(|x| x.name == c.name)
+        {
+            config
+                .clusters
+                .push(collector_cluster(&c.name, &c.host, c.port));
+        }
+    }
+}
+
+/// The Dataplane's own service: its first inbound's, else its gateway's.
+fn source_service(input: &ProxyInput<'_>) -> String {
+    let n = &input.dataplane.networking;
+    n.inbound
+        .iter()
+        .find_map(|i| i.tags.get(SERVICE_TAG))
+        .or_else(|| n.gateway.as_ref().and_then(|g| g.tags.get(SERVICE_TAG)))
+        .cloned()
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The values of Kuma's format placeholders.
+pub(crate) struct Vars<'a> {
+    /// `%KUMA_MESH%`.
+    pub mesh: &'a str,
+    /// `%KUMA_SOURCE_SERVICE%`.
+    pub source: &'a str,
+    /// `%KUMA_DESTINATION_SERVICE%`.
+    pub destination: &'a str,
+    /// `%KUMA_SOURCE_ADDRESS%` and `%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%`.
+    pub address: &'a str,
+}
+
+/// `format` with Kuma's placeholders filled in and a final newline.
+pub(crate) fn render_format(format: &str, vars: &Vars<'_>) -> String {
+    let mut out = format
+        .replace("%KUMA_MESH%", vars.mesh)
+        .replace("%KUMA_SOURCE_SERVICE%", vars.source)
+        .replace("%KUMA_DESTINATION_SERVICE%", vars.destination)
+        .replace("%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%", vars.address)
+        .replace("%KUMA_SOURCE_ADDRESS%", vars.address);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+/// The collector cluster a `tcp` logging backend needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Collector {
+    /// The cluster's name ([`cluster_name`]).
+    pub name: String,
+    /// The collector's host.
+    pub host: String,
+    /// The collector's port.
+    pub port: u32,
+}
+
+/// The access log of `backend` (`None` for an unusable backend) and, for a
+/// `tcp` backend, the collector cluster it needs.
+pub(crate) fn access_log(
+    backend: &LoggingBackend,
+    http: bool,
+    vars: &Vars<'_>,
+) -> Option<(AccessLog, Option<Collector>)> {
+    let default = if http {
+        DEFAULT_HTTP_FORMAT
+    } else {
+        DEFAULT_TCP_FORMAT
+    };
+    let format = render_format(
+        backend
+            .format
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .unwrap_or(default),
+        vars,
+    );
+    if let Some(file) = backend.file_config() {
+        let path = file.path.filter(|p| !p.is_empty())?;
+        let cfg = FileAccessLog {
+            path,
+            access_log_format: Some(AccessLogFormat::LogFormat(SubstitutionFormatString {
+                format: Some(Format::TextFormatSource(DataSource {
+                    specifier: Some(Specifier::InlineString(format)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })),
+        };
+        let log = AccessLog {
+            name: "envoy.access_loggers.file".into(),
+            config_type: Some(AccessLogConfig::TypedConfig(pack_any(cfg))),
+            ..Default::default()
+        };
+        return Some((log, None));
+    }
+    let tcp = backend.tcp_config()?;
+    let (host, port) = tcp.address.as_deref()?.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u32 = port.parse().ok()?;
+    let cluster = cluster_name(&backend.name);
+    let record = Struct {
+        fields: [(
+            "message".to_string(),
+            Value {
+                kind: Some(Kind::StringValue(format)),
+            },
+        )]
+        .into(),
+    };
+    let cfg = FluentdAccessLogConfig {
+        cluster: cluster.clone(),
+        tag: FLUENTD_TAG.into(),
+        stat_prefix: cluster.clone(),
+        record: Some(record),
+        ..Default::default()
+    };
+    let log = AccessLog {
+        name: "envoy.access_loggers.fluentd".into(),
+        config_type: Some(AccessLogConfig::TypedConfig(pack_any(cfg))),
+        ..Default::default()
+    };
+    let collector = Collector {
+        name: cluster,
+        host: host.to_string(),
+        port,
+    };
+    Some((log, Some(collector)))
+}
+
+/// Adds `backend`'s access log to the listener's tcp_proxy or HCM; `None`
+/// when nothing was added, else the collector cluster it needs (if any).
+fn add_access_log(
+    listener: &mut Listener,
+    backend: &LoggingBackend,
+    vars: &Vars<'_>,
+) -> Option<Option<Collector>> {
+    let mut needs = None;
+    let mut added = false;
+    for chain in &mut listener.filter_chains {
+        for filter in &mut chain.filters {
+            let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type else {
+                continue;
+            };
+            if filter.name == HCM {
+                let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+                    continue;
+                };
+                let (log, cluster) = access_log(backend, true, vars)?;
+                hcm.access_log.push(log);
+                *any = pack_any(hcm);
+                needs = needs.or(cluster);
+                added = true;
+            } else if filter.name == TCP_PROXY {
+                let Ok(mut proxy) = TcpProxy::decode(any.value.as_slice()) else {
+                    continue;
+                };
+                let (log, cluster) = access_log(backend, false, vars)?;
+                proxy.access_log.push(log);
+                *any = pack_any(proxy);
+                needs = needs.or(cluster);
+                added = true;
+            }
+        }
+    }
+    added.then_some(needs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{DataplanePolicies, OutboundPolicies, Protocol, build};
+    use super::*;
+    use kuma_core::resource::{DataplaneSpec, MeshSpec, Resource, Spec, TrafficLogSpec};
+    use std::collections::BTreeMap;
+
+    fn spec<T: Spec + Clone>(yaml: &str) -> T {
+        Resource::from_yaml(yaml)
+            .unwrap()
+            .spec_as::<T>()
+            .unwrap()
+            .clone()
+    }
+
+    const DP: &str = "type: Dataplane\nmesh: m\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 9000\n    tags:\n      kuma.io/service: web\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n  - port: 10002\n    tags:\n      kuma.io/service: redis\n  - port: 10003\n    tags:\n      kuma.io/service: other\n";
+
+    const MESH: &str = "type: Mesh\nname: m\nlogging:\n  defaultBackend: file\n  backends:\n  - name: file\n    type: file\n    conf:\n      path: /tmp/access.log\n  - name: logstash\n    type: tcp\n    format: '%KUMA_SOURCE_SERVICE%->%KUMA_DESTINATION_SERVICE% %START_TIME%'\n    conf:\n      address: logstash.local:5000\n";
+
+    const LOG: &str = "type: TrafficLog\nmesh: m\nname: l\nsources:\n- match:\n    kuma.io/service: '*'\ndestinations:\n- match:\n    kuma.io/service: '*'\n";
+
+    fn run(
+        mesh: &MeshSpec,
+        backend_log: &TrafficLogSpec,
+        redis_log: &TrafficLogSpec,
+    ) -> ProxyConfig {
+        let dp: DataplaneSpec = spec(DP);
+        let policies = BTreeMap::from([
+            (
+                "backend".to_string(),
+                OutboundPolicies {
+                    traffic_log: Some(backend_log),
+                    ..Default::default()
+                },
+            ),
+            (
+                "redis".to_string(),
+                OutboundPolicies {
+                    traffic_log: Some(redis_log),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        let protocols = BTreeMap::from([("backend".to_string(), Protocol::Http)]);
+        let vips = BTreeMap::new();
+        let input = ProxyInput {
+            mesh: "m",
+            name: "web-1",
+            dataplane: &dp,
+            mesh_spec: Some(mesh),
+            outbound_policies: &policies,
+            inbound_policies: &[],
+            dataplane_policies: DataplanePolicies::default(),
+            protocols: &protocols,
+            vips: &vips,
+        };
+        let (mut config, _) = build(&input);
+        apply(&mut config, &input);
+        config
+    }
+
+    fn logs_of(config: &ProxyConfig, listener: &str) -> Vec<AccessLog> {
+        let l = config
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .unwrap();
+        let f = &l.filter_chains[0].filters[0];
+        let Some(FilterConfig::TypedConfig(any)) = &f.config_type else {
+            panic!("no typed config");
+        };
+        if f.name == HCM {
+            HttpConnectionManager::decode(any.value.as_slice())
+                .unwrap()
+                .access_log
+        } else {
+            TcpProxy::decode(any.value.as_slice()).unwrap().access_log
+        }
+    }
+
+    #[test]
+    fn file_on_http_and_fluentd_on_tcp() {
+        let mesh: MeshSpec = spec(MESH);
+        let default: TrafficLogSpec = spec(LOG);
+        let tcp: TrafficLogSpec = spec(&format!("{LOG}conf:\n  backend: logstash\n"));
+        let config = run(&mesh, &default, &tcp);
+
+        let http = logs_of(&config, "outbound:127.0.0.1:10001");
+        assert_eq!(http.len(), 1);
+        assert_eq!(http[0].name, "envoy.access_loggers.file");
+        let Some(AccessLogConfig::TypedConfig(any)) = &http[0].config_type else {
+            panic!()
+        };
+        let file = FileAccessLog::decode(any.value.as_slice()).unwrap();
+        assert_eq!(file.path, "/tmp/access.log");
+        let Some(AccessLogFormat::LogFormat(f)) = file.access_log_format else {
+            panic!()
+        };
+        let Some(Format::TextFormatSource(DataSource {
+            specifier: Some(Specifier::InlineString(text)),
+            ..
+        })) = f.format
+        else {
+            panic!()
+        };
+        assert!(
+            text.starts_with("[%START_TIME%] m \"%REQ(:METHOD)%"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\"web\" \"backend\" \"10.0.0.1\" \"%UPSTREAM_HOST%\"\n"),
+            "{text}"
+        );
+
+        let tcp_logs = logs_of(&config, "outbound:127.0.0.1:10002");
+        assert_eq!(tcp_logs.len(), 1);
+        assert_eq!(tcp_logs[0].name, "envoy.access_loggers.fluentd");
+        let Some(AccessLogConfig::TypedConfig(any)) = &tcp_logs[0].config_type else {
+            panic!()
+        };
+        let fl = FluentdAccessLogConfig::decode(any.value.as_slice()).unwrap();
+        assert_eq!(fl.cluster, "access_log:logstash");
+        let msg = &fl.record.unwrap().fields["message"];
+        assert_eq!(
+            msg.kind,
+            Some(Kind::StringValue("web->redis %START_TIME%\n".into()))
+        );
+        assert!(
+            config
+                .clusters
+                .iter()
+                .any(|c| c.name == "access_log:logstash")
+        );
+
+        // No TrafficLog for `other`: no access log.
+        assert!(logs_of(&config, "outbound:127.0.0.1:10003").is_empty());
+        // Inbounds are not logged.
+        assert!(logs_of(&config, "inbound:10.0.0.1:8080").is_empty());
+    }
+
+    #[test]
+    fn no_backend_no_log() {
+        let mut mesh: MeshSpec = spec(MESH);
+        let missing: TrafficLogSpec = spec(&format!("{LOG}conf:\n  backend: nope\n"));
+        let default: TrafficLogSpec = spec(LOG);
+        let config = run(&mesh, &missing, &missing);
+        assert!(logs_of(&config, "outbound:127.0.0.1:10001").is_empty());
+        assert!(logs_of(&config, "outbound:127.0.0.1:10002").is_empty());
+        // No default backend: a TrafficLog without one logs nothing.
+        if let Some(l) = mesh.logging.as_mut() {
+            l.default_backend = None;
+        }
+        let config = run(&mesh, &default, &default);
+        assert!(logs_of(&config, "outbound:127.0.0.1:10001").is_empty());
+        assert!(
+            !config
+                .clusters
+                .iter()
+                .any(|c| c.name.starts_with("access_log:"))
+        );
+    }
+
+    #[test]
+    fn tcp_default_format() {
+        let vars = Vars {
+            mesh: "m",
+            source: "web",
+            destination: "redis",
+            address: "10.0.0.1",
+        };
+        assert_eq!(
+            render_format(DEFAULT_TCP_FORMAT, &vars),
+            "[%START_TIME%] %RESPONSE_FLAGS% m 10.0.0.1(web)->%UPSTREAM_HOST%(redis) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes\n"
+        );
+    }
+}
