@@ -50,6 +50,7 @@ use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::envoy::extensions::health_check::event_sinks::file::v3::HealthCheckEventFileSink;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use kuma_core::manager::ResourceManager;
 use kuma_core::resource::Resource;
@@ -107,6 +108,10 @@ scenarios!(
     fault_injection,
     traffic_log,
     traffic_trace,
+    health_check,
+    circuit_breaker,
+    retry,
+    timeout,
 );
 
 fn golden_dir() -> PathBuf {
@@ -336,6 +341,7 @@ fn decode_any(type_url: &str, bytes: &[u8]) -> String {
         HttpConnectionManager,
         Router,
         HttpProtocolOptions,
+        HealthCheckEventFileSink,
         Cluster,
         Listener,
         HttpFault,

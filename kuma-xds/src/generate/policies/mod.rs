@@ -4,7 +4,12 @@
 //! own module, in a fixed order (ProxyTemplate last, so its modifications
 //! see the final resources).
 
+mod circuit_breaker;
+pub(crate) mod edit;
 mod fault_injection;
+mod health_check;
+mod retry;
+mod timeout;
 mod traffic_log;
 mod traffic_trace;
 
@@ -13,6 +18,10 @@ use super::{ProxyConfig, ProxyInput};
 /// Applies every selected policy to `config`.
 pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     fault_injection::apply(config, input);
+    health_check::apply(config, input);
+    circuit_breaker::apply(config, input);
+    retry::apply(config, input);
+    timeout::apply(config, input);
     traffic_log::apply(config, input);
     traffic_trace::apply(config, input);
 }
