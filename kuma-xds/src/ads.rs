@@ -16,21 +16,18 @@
 //!   names differs from the last one sent, in the order clusters, endpoints,
 //!   listeners, routes, so that what a listener uses exists before it.
 
-use crate::cache::{NodeId, SnapshotCache};
+use crate::cache::SnapshotCache;
 use crate::insight::InsightRecorder;
 use crate::reconcile::ProxyEvent;
 use crate::resource::{Snapshot, XdsType};
-use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
-use envoy_types::pb::envoy::config::core::v3::{ControlPlane, Node};
+use crate::session::{Session, Shared};
+use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::google::protobuf::Any;
-use envoy_types::pb::google::protobuf::value::Kind;
-use kuma_core::manager::{ManagerError, ResourceManager};
-use kuma_core::resource::{Resource, ResourceKey, ResourceType};
-use kuma_core::store::StoreError;
+use kuma_core::manager::ResourceManager;
 use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,25 +37,12 @@ use tokio::sync::{Mutex, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-/// Node metadata key carrying a Dataplane to register (JSON text).
-pub const DATAPLANE_RESOURCE_KEY: &str = "dataplane.resource";
-/// Node metadata key carrying kuma-dp's version.
-pub const KUMA_DP_VERSION_KEY: &str = "version.kumaDp";
+pub use crate::session::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
 
 /// How often a stream writes its DataplaneInsight when it changed.
-const INSIGHT_FLUSH: Duration = Duration::from_secs(1);
-
-struct Shared {
-    manager: ResourceManager,
-    cache: Arc<SnapshotCache>,
-    proxies: mpsc::UnboundedSender<ProxyEvent>,
-    instance_id: String,
-    streams: AtomicU64,
-    /// Streams per node that registered their Dataplane from metadata.
-    registrations: Mutex<HashMap<NodeId, usize>>,
-}
+pub(crate) const INSIGHT_FLUSH: Duration = Duration::from_secs(1);
 
 /// The ADS service, ready to be served by tonic.
 #[derive(Clone)]
@@ -148,24 +132,6 @@ impl AggregatedDiscoveryService for AdsServer {
     }
 }
 
-fn metadata_string(node: &Node, key: &str) -> Option<String> {
-    let fields = &node.metadata.as_ref()?.fields;
-    match fields.get(key)?.kind.as_ref()? {
-        Kind::StringValue(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn envoy_version(node: &Node) -> Option<String> {
-    match node.user_agent_version_type.as_ref()? {
-        UserAgentVersionType::UserAgentVersion(v) => Some(v.clone()),
-        UserAgentVersionType::UserAgentBuildVersion(b) => b
-            .version
-            .as_ref()
-            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch)),
-    }
-}
-
 #[derive(Debug, Default)]
 struct TypeState {
     subscribed: bool,
@@ -181,12 +147,10 @@ struct SotwStream {
     nonce: u64,
     types: HashMap<XdsType, TypeState>,
     stop: Option<watch::Receiver<bool>>,
-    node: Option<NodeId>,
-    ready_sent: bool,
 }
 
 /// Resolves once `stop` is `true` (or its sender is gone); never without one.
-async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+pub(crate) async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
     match stop {
         Some(rx) => {
             let _ = rx.wait_for(|s| *s).await;
@@ -209,8 +173,6 @@ impl SotwStream {
             nonce: 0,
             types: HashMap::new(),
             stop,
-            node: None,
-            ready_sent: false,
         }
     }
 
@@ -218,123 +180,23 @@ impl SotwStream {
         let _ = self.tx.send(Err(status)).await;
     }
 
-    /// Registers the Dataplane carried in the node metadata, if any.
-    async fn register(&self, node: &NodeId, text: &str) -> Result<(), Status> {
-        let resource = Resource::from_json(text)
-            .or_else(|_| Resource::from_yaml(text))
-            .map_err(|e| Status::invalid_argument(format!("dataplane in node metadata: {e}")))?;
-        if resource.resource_type() != ResourceType::Dataplane
-            || resource.meta.name != node.name
-            || resource.meta.mesh.as_deref() != Some(node.mesh.as_str())
-        {
-            return Err(Status::invalid_argument(format!(
-                "dataplane in node metadata must be a Dataplane named {:?} in mesh {:?}",
-                node.name, node.mesh
-            )));
-        }
-        let mut regs = self.shared.registrations.lock().await;
-        match self.shared.manager.upsert(resource).await {
-            Ok(_) => {
-                *regs.entry(node.clone()).or_default() += 1;
-                info!(node = %node, "registered Dataplane from the proxy");
-                Ok(())
-            }
-            Err(ManagerError::Validation(v)) => Err(Status::invalid_argument(format!(
-                "dataplane in node metadata is not valid: {v}"
-            ))),
-            Err(ManagerError::MeshNotFound(m)) => Err(Status::not_found(format!(
-                "mesh {m:?} does not exist: create it before starting the proxy"
-            ))),
-            Err(e) => Err(Status::unavailable(format!(
-                "registering the Dataplane: {e}"
-            ))),
-        }
-    }
-
-    /// Removes a registered Dataplane when its last stream is gone.
-    async fn deregister(&self, node: &NodeId) {
-        let mut regs = self.shared.registrations.lock().await;
-        let Some(n) = regs.get_mut(node) else {
-            return;
-        };
-        *n -= 1;
-        if *n > 0 {
-            return;
-        }
-        regs.remove(node);
-        for ty in [ResourceType::Dataplane, ResourceType::DataplaneInsight] {
-            let key = ResourceKey::new(ty, Some(&node.mesh), &node.name);
-            match self.shared.manager.delete(&key).await {
-                Ok(()) | Err(ManagerError::Store(StoreError::NotFound(_))) => {}
-                Err(e) => warn!(%key, error = %e, "could not remove"),
-            }
-        }
-        info!(node = %node, "removed the Dataplane of a proxy that went away");
-    }
-
     async fn run(mut self, mut inbound: Streaming<DiscoveryRequest>) {
         let first = match inbound.message().await {
             Ok(Some(r)) => r,
             _ => return,
         };
-        let Some(node_pb) = first.node.clone() else {
-            return self
-                .fail(Status::invalid_argument(
-                    "the first request must carry the node",
-                ))
-                .await;
+        let mut session = match Session::open(&self.shared, first.node.as_ref(), self.id).await {
+            Ok(s) => s,
+            Err(status) => return self.fail(status).await,
         };
-        let Some(node) = NodeId::parse(&node_pb.id) else {
-            return self
-                .fail(Status::invalid_argument(format!(
-                    "node id {:?} is not <mesh>.<name>",
-                    node_pb.id
-                )))
-                .await;
-        };
-        let registered = match metadata_string(&node_pb, DATAPLANE_RESOURCE_KEY) {
-            Some(text) => match self.register(&node, &text).await {
-                Ok(()) => true,
-                Err(s) => return self.fail(s).await,
-            },
-            None => false,
-        };
-        let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
-        if let Err(ManagerError::Store(StoreError::NotFound(_))) =
-            self.shared.manager.get(&key).await
-        {
-            return self
-                .fail(Status::not_found(format!(
-                    "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
-                    node.name, node.mesh
-                )))
-                .await;
-        }
-        info!(node = %node, stream = self.id, "proxy connected");
-        let mut insight = InsightRecorder::new(
-            &node.mesh,
-            &node.name,
-            &format!("{}-{}", self.shared.instance_id, self.id),
-            &self.shared.instance_id,
-            envoy_version(&node_pb),
-            metadata_string(&node_pb, KUMA_DP_VERSION_KEY),
-        );
-        insight.flush(&self.shared.manager).await;
-        let mut watch = self.shared.cache.watch(&node);
-        self.node = Some(node.clone());
-        let _ = self
-            .shared
-            .proxies
-            .send(ProxyEvent::Connected(node.clone()));
-
         let mut flush = tokio::time::interval(INSIGHT_FLUSH);
         let mut stop = self.stop.take();
         let mut pending = Some(first);
         loop {
             if let Some(req) = pending.take() {
-                let snapshot = watch.borrow().clone();
+                let snapshot = session.watch.borrow().clone();
                 if !self
-                    .on_request(req, snapshot.as_deref(), &mut insight)
+                    .on_request(req, snapshot.as_deref(), &mut session)
                     .await
                 {
                     break;
@@ -345,40 +207,29 @@ impl SotwStream {
                     Ok(Some(req)) => pending = Some(req),
                     Ok(None) => break,
                     Err(e) => {
-                        debug!(node = %node, error = %e, "stream error");
+                        debug!(node = %session.node, error = %e, "stream error");
                         break;
                     }
                 },
-                changed = watch.changed() => {
+                changed = session.watch.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    let snapshot = watch.borrow_and_update().clone();
+                    let snapshot = session.watch.borrow_and_update().clone();
                     if let Some(s) = snapshot
-                        && !self.push_all(&s, &mut insight).await
+                        && !self.push_all(&s, &mut session.insight).await
                     {
                         break;
                     }
                 },
-                _ = flush.tick() => insight.flush(&self.shared.manager).await,
+                _ = flush.tick() => session.flush().await,
                 () = stopped(&mut stop) => {
                     self.fail(Status::unavailable("the control plane is shutting down")).await;
                     break;
                 }
             }
         }
-        info!(node = %node, stream = self.id, "proxy disconnected");
-        drop(watch);
-        let _ = self
-            .shared
-            .proxies
-            .send(ProxyEvent::Disconnected(node.clone()));
-        if registered {
-            self.deregister(&node).await;
-        } else {
-            insight.disconnected();
-            insight.flush(&self.shared.manager).await;
-        }
+        session.close(self.id).await;
     }
 
     /// Handles one request; false when the stream is gone.
@@ -386,8 +237,9 @@ impl SotwStream {
         &mut self,
         req: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
-        insight: &mut InsightRecorder,
+        session: &mut Session,
     ) -> bool {
+        let insight = &mut session.insight;
         let Some(t) = XdsType::from_type_url(&req.type_url) else {
             debug!(type_url = %req.type_url, "ignoring request for an unknown type");
             return true;
@@ -411,16 +263,11 @@ impl SotwStream {
         }
         st.subscribed = true;
         st.names = req.resource_names.into_iter().collect();
-        if listeners_acked && !self.ready_sent {
-            // Envoy accepted its listeners, inbound ones included: from now
-            // on other proxies may be sent to this one.
-            self.ready_sent = true;
-            if let Some(node) = &self.node {
-                let _ = self.shared.proxies.send(ProxyEvent::Ready(node.clone()));
-            }
+        if listeners_acked {
+            session.listeners_acked();
         }
         match snapshot {
-            Some(s) => self.send(t, s, insight).await,
+            Some(s) => self.send(t, s, &mut session.insight).await,
             None => true,
         }
     }

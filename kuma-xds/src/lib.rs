@@ -25,3 +25,4 @@ pub mod generate;
 pub mod insight;
 pub mod reconcile;
 pub mod resource;
+mod session;
