@@ -274,8 +274,13 @@ pub fn encode(config: &ProxyConfig) -> Vec<Arc<XdsResource>> {
 /// Generates a proxy's listeners and clusters: [`build`], then the
 /// policies, then [`encode`].
 pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
-    let (mut config, eds_clusters) = build(input);
+    let (mut config, mut eds_clusters) = build(input);
     policies::apply(&mut config, input);
+    if input.dataplane_policies.proxy_template.is_some() {
+        // A ProxyTemplate may remove clusters (or all, without
+        // `default-proxy`): only the endpoints of those left are needed.
+        eds_clusters.retain(|c| config.clusters.iter().any(|k| k.name == c.name));
+    }
     ProxyResources {
         resources: encode(&config),
         eds_clusters,

@@ -6,8 +6,10 @@
 
 mod circuit_breaker;
 pub(crate) mod edit;
+mod envoy_json;
 mod fault_injection;
 mod health_check;
+mod proxy_template;
 mod retry;
 mod timeout;
 mod traffic_log;
@@ -24,4 +26,6 @@ pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     timeout::apply(config, input);
     traffic_log::apply(config, input);
     traffic_trace::apply(config, input);
+    // Last: its modifications see every other policy's result.
+    proxy_template::apply(config, input);
 }

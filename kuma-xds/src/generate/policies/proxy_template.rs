@@ -1,0 +1,840 @@
+//! ProxyTemplate: raw Envoy resources for the selected proxies and
+//! modifications of the generated ones, applied last (after every other
+//! policy), as in Kuma.
+//!
+//! - `conf.imports`: with `default-proxy` the generated listeners and
+//!   clusters are kept; without it (as in Kuma) the proxy gets only the
+//!   template's own resources.
+//! - `conf.resources`: raw resources, YAML or JSON with an `@type`.
+//!   Clusters and listeners are supported (a resource of the same name is
+//!   replaced); other types are skipped with a warning.
+//! - `conf.modifications`, in order:
+//!   - `cluster` / `listener`: `add` (replaces one of the same name),
+//!     `patch` (proto merge of the value into every matching resource),
+//!     `remove`; matched by `name`, `origin` (and listener `tags`);
+//!   - `networkFilter` / `httpFilter`: `addFirst`, `addLast` (every filter
+//!     chain / HTTP connection manager of the matched listeners),
+//!     `addBefore`, `addAfter` (the first filter named `match.name`),
+//!     `patch` (merges the value's typed config into that of the filters
+//!     named `match.name`), `remove` (the filters named `match.name`, all
+//!     without a name); listeners matched by `listenerName`, `origin`,
+//!     `listenerTags`;
+//!   - `virtualHost`: `add`, `patch`, `remove` in the route configurations
+//!     (inline in HTTP connection managers) matched by
+//!     `routeConfigurationName` and `origin`, virtual hosts by `name`.
+//!
+//! Origins: generated resources are `inbound` (inbound listeners and the
+//! `localhost:<port>` clusters) or `outbound`; raw resources are
+//! `proxy-template-raw`, those added by modifications
+//! `proxy-template-modifications` (Kuma's names).
+//!
+//! Values are converted with [`super::envoy_json`]. A resource or
+//! modification whose value is not a valid Envoy message is skipped and
+//! logged (the rest of the template still applies); a config Envoy itself
+//! rejects is NACKed and shows in the Dataplane's insight (`lastNack`).
+
+use super::super::{ProxyConfig, ProxyInput, names, outbound_service};
+use super::envoy_json::{merge_any, parse, parse_any};
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
+use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+use envoy_types::pb::envoy::config::listener::v3::{Filter, Listener};
+use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType as HttpFilterConfig;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter,
+};
+use envoy_types::pb::google::protobuf::Any;
+use envoy_types::util::pack_any;
+use kuma_core::resource::{
+    ClusterMatch, FilterMatch, ListenerMatch, Modification, ProxyTemplateConf, RawResource,
+    ResourceModification, SERVICE_TAG, Tags, VirtualHostMatch, WILDCARD,
+};
+use prost::{Message, Name};
+use std::collections::HashMap;
+use tracing::warn;
+
+/// The profile that keeps the generated resources.
+const DEFAULT_PROXY: &str = "default-proxy";
+/// Origin of generated inbound resources.
+const ORIGIN_INBOUND: &str = "inbound";
+/// Origin of generated outbound resources.
+const ORIGIN_OUTBOUND: &str = "outbound";
+/// Origin of `conf.resources`.
+const ORIGIN_RAW: &str = "proxy-template-raw";
+/// Origin of resources added by `conf.modifications`.
+const ORIGIN_MODIFICATIONS: &str = "proxy-template-modifications";
+
+/// Applies the selected ProxyTemplate, if any.
+pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
+    let Some(spec) = input.dataplane_policies.proxy_template else {
+        return;
+    };
+    let empty = ProxyTemplateConf::default();
+    let conf = spec.conf.as_ref().unwrap_or(&empty);
+    let mut ctx = Context::new(input);
+    if !conf.imports.iter().any(|i| i == DEFAULT_PROXY) {
+        config.clusters.clear();
+        config.listeners.clear();
+    }
+    for (i, raw) in conf.resources.iter().enumerate() {
+        if let Err(error) = add_raw(config, raw, &mut ctx) {
+            warn!(mesh = input.mesh, proxy = input.name, index = i, %error,
+                "ProxyTemplate resource skipped");
+        }
+    }
+    for (i, m) in conf.modifications.iter().enumerate() {
+        if let Err(error) = modify(config, m, &mut ctx) {
+            warn!(mesh = input.mesh, proxy = input.name, index = i, %error,
+                "ProxyTemplate modification skipped");
+        }
+    }
+}
+
+/// Origins and tags of the proxy's listeners and clusters.
+#[derive(Debug, Default)]
+struct Context {
+    /// Origins of clusters added by the template.
+    cluster_origins: HashMap<String, &'static str>,
+    /// Origins of listeners added by the template.
+    listener_origins: HashMap<String, &'static str>,
+    /// Tags of generated listeners (inbound tags, called service's tags).
+    listener_tags: HashMap<String, Tags>,
+}
+
+impl Context {
+    fn new(input: &ProxyInput<'_>) -> Self {
+        let dp = input.dataplane;
+        let mut listener_tags = HashMap::new();
+        for inbound in &dp.networking.inbound {
+            let address = inbound.address.as_deref().unwrap_or(&dp.networking.address);
+            listener_tags.insert(
+                names::inbound_listener(address, inbound.port),
+                inbound.tags.clone(),
+            );
+        }
+        for outbound in &dp.networking.outbound {
+            let Some(service) = outbound_service(outbound) else {
+                continue;
+            };
+            let mut tags = outbound.tags.clone();
+            tags.insert(SERVICE_TAG.to_string(), service.to_string());
+            let address = outbound.address.as_deref().unwrap_or("127.0.0.1");
+            listener_tags.insert(names::outbound_listener(address, outbound.port), tags);
+        }
+        for (service, vip) in input.vips {
+            let tags: Tags = [(SERVICE_TAG.to_string(), service.clone())].into();
+            listener_tags
+                .entry(names::outbound_listener(vip, super::super::VIP_PORT))
+                .or_insert(tags);
+        }
+        Self {
+            listener_tags,
+            ..Default::default()
+        }
+    }
+
+    fn cluster_origin(&self, c: &Cluster) -> &str {
+        match self.cluster_origins.get(&c.name) {
+            Some(o) => o,
+            None if c.name.starts_with("localhost:") => ORIGIN_INBOUND,
+            None => ORIGIN_OUTBOUND,
+        }
+    }
+
+    fn listener_origin(&self, l: &Listener) -> &str {
+        match self.listener_origins.get(&l.name) {
+            Some(o) => o,
+            None if l.traffic_direction == TrafficDirection::Inbound as i32 => ORIGIN_INBOUND,
+            None => ORIGIN_OUTBOUND,
+        }
+    }
+
+    /// Whether `l` matches a listener name, origin and tags.
+    fn listener_matches(
+        &self,
+        l: &Listener,
+        name: Option<&str>,
+        origin: Option<&str>,
+        tags: Option<&Tags>,
+    ) -> bool {
+        name.is_none_or(|n| n.is_empty() || n == l.name)
+            && origin.is_none_or(|o| o.is_empty() || o == self.listener_origin(l))
+            && tags.is_none_or(|want| {
+                let have = self.listener_tags.get(&l.name);
+                want.iter().all(|(k, v)| {
+                    have.and_then(|h| h.get(k))
+                        .is_some_and(|h| v == WILDCARD || h == v)
+                })
+            })
+    }
+}
+
+/// Adds one raw resource.
+fn add_raw(config: &mut ProxyConfig, raw: &RawResource, ctx: &mut Context) -> Result<(), String> {
+    let any = parse_any(&raw.resource)?;
+    if any.type_url == Cluster::type_url() {
+        let c = decode_any::<Cluster>(&any)?;
+        ctx.cluster_origins.insert(c.name.clone(), ORIGIN_RAW);
+        upsert(&mut config.clusters, c, |c| &c.name);
+    } else if any.type_url == Listener::type_url() {
+        let l = decode_any::<Listener>(&any)?;
+        ctx.listener_origins.insert(l.name.clone(), ORIGIN_RAW);
+        upsert(&mut config.listeners, l, |l| &l.name);
+    } else {
+        return Err(format!(
+            "resource {:?}: type {} is not supported (only clusters and listeners)",
+            raw.name, any.type_url
+        ));
+    }
+    Ok(())
+}
+
+fn decode_any<T: Message + Default>(any: &Any) -> Result<T, String> {
+    T::decode(any.value.as_slice()).map_err(|e| e.to_string())
+}
+
+/// Replaces the item named like `item`, or appends it.
+fn upsert<T>(items: &mut Vec<T>, item: T, name: fn(&T) -> &String) {
+    match items.iter_mut().find(|i| name(i) == name(&item)) {
+        Some(existing) => *existing = item,
+        None => items.push(item),
+    }
+}
+
+/// The value of a modification, parsed.
+fn value<T: Message + Name + Default>(text: Option<&str>) -> Result<T, String> {
+    parse(text.unwrap_or_default())
+}
+
+/// Proto merge of `patch` into `dst`.
+fn merge<T: Message>(dst: &mut T, patch: &T) -> Result<(), String> {
+    dst.merge(patch.encode_to_vec().as_slice())
+        .map_err(|e| e.to_string())
+}
+
+fn modify(config: &mut ProxyConfig, m: &Modification, ctx: &mut Context) -> Result<(), String> {
+    match m {
+        Modification::Cluster(m) => modify_clusters(config, m, ctx),
+        Modification::Listener(m) => modify_listeners(config, m, ctx),
+        Modification::NetworkFilter(m) => modify_network_filters(config, m, ctx),
+        Modification::HttpFilter(m) => modify_http_filters(config, m, ctx),
+        Modification::VirtualHost(m) => modify_virtual_hosts(config, m, ctx),
+    }
+}
+
+fn modify_clusters(
+    config: &mut ProxyConfig,
+    m: &ResourceModification<ClusterMatch>,
+    ctx: &mut Context,
+) -> Result<(), String> {
+    let matches = |ctx: &Context, c: &Cluster| {
+        m.match_.as_ref().is_none_or(|mm| {
+            mm.name
+                .as_deref()
+                .is_none_or(|n| n.is_empty() || n == c.name)
+                && mm
+                    .origin
+                    .as_deref()
+                    .is_none_or(|o| o.is_empty() || o == ctx.cluster_origin(c))
+        })
+    };
+    match m.operation.as_str() {
+        "add" => {
+            let c: Cluster = value(m.value.as_deref())?;
+            ctx.cluster_origins
+                .insert(c.name.clone(), ORIGIN_MODIFICATIONS);
+            upsert(&mut config.clusters, c, |c| &c.name);
+        }
+        "patch" => {
+            let patch: Cluster = value(m.value.as_deref())?;
+            for c in &mut config.clusters {
+                if matches(ctx, c) {
+                    merge(c, &patch)?;
+                }
+            }
+        }
+        "remove" => config.clusters.retain(|c| !matches(ctx, c)),
+        op => return Err(format!("unknown cluster operation {op:?}")),
+    }
+    Ok(())
+}
+
+fn modify_listeners(
+    config: &mut ProxyConfig,
+    m: &ResourceModification<ListenerMatch>,
+    ctx: &mut Context,
+) -> Result<(), String> {
+    let matches = |ctx: &Context, l: &Listener| {
+        m.match_.as_ref().is_none_or(|mm| {
+            ctx.listener_matches(
+                l,
+                mm.name.as_deref(),
+                mm.origin.as_deref(),
+                mm.tags.as_ref(),
+            )
+        })
+    };
+    match m.operation.as_str() {
+        "add" => {
+            let l: Listener = value(m.value.as_deref())?;
+            ctx.listener_origins
+                .insert(l.name.clone(), ORIGIN_MODIFICATIONS);
+            upsert(&mut config.listeners, l, |l| &l.name);
+        }
+        "patch" => {
+            let patch: Listener = value(m.value.as_deref())?;
+            for l in &mut config.listeners {
+                if matches(ctx, l) {
+                    merge(l, &patch)?;
+                }
+            }
+        }
+        "remove" => config.listeners.retain(|l| !matches(ctx, l)),
+        op => return Err(format!("unknown listener operation {op:?}")),
+    }
+    Ok(())
+}
+
+/// A network or HTTP filter: a name and a typed config.
+trait NamedFilter: Message + Name + Default + Clone {
+    fn name(&self) -> &str;
+    /// Takes the typed config out (to merge it separately).
+    fn take_typed_config(&mut self) -> Option<Any>;
+    /// The typed config, if the filter has one.
+    fn typed_config_mut(&mut self) -> Option<&mut Any>;
+    fn set_typed_config(&mut self, any: Any);
+}
+
+impl NamedFilter for Filter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn take_typed_config(&mut self) -> Option<Any> {
+        match self.config_type.take() {
+            Some(FilterConfig::TypedConfig(any)) => Some(any),
+            other => {
+                self.config_type = other;
+                None
+            }
+        }
+    }
+    fn typed_config_mut(&mut self) -> Option<&mut Any> {
+        match &mut self.config_type {
+            Some(FilterConfig::TypedConfig(any)) => Some(any),
+            _ => None,
+        }
+    }
+    fn set_typed_config(&mut self, any: Any) {
+        self.config_type = Some(FilterConfig::TypedConfig(any));
+    }
+}
+
+impl NamedFilter for HttpFilter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn take_typed_config(&mut self) -> Option<Any> {
+        match self.config_type.take() {
+            Some(HttpFilterConfig::TypedConfig(any)) => Some(any),
+            other => {
+                self.config_type = other;
+                None
+            }
+        }
+    }
+    fn typed_config_mut(&mut self) -> Option<&mut Any> {
+        match &mut self.config_type {
+            Some(HttpFilterConfig::TypedConfig(any)) => Some(any),
+            _ => None,
+        }
+    }
+    fn set_typed_config(&mut self, any: Any) {
+        self.config_type = Some(HttpFilterConfig::TypedConfig(any));
+    }
+}
+
+/// Patches `filter` with `patch`: its typed config is merged into the
+/// filter's (Kuma's `MergeAnys`), other fields proto-merged.
+fn patch_filter<F: NamedFilter>(filter: &mut F, patch: &F) -> Result<(), String> {
+    let mut patch = patch.clone();
+    let config = patch.take_typed_config();
+    merge(filter, &patch)?;
+    if let Some(config) = config {
+        match filter.typed_config_mut() {
+            Some(existing) => merge_any(existing, &config)?,
+            None => filter.set_typed_config(config),
+        }
+    }
+    Ok(())
+}
+
+/// Applies a filter operation to one list of filters.
+fn edit_filter_list<F: NamedFilter>(
+    filters: &mut Vec<F>,
+    op: &str,
+    name: Option<&str>,
+    value: Option<&F>,
+) -> Result<(), String> {
+    let position = || name.and_then(|n| filters.iter().position(|f| f.name() == n));
+    match (op, value) {
+        ("addFirst", Some(v)) => filters.insert(0, v.clone()),
+        ("addLast", Some(v)) => filters.push(v.clone()),
+        ("addBefore", Some(v)) => {
+            if let Some(i) = position() {
+                filters.insert(i, v.clone());
+            }
+        }
+        ("addAfter", Some(v)) => {
+            if let Some(i) = position() {
+                filters.insert(i + 1, v.clone());
+            }
+        }
+        ("patch", Some(v)) => {
+            for f in filters.iter_mut() {
+                if name.is_some_and(|n| f.name() == n) {
+                    patch_filter(f, v)?;
+                }
+            }
+        }
+        ("remove", _) => filters.retain(|f| name.is_some_and(|n| !n.is_empty() && f.name() != n)),
+        (op, _) => return Err(format!("unknown filter operation {op:?}")),
+    }
+    Ok(())
+}
+
+/// The filter value of a modification (none for `remove`).
+fn filter_value<F: NamedFilter>(
+    m: &ResourceModification<FilterMatch>,
+) -> Result<Option<F>, String> {
+    if m.operation == "remove" {
+        return Ok(None);
+    }
+    value(m.value.as_deref()).map(Some)
+}
+
+fn matching_listeners<'a>(
+    config: &'a mut ProxyConfig,
+    mm: Option<&'a FilterMatch>,
+    ctx: &'a Context,
+) -> impl Iterator<Item = &'a mut Listener> + 'a {
+    config.listeners.iter_mut().filter(move |l| {
+        mm.is_none_or(|mm| {
+            ctx.listener_matches(
+                l,
+                mm.listener_name.as_deref(),
+                mm.origin.as_deref(),
+                mm.listener_tags.as_ref(),
+            )
+        })
+    })
+}
+
+fn modify_network_filters(
+    config: &mut ProxyConfig,
+    m: &ResourceModification<FilterMatch>,
+    ctx: &Context,
+) -> Result<(), String> {
+    let v = filter_value::<Filter>(m)?;
+    let mm = m.match_.as_ref();
+    let name = mm.and_then(|mm| mm.name.as_deref());
+    for l in matching_listeners(config, mm, ctx) {
+        for chain in &mut l.filter_chains {
+            edit_filter_list(&mut chain.filters, &m.operation, name, v.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `edit` on every HTTP connection manager of `listener`, packing the
+/// edited one back.
+fn edit_managers(
+    listener: &mut Listener,
+    mut edit: impl FnMut(&mut HttpConnectionManager) -> Result<(), String>,
+) -> Result<(), String> {
+    for chain in &mut listener.filter_chains {
+        for filter in &mut chain.filters {
+            let Some(FilterConfig::TypedConfig(any)) = &filter.config_type else {
+                continue;
+            };
+            if any.type_url != HttpConnectionManager::type_url() {
+                continue;
+            }
+            let mut hcm = decode_any::<HttpConnectionManager>(any)?;
+            edit(&mut hcm)?;
+            filter.config_type = Some(FilterConfig::TypedConfig(pack_any(hcm)));
+        }
+    }
+    Ok(())
+}
+
+fn modify_http_filters(
+    config: &mut ProxyConfig,
+    m: &ResourceModification<FilterMatch>,
+    ctx: &Context,
+) -> Result<(), String> {
+    let v = filter_value::<HttpFilter>(m)?;
+    let mm = m.match_.as_ref();
+    let name = mm.and_then(|mm| mm.name.as_deref());
+    for l in matching_listeners(config, mm, ctx) {
+        edit_managers(l, |hcm| {
+            edit_filter_list(&mut hcm.http_filters, &m.operation, name, v.as_ref())
+        })?;
+    }
+    Ok(())
+}
+
+fn modify_virtual_hosts(
+    config: &mut ProxyConfig,
+    m: &ResourceModification<VirtualHostMatch>,
+    ctx: &Context,
+) -> Result<(), String> {
+    let v: Option<VirtualHost> = match m.operation.as_str() {
+        "remove" => None,
+        "add" | "patch" => Some(value(m.value.as_deref())?),
+        op => return Err(format!("unknown virtual host operation {op:?}")),
+    };
+    let mm = m.match_.as_ref();
+    let route_name = mm.and_then(|mm| mm.route_configuration_name.as_deref());
+    let origin = mm.and_then(|mm| mm.origin.as_deref());
+    let host = mm
+        .and_then(|mm| mm.name.as_deref())
+        .filter(|n| !n.is_empty());
+    let host_matches = |h: &VirtualHost| host.is_none_or(|n| h.name == n);
+    for l in &mut config.listeners {
+        if !ctx.listener_matches(l, None, origin, None) {
+            continue;
+        }
+        edit_managers(l, |hcm| {
+            let Some(RouteSpecifier::RouteConfig(routes)) = &mut hcm.route_specifier else {
+                return Ok(());
+            };
+            if route_name.is_some_and(|n| !n.is_empty() && n != routes.name) {
+                return Ok(());
+            }
+            edit_virtual_hosts(routes, &m.operation, v.as_ref(), &host_matches)
+        })?;
+    }
+    Ok(())
+}
+
+fn edit_virtual_hosts(
+    routes: &mut RouteConfiguration,
+    op: &str,
+    value: Option<&VirtualHost>,
+    host_matches: &dyn Fn(&VirtualHost) -> bool,
+) -> Result<(), String> {
+    match (op, value) {
+        ("add", Some(v)) => routes.virtual_hosts.push(v.clone()),
+        ("patch", Some(v)) => {
+            for h in &mut routes.virtual_hosts {
+                if host_matches(h) {
+                    merge(h, v)?;
+                }
+            }
+        }
+        ("remove", _) => routes.virtual_hosts.retain(|h| !host_matches(h)),
+        (op, _) => return Err(format!("unknown virtual host operation {op:?}")),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{DataplanePolicies, Protocol, build};
+    use super::*;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType,
+    };
+    use kuma_core::resource::{DataplaneSpec, ProxyTemplateSpec, Resource};
+    use std::collections::BTreeMap;
+
+    const DP: &str = "type: Dataplane\nmesh: m\nname: web\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 9000\n    tags:\n      kuma.io/service: web\n      kuma.io/protocol: http\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n  - port: 10002\n    tags:\n      kuma.io/service: db\n";
+
+    /// The proxy's config after applying the template `conf` (YAML under
+    /// `conf:`).
+    fn run(conf: &str) -> ProxyConfig {
+        let dp = Resource::from_yaml(DP)
+            .unwrap()
+            .spec_as::<DataplaneSpec>()
+            .unwrap()
+            .clone();
+        let template = Resource::from_yaml(&format!(
+            "type: ProxyTemplate\nmesh: m\nname: t\nselectors:\n- match:\n    kuma.io/service: '*'\nconf:\n{conf}"
+        ))
+        .unwrap();
+        let spec = template.spec_as::<ProxyTemplateSpec>().unwrap();
+        let protocols = [("backend".to_string(), Protocol::Http)].into();
+        let policies = BTreeMap::new();
+        let vips = BTreeMap::new();
+        let input = ProxyInput {
+            mesh: "m",
+            name: "web",
+            dataplane: &dp,
+            mesh_spec: None,
+            outbound_policies: &policies,
+            inbound_policies: &[],
+            dataplane_policies: DataplanePolicies {
+                proxy_template: Some(spec),
+                ..Default::default()
+            },
+            protocols: &protocols,
+            vips: &vips,
+        };
+        let (mut config, _) = build(&input);
+        apply(&mut config, &input);
+        config
+    }
+
+    fn cluster_names(c: &ProxyConfig) -> Vec<&str> {
+        c.clusters.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    fn listener_names(c: &ProxyConfig) -> Vec<&str> {
+        c.listeners.iter().map(|l| l.name.as_str()).collect()
+    }
+
+    fn listener<'a>(c: &'a ProxyConfig, name: &str) -> &'a Listener {
+        c.listeners.iter().find(|l| l.name == name).unwrap()
+    }
+
+    fn hcm(l: &Listener) -> HttpConnectionManager {
+        match &l.filter_chains[0].filters[0].config_type {
+            Some(FilterConfig::TypedConfig(any)) => decode_any(any).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn http_filter_names(l: &Listener) -> Vec<String> {
+        hcm(l).http_filters.into_iter().map(|f| f.name).collect()
+    }
+
+    const RAW_CLUSTER: &str = "  resources:\n  - name: admin\n    version: v1\n    resource: |\n      '@type': type.googleapis.com/envoy.config.cluster.v3.Cluster\n      name: admin\n      connectTimeout: 5s\n      type: STATIC\n";
+
+    #[test]
+    fn imports_keep_or_drop_generated_resources() {
+        let kept = run(&format!("  imports:\n  - default-proxy\n{RAW_CLUSTER}"));
+        assert_eq!(
+            cluster_names(&kept),
+            ["localhost:9000", "backend", "db", "admin"]
+        );
+        assert_eq!(kept.listeners.len(), 3);
+        let only = run(RAW_CLUSTER);
+        assert_eq!(cluster_names(&only), ["admin"]);
+        assert!(only.listeners.is_empty());
+        let c = &only.clusters[0];
+        assert_eq!(c.connect_timeout.unwrap().seconds, 5);
+        assert_eq!(
+            c.cluster_discovery_type,
+            Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32))
+        );
+    }
+
+    #[test]
+    fn raw_listener_and_unsupported_type() {
+        let c = run(
+            "  resources:\n  - name: l\n    resource: '{\"@type\": \"type.googleapis.com/envoy.config.listener.v3.Listener\", \"name\": \"extra\", \"address\": {\"socketAddress\": {\"address\": \"0.0.0.0\", \"portValue\": 9999}}}'\n  - name: r\n    resource: |\n      '@type': type.googleapis.com/envoy.config.route.v3.RouteConfiguration\n      name: r\n",
+        );
+        assert_eq!(listener_names(&c), ["extra"]);
+        assert!(c.clusters.is_empty());
+    }
+
+    #[test]
+    fn cluster_add_patch_remove() {
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - cluster:\n      operation: add\n      value: |\n        name: extra\n        connectTimeout: 1s\n  - cluster:\n      operation: patch\n      match:\n        origin: outbound\n      value: |\n        connectTimeout: 7s\n  - cluster:\n      operation: remove\n      match:\n        name: db\n",
+        );
+        assert_eq!(cluster_names(&c), ["localhost:9000", "backend", "extra"]);
+        let timeout = |name: &str| {
+            c.clusters
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap()
+                .connect_timeout
+                .map(|d| d.seconds)
+        };
+        // `extra` was added by a modification: its origin is not outbound.
+        assert_eq!(timeout("extra"), Some(1));
+        assert_eq!(timeout("backend"), Some(7));
+        assert_ne!(timeout("localhost:9000"), Some(7));
+    }
+
+    #[test]
+    fn listener_add_patch_remove_by_name_origin_tags() {
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - listener:\n      operation: add\n      value: |\n        name: extra\n        address:\n          socketAddress: {address: 0.0.0.0, portValue: 9999}\n  - listener:\n      operation: patch\n      match:\n        origin: inbound\n      value: |\n        perConnectionBufferLimitBytes: 1024\n  - listener:\n      operation: remove\n      match:\n        tags:\n          kuma.io/service: db\n",
+        );
+        assert_eq!(
+            listener_names(&c),
+            ["inbound:10.0.0.1:8080", "outbound:127.0.0.1:10001", "extra"]
+        );
+        let limit = |name: &str| {
+            listener(&c, name)
+                .per_connection_buffer_limit_bytes
+                .map(|v| v.value)
+        };
+        assert_eq!(limit("inbound:10.0.0.1:8080"), Some(1024));
+        assert_eq!(limit("outbound:127.0.0.1:10001"), None);
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - listener:\n      operation: remove\n      match:\n        name: outbound:127.0.0.1:10001\n",
+        );
+        assert_eq!(
+            listener_names(&c),
+            ["inbound:10.0.0.1:8080", "outbound:127.0.0.1:10002"]
+        );
+    }
+
+    const TCP: &str = "envoy.filters.network.tcp_proxy";
+    const RBAC: &str = "name: envoy.filters.network.rbac\n        typedConfig:\n          '@type': type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC\n          statPrefix: rbac\n";
+
+    fn network_filter_names(l: &Listener) -> Vec<&str> {
+        l.filter_chains[0]
+            .filters
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn network_filter_operations() {
+        for (op, extra, want) in [
+            ("addFirst", "", vec!["envoy.filters.network.rbac", TCP]),
+            ("addLast", "", vec![TCP, "envoy.filters.network.rbac"]),
+            (
+                "addBefore",
+                "        name: envoy.filters.network.tcp_proxy\n",
+                vec!["envoy.filters.network.rbac", TCP],
+            ),
+            (
+                "addAfter",
+                "        name: envoy.filters.network.tcp_proxy\n",
+                vec![TCP, "envoy.filters.network.rbac"],
+            ),
+            (
+                "addAfter",
+                "        name: envoy.filters.network.missing\n",
+                vec![TCP],
+            ),
+        ] {
+            let c = run(&format!(
+                "  imports: [default-proxy]\n  modifications:\n  - networkFilter:\n      operation: {op}\n      match:\n        listenerName: outbound:127.0.0.1:10002\n{extra}      value: |\n        {RBAC}"
+            ));
+            assert_eq!(
+                network_filter_names(listener(&c, "outbound:127.0.0.1:10002")),
+                want,
+                "{op}"
+            );
+            // Other listeners untouched.
+            assert_eq!(
+                network_filter_names(listener(&c, "outbound:127.0.0.1:10001")),
+                ["envoy.filters.network.http_connection_manager"]
+            );
+        }
+    }
+
+    #[test]
+    fn network_filter_patch_merges_typed_config_and_remove() {
+        use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - networkFilter:\n      operation: patch\n      match:\n        name: envoy.filters.network.tcp_proxy\n      value: |\n        name: envoy.filters.network.tcp_proxy\n        typedConfig:\n          '@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy\n          idleTimeout: 10s\n",
+        );
+        let f = &listener(&c, "outbound:127.0.0.1:10002").filter_chains[0].filters[0];
+        let Some(FilterConfig::TypedConfig(any)) = &f.config_type else {
+            panic!()
+        };
+        let p: TcpProxy = decode_any(any).unwrap();
+        assert_eq!(p.idle_timeout.unwrap().seconds, 10);
+        assert_eq!(p.stat_prefix, "db", "existing fields kept");
+
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - networkFilter:\n      operation: remove\n      match:\n        name: envoy.filters.network.tcp_proxy\n",
+        );
+        assert!(network_filter_names(listener(&c, "outbound:127.0.0.1:10002")).is_empty());
+        assert_eq!(
+            network_filter_names(listener(&c, "outbound:127.0.0.1:10001")).len(),
+            1
+        );
+    }
+
+    const ROUTER: &str = "envoy.filters.http.router";
+    const CORS: &str = "name: envoy.filters.http.cors\n        typedConfig:\n          '@type': type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors\n";
+
+    #[test]
+    fn http_filter_operations() {
+        let cors = "envoy.filters.http.cors";
+        for (op, extra, want) in [
+            ("addFirst", "", vec![cors, ROUTER]),
+            ("addLast", "", vec![ROUTER, cors]),
+            (
+                "addBefore",
+                "        name: envoy.filters.http.router\n",
+                vec![cors, ROUTER],
+            ),
+            (
+                "addAfter",
+                "        name: envoy.filters.http.router\n",
+                vec![ROUTER, cors],
+            ),
+        ] {
+            let c = run(&format!(
+                "  imports: [default-proxy]\n  modifications:\n  - httpFilter:\n      operation: {op}\n      match:\n        origin: inbound\n{extra}      value: |\n        {CORS}"
+            ));
+            assert_eq!(
+                http_filter_names(listener(&c, "inbound:10.0.0.1:8080")),
+                want,
+                "{op}"
+            );
+            assert_eq!(
+                http_filter_names(listener(&c, "outbound:127.0.0.1:10001")),
+                [ROUTER]
+            );
+        }
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - httpFilter:\n      operation: patch\n      match:\n        name: envoy.filters.http.router\n      value: |\n        name: envoy.filters.http.router\n        typedConfig:\n          '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n          suppressEnvoyHeaders: true\n  - httpFilter:\n      operation: remove\n      match:\n        name: envoy.filters.http.router\n        listenerName: outbound:127.0.0.1:10001\n",
+        );
+        use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+        let h = hcm(listener(&c, "inbound:10.0.0.1:8080"));
+        let Some(HttpFilterConfig::TypedConfig(any)) = &h.http_filters[0].config_type else {
+            panic!()
+        };
+        assert!(decode_any::<Router>(any).unwrap().suppress_envoy_headers);
+        assert!(http_filter_names(listener(&c, "outbound:127.0.0.1:10001")).is_empty());
+    }
+
+    fn hosts(l: &Listener) -> Vec<VirtualHost> {
+        match hcm(l).route_specifier {
+            Some(RouteSpecifier::RouteConfig(r)) => r.virtual_hosts,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn virtual_host_add_patch_remove() {
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - virtualHost:\n      operation: add\n      match:\n        routeConfigurationName: outbound:backend\n      value: |\n        name: extra\n        domains: [extra.com]\n  - virtualHost:\n      operation: patch\n      match:\n        origin: inbound\n      value: |\n        responseHeadersToAdd:\n        - header: {key: x-patched, value: 'yes'}\n",
+        );
+        let out = hosts(listener(&c, "outbound:127.0.0.1:10001"));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].name, "extra");
+        assert_eq!(out[1].domains, ["extra.com"]);
+        assert!(out.iter().all(|h| h.response_headers_to_add.is_empty()));
+        let inb = hosts(listener(&c, "inbound:10.0.0.1:8080"));
+        assert_eq!(inb[0].response_headers_to_add.len(), 1);
+        assert!(!inb[0].domains.is_empty(), "existing fields kept");
+
+        let name = out[0].name.clone();
+        let c = run(&format!(
+            "  imports: [default-proxy]\n  modifications:\n  - virtualHost:\n      operation: remove\n      match:\n        name: {name}\n"
+        ));
+        assert!(hosts(listener(&c, "outbound:127.0.0.1:10001")).is_empty());
+    }
+
+    #[test]
+    fn invalid_values_are_skipped_not_fatal() {
+        let c = run(
+            "  imports: [default-proxy]\n  modifications:\n  - cluster:\n      operation: patch\n      value: |\n        connectTimeout: soon\n  - cluster:\n      operation: remove\n      match:\n        name: db\n",
+        );
+        assert_eq!(cluster_names(&c), ["localhost:9000", "backend"]);
+    }
+}
