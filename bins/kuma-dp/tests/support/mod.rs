@@ -390,6 +390,86 @@ impl Drop for App {
     }
 }
 
+/// How an [`App::start_with`] app answers: after `delay`, with `status`
+/// and its name as the body.
+#[derive(Debug, Clone, Copy)]
+pub struct AppBehavior {
+    /// Time before each answer.
+    pub delay: Duration,
+    /// Status of each answer.
+    pub status: u16,
+}
+
+impl Default for AppBehavior {
+    fn default() -> Self {
+        AppBehavior {
+            delay: Duration::ZERO,
+            status: 200,
+        }
+    }
+}
+
+impl App {
+    /// Like [`App::start`], answering as `behavior` says (slow, failing).
+    pub fn start_with(name: &str, behavior: AppBehavior) -> App {
+        let rt = runtime();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("binding the app");
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicU64::new(0));
+        let (n, h) = (name.to_string(), hits.clone());
+        let task = rt.spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_connection_with(conn, n.clone(), h.clone(), behavior));
+            }
+        });
+        App {
+            name: name.to_string(),
+            port,
+            hits,
+            task,
+        }
+    }
+}
+
+async fn serve_connection_with(
+    mut conn: tokio::net::TcpStream,
+    name: String,
+    hits: Arc<AtomicU64>,
+    behavior: AppBehavior,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        buf.drain(..end);
+        hits.fetch_add(1, Ordering::SeqCst);
+        if !behavior.delay.is_zero() {
+            tokio::time::sleep(behavior.delay).await;
+        }
+        let close = head.contains("connection: close");
+        let response = format!(
+            "HTTP/1.1 {} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{}\r\n{name}",
+            behavior.status,
+            name.len(),
+            if close { "Connection: close\r\n" } else { "" }
+        );
+        if conn.write_all(response.as_bytes()).await.is_err() || close {
+            return;
+        }
+    }
+}
+
 async fn serve_connection(mut conn: tokio::net::TcpStream, name: String, hits: Arc<AtomicU64>) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 4096];
