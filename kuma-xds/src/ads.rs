@@ -252,8 +252,11 @@ impl SotwStream {
             }
             match &req.error_detail {
                 Some(err) => {
-                    warn!(r#type = t.short(), version = %req.version_info, error = %err.message, "proxy rejected config");
-                    insight.rejected(t);
+                    // `version_info` is the last version Envoy accepted;
+                    // the rejected one is the version sent with the nonce.
+                    let rejected = st.sent_version.as_deref().unwrap_or_default();
+                    warn!(r#type = t.short(), version = rejected, accepted = %req.version_info, error = %err.message, "proxy rejected config");
+                    insight.nacked(t, rejected, &err.message);
                 }
                 None => {
                     insight.acked(t);

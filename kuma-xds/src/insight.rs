@@ -1,12 +1,14 @@
 //! Records a proxy's xDS stream in its DataplaneInsight: connect and
 //! disconnect times, the control-plane instance, and per-type counters of
-//! responses sent, acknowledged and rejected.
+//! responses sent, acknowledged and rejected, and the last rejected
+//! response with Envoy's error (`status.lastNack`, resolved by the next ACK
+//! of its type).
 
 use crate::resource::XdsType;
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::{
     BuildVersion, DataplaneInsightSpec, DataplaneVersion, DiscoveryServiceStats,
-    DiscoverySubscription, EnvoyVersion, Resource, ResourceKey, ResourceType,
+    DiscoverySubscription, EnvoyVersion, NackStatus, Resource, ResourceKey, ResourceType,
 };
 use kuma_core::store::StoreError;
 use time::OffsetDateTime;
@@ -79,13 +81,38 @@ impl InsightRecorder {
         self.touch();
     }
 
-    /// Envoy acknowledged a response of type `t`.
+    /// Envoy acknowledged a response of type `t`: a standing NACK of that
+    /// type is resolved.
     pub fn acked(&mut self, t: XdsType) {
         self.subscription.status.total.responses_acknowledged += 1;
         if let Some(s) = self.stats(t) {
             s.responses_acknowledged += 1;
         }
+        if let Some(nack) = &mut self.subscription.status.last_nack
+            && nack.resolved_time.is_none()
+            && nack.type_url == t.type_url()
+        {
+            nack.resolved_time = Some(OffsetDateTime::now_utc());
+        }
         self.touch();
+    }
+
+    /// Envoy rejected `version` of type `t` with `error`: counted as
+    /// [`Self::rejected`] and kept as the subscription's `lastNack`.
+    pub fn nacked(&mut self, t: XdsType, version: &str, error: &str) {
+        self.subscription.status.last_nack = Some(NackStatus {
+            type_url: t.type_url().to_string(),
+            version: version.to_string(),
+            error: error.to_string(),
+            time: OffsetDateTime::now_utc(),
+            resolved_time: None,
+        });
+        self.rejected(t);
+    }
+
+    /// The subscription as it stands (what [`Self::flush`] writes).
+    pub fn subscription(&self) -> &DiscoverySubscription {
+        &self.subscription
     }
 
     /// Envoy rejected a response of type `t`.
@@ -142,5 +169,40 @@ impl InsightRecorder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nack_is_kept_and_resolved_by_an_ack_of_its_type() {
+        let mut r = InsightRecorder::new("m", "dp", "1", "cp", None, None);
+        r.sent(XdsType::Listener);
+        r.nacked(XdsType::Listener, "v2", "duplicate listener");
+        let status = &r.subscription().status;
+        assert_eq!(status.lds.responses_rejected, 1);
+        assert_eq!(status.total.responses_rejected, 1);
+        let nack = status.last_nack.as_ref().unwrap();
+        assert_eq!(
+            (nack.version.as_str(), nack.error.as_str()),
+            ("v2", "duplicate listener")
+        );
+        assert_eq!(nack.type_url, XdsType::Listener.type_url());
+        r.acked(XdsType::Cluster);
+        assert!(
+            r.subscription()
+                .status
+                .last_nack
+                .as_ref()
+                .unwrap()
+                .resolved_time
+                .is_none()
+        );
+        r.acked(XdsType::Listener);
+        let nack = r.subscription().status.last_nack.as_ref().unwrap();
+        assert!(nack.resolved_time.is_some());
+        assert_eq!(nack.error, "duplicate listener", "kept after resolution");
     }
 }

@@ -82,6 +82,43 @@ pub struct DiscoverySubscriptionStatus {
     /// Route discovery counters.
     #[serde(default)]
     pub rds: DiscoveryServiceStats,
+    /// The last response the Dataplane rejected, with Envoy's error
+    /// (`lastNack`; our extension of Kuma's API). Kept after the problem
+    /// is fixed, with `resolvedTime` set; replaced by the next NACK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_nack: Option<NackStatus>,
+}
+
+/// A response the Dataplane rejected (`subscriptions[].status.lastNack`).
+///
+/// Envoy keeps serving its last accepted config of that type; the control
+/// plane does not resend the rejected version, and pushes the next change.
+/// `resolvedTime` is set when a later response of the same type is
+/// acknowledged: the error no longer applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NackStatus {
+    /// Type URL of the rejected response, e.g.
+    /// `type.googleapis.com/envoy.config.listener.v3.Listener`.
+    #[serde(default)]
+    pub type_url: String,
+    /// Version of the rejected response.
+    #[serde(default)]
+    pub version: String,
+    /// Envoy's error message.
+    #[serde(default)]
+    pub error: String,
+    /// When the response was rejected.
+    #[serde(with = "timestamp")]
+    pub time: OffsetDateTime,
+    /// When a later response of the same type was acknowledged; `None`
+    /// while the rejection still stands.
+    #[serde(
+        default,
+        with = "timestamp::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resolved_time: Option<OffsetDateTime>,
 }
 
 /// xDS response counters of one discovery service.
@@ -508,6 +545,23 @@ mTLS:
             datetime!(2019-10-24 14:04:56.820350 UTC)
         );
         assert_eq!(spec.mtls.as_ref().unwrap().certificate_regenerations, 1);
+    }
+
+    #[test]
+    fn last_nack_round_trips() {
+        let json = r#"{"type":"DataplaneInsight","mesh":"default","name":"dp","subscriptions":[{"id":"1","controlPlaneInstanceId":"cp","connectTime":"2021-01-01T00:00:00Z","status":{"lds":{"responsesSent":2,"responsesAcknowledged":1,"responsesRejected":1},"lastNack":{"typeUrl":"type.googleapis.com/envoy.config.listener.v3.Listener","version":"v2","error":"duplicate listener","time":"2021-01-01T00:00:01Z","resolvedTime":"2021-01-01T00:00:02Z"}}}]}"#;
+        let res = Resource::from_json(json).unwrap();
+        res.validate().unwrap();
+        let spec = res.spec_as::<DataplaneInsightSpec>().unwrap();
+        let nack = spec.subscriptions[0].status.last_nack.as_ref().unwrap();
+        assert_eq!(nack.error, "duplicate listener");
+        assert_eq!(nack.resolved_time, Some(datetime!(2021-01-01 00:00:02 UTC)));
+        let out = res.to_json_value();
+        assert_eq!(
+            out.pointer("/subscriptions/0/status/lastNack/version"),
+            Some(&serde_json::json!("v2"))
+        );
+        assert_eq!(Resource::from_json(&out.to_string()).unwrap(), res);
     }
 
     #[test]

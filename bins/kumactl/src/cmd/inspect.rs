@@ -1,6 +1,10 @@
 //! `kumactl inspect dataplanes|meshes [-m MESH]`: resources with runtime
 //! status (dataplanes) or with what they hold (meshes).
 //!
+//! `inspect dataplanes` prints, under Kuma's overview table, a second
+//! table of the last config each Dataplane's Envoy rejected (NACK), with
+//! Envoy's error and whether a later config was accepted since.
+//!
 //! Without `-m` both cover every mesh: dataplanes by listing
 //! `/meshes/{mesh}/dataplanes+insights` for each mesh in `/meshes`.
 
@@ -32,7 +36,15 @@ pub fn dataplanes(env: &Env, args: &InspectArgs) -> Result<()> {
         items.extend(client.list(&path)?);
     }
     match args.output {
-        Output::Table => emit(&overview_table(&items, OffsetDateTime::now_utc()).to_string()),
+        Output::Table => {
+            let now = OffsetDateTime::now_utc();
+            let mut out = overview_table(&items, now).to_string();
+            if let Some(nacks) = nack_table(&items, now) {
+                out.push('\n');
+                out.push_str(&nacks.to_string());
+            }
+            emit(&out)
+        }
         other => emit_value(&list_value(items), other),
     }
 }
@@ -104,7 +116,7 @@ fn count_by_mesh(
 }
 
 /// MESH NAME TAGS STATUS LAST CONNECTED AGO LAST UPDATED AGO TOTAL UPDATES
-/// TOTAL ERRORS, from DataplaneOverview items.
+/// TOTAL ERRORS, from DataplaneOverview items (see also [`nack_table`]).
 fn overview_table(items: &[Value], now: OffsetDateTime) -> Table {
     let mut t = Table::new([
         "MESH",
@@ -150,6 +162,59 @@ fn overview_table(items: &[Value], now: OffsetDateTime) -> Table {
     t
 }
 
+/// The xDS discovery service of a type URL (`LDS`, `CDS`, ...).
+fn discovery_service(type_url: &str) -> String {
+    let name = type_url.rsplit('/').next().unwrap_or(type_url);
+    match name.rsplit('.').next().unwrap_or(name) {
+        "Listener" => "LDS".to_string(),
+        "Cluster" => "CDS".to_string(),
+        "ClusterLoadAssignment" => "EDS".to_string(),
+        "RouteConfiguration" => "RDS".to_string(),
+        "Secret" => "SDS".to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// The last config each Dataplane's Envoy rejected (`lastNack` of its
+/// latest subscription, our extension), with Envoy's error: MESH NAME TYPE
+/// VERSION REJECTED AGO RESOLVED AGO ERROR. `None` when no Dataplane has
+/// one. Printed under the overview so that table keeps Kuma's columns.
+fn nack_table(items: &[Value], now: OffsetDateTime) -> Option<Table> {
+    let mut t = Table::new([
+        "MESH",
+        "NAME",
+        "REJECTED CONFIG",
+        "VERSION",
+        "REJECTED AGO",
+        "RESOLVED AGO",
+        "ENVOY ERROR",
+    ]);
+    let mut any = false;
+    for item in items {
+        let nack = item
+            .pointer("/dataplaneInsight/subscriptions")
+            .and_then(Value::as_array)
+            .and_then(|subs| subs.last())
+            .and_then(|s| s.pointer("/status/lastNack"));
+        let Some(nack) = nack else { continue };
+        any = true;
+        let error = text(nack, "/error").split_whitespace().collect::<Vec<_>>();
+        t.row([
+            text(item, "/mesh").to_string(),
+            text(item, "/name").to_string(),
+            discovery_service(text(nack, "/typeUrl")),
+            text(nack, "/version").to_string(),
+            age(parse_time(nack.get("time")), now),
+            match nack.get("resolvedTime") {
+                Some(v) if !v.is_null() => age(parse_time(Some(v)), now),
+                _ => "unresolved".to_string(),
+            },
+            error.join(" "),
+        ]);
+    }
+    any.then_some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +242,39 @@ mod tests {
             "MESH      NAME    TAGS                  STATUS    LAST CONNECTED AGO   LAST UPDATED AGO   TOTAL UPDATES   TOTAL ERRORS\n\
              default   web-1   kuma.io/service=web   Online    60s                  10s                7               1\n\
              default   db-1    kuma.io/service=gw    Offline   never                never              0               0\n"
+        );
+        assert!(nack_table(&[], now).is_none());
+    }
+
+    #[test]
+    fn nack_rows_show_envoy_error_and_resolution() {
+        let now = OffsetDateTime::parse("2024-01-01T01:00:00Z", &Rfc3339).unwrap();
+        let nack = |resolved: Value| {
+            json!({"typeUrl": "type.googleapis.com/envoy.config.listener.v3.Listener",
+                "version": "abc", "error": "Error adding/updating listener(s)\nduplicate",
+                "time": "2024-01-01T00:59:00Z", "resolvedTime": resolved})
+        };
+        let dp = |name: &str, nack: Value| {
+            json!({"mesh": "default", "name": name, "dataplaneInsight": {"subscriptions": [
+                {"id": "b", "connectTime": "2024-01-01T00:58:00Z",
+                 "status": {"lastNack": nack}}]}})
+        };
+        let ok =
+            json!({"mesh": "default", "name": "ok", "dataplaneInsight": {"subscriptions": []}});
+        let t = nack_table(
+            &[
+                dp("web-1", nack(Value::Null)),
+                ok,
+                dp("web-2", nack(json!("2024-01-01T00:59:30Z"))),
+            ],
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            t.to_string(),
+            "MESH      NAME    REJECTED CONFIG   VERSION   REJECTED AGO   RESOLVED AGO   ENVOY ERROR\n\
+             default   web-1   LDS               abc       60s            unresolved     Error adding/updating listener(s) duplicate\n\
+             default   web-2   LDS               abc       60s            30s            Error adding/updating listener(s) duplicate\n"
         );
     }
 }
