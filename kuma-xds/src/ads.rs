@@ -1,4 +1,5 @@
-//! The state-of-the-world ADS server (`xdsServer.grpcPort`, 5678).
+//! The ADS server (`xdsServer.grpcPort`, 5678): state of the world here,
+//! incremental (delta) in [`crate::delta`](self) on the same port.
 //!
 //! Per stream: the first request names the node (`<mesh>.<name>`); a
 //! Dataplane carried in the node metadata (`dataplane.resource`, put there by
@@ -124,11 +125,17 @@ impl AggregatedDiscoveryService for AdsServer {
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "incremental (delta) xDS is not served yet; use state-of-the-world ADS",
-        ))
+        let (tx, rx) = mpsc::channel(16);
+        let shared = self.shared.clone();
+        let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let stream = crate::delta::DeltaStream::new(shared, tx, id, stop);
+            stream.run(request.into_inner()).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 

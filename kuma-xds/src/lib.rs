@@ -26,3 +26,4 @@ pub mod insight;
 pub mod reconcile;
 pub mod resource;
 mod session;
+mod delta;

@@ -664,6 +664,18 @@ networking:
 impl Dataplane {
     /// Starts kuma-dp with `yaml` as `--dataplane-file`, files in `dir`.
     pub fn start(cp: &ControlPlane, envoy: &Path, dir: &Path, name: &str, yaml: &str) -> Dataplane {
+        Self::start_with(cp, envoy, dir, name, yaml, &[])
+    }
+
+    /// As [`Dataplane::start`], with extra `kuma-dp run` arguments.
+    pub fn start_with(
+        cp: &ControlPlane,
+        envoy: &Path,
+        dir: &Path,
+        name: &str,
+        yaml: &str,
+        extra: &[&str],
+    ) -> Dataplane {
         let file = dir.join(format!("{name}.yaml"));
         std::fs::write(&file, yaml).expect("writing the Dataplane file");
         let config_dir = dir.join(format!("{name}-config"));
@@ -683,7 +695,8 @@ impl Dataplane {
             .arg("--binary-path")
             .arg(envoy)
             .arg("--config-dir")
-            .arg(&config_dir);
+            .arg(&config_dir)
+            .args(extra);
         let proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")));
         Dataplane {
             name: name.to_string(),

@@ -1,0 +1,262 @@
+//! Incremental (delta) ADS on the same port as state-of-the-world.
+//!
+//! Per type the stream tracks what the client subscribed to (by name, or
+//! everything for a wildcard subscription) and which version of each
+//! resource the client holds. Whenever the snapshot or the subscription
+//! changes, only resources whose version differs are sent, and resources the
+//! client holds that are gone are listed in `removed_resources`.
+//!
+//! Protocol points (xDS "incremental" variant):
+//! - subscription changes (`resource_names_subscribe`/`_unsubscribe`) are
+//!   deltas and are applied from every request, stale or not; the nonce
+//!   only decides whether the request ACKs or NACKs the last response;
+//! - the first request of a type may carry `initial_resource_versions` (a
+//!   reconnecting Envoy says what it already has), so an unchanged resource
+//!   is not sent again after a control-plane restart;
+//! - for CDS and LDS an initial request without names means "wildcard"; `*`
+//!   subscribes to everything explicitly;
+//! - after a NACK the rejected versions are not sent again; the next change
+//!   is.
+
+use crate::ads::{INSIGHT_FLUSH, stopped};
+use crate::insight::InsightRecorder;
+use crate::resource::{Snapshot, XdsResource, XdsType};
+use crate::session::{Session, Shared};
+use envoy_types::pb::envoy::config::core::v3::ControlPlane;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+};
+use envoy_types::pb::google::protobuf::Any;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tonic::{Status, Streaming};
+use tracing::{debug, warn};
+
+#[derive(Debug, Default)]
+struct TypeState {
+    /// Whether the client asked for this type at all.
+    subscribed: bool,
+    /// Whether the client wants every resource of the type.
+    wildcard: bool,
+    /// Names subscribed explicitly.
+    names: BTreeSet<String>,
+    /// What the client holds: name -> version.
+    known: HashMap<String, String>,
+    /// Nonce of the last response of this type.
+    nonce: String,
+}
+
+fn version(r: &XdsResource) -> String {
+    format!("{:016x}", r.hash)
+}
+
+/// One delta ADS stream.
+pub(crate) struct DeltaStream {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    id: u64,
+    nonce: u64,
+    types: HashMap<XdsType, TypeState>,
+    stop: Option<watch::Receiver<bool>>,
+}
+
+impl DeltaStream {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+        id: u64,
+        stop: Option<watch::Receiver<bool>>,
+    ) -> Self {
+        Self {
+            shared,
+            tx,
+            id,
+            nonce: 0,
+            types: HashMap::new(),
+            stop,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut inbound: Streaming<DeltaDiscoveryRequest>) {
+        let first = match inbound.message().await {
+            Ok(Some(r)) => r,
+            _ => return,
+        };
+        let mut session = match Session::open(&self.shared, first.node.as_ref(), self.id).await {
+            Ok(s) => s,
+            Err(status) => {
+                let _ = self.tx.send(Err(status)).await;
+                return;
+            }
+        };
+        let mut flush = tokio::time::interval(INSIGHT_FLUSH);
+        let mut stop = self.stop.take();
+        let mut pending = Some(first);
+        loop {
+            if let Some(req) = pending.take() {
+                let snapshot = session.watch.borrow().clone();
+                if !self
+                    .on_request(req, snapshot.as_deref(), &mut session)
+                    .await
+                {
+                    break;
+                }
+            }
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(req)) => pending = Some(req),
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(node = %session.node, error = %e, "delta stream error");
+                        break;
+                    }
+                },
+                changed = session.watch.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let snapshot = session.watch.borrow_and_update().clone();
+                    if let Some(s) = snapshot
+                        && !self.push_all(&s, &mut session.insight).await
+                    {
+                        break;
+                    }
+                },
+                _ = flush.tick() => session.flush().await,
+                () = stopped(&mut stop) => {
+                    let _ = self.tx.send(Err(Status::unavailable("the control plane is shutting down"))).await;
+                    break;
+                }
+            }
+        }
+        session.close(self.id).await;
+    }
+
+    async fn on_request(
+        &mut self,
+        req: DeltaDiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+        session: &mut Session,
+    ) -> bool {
+        let Some(t) = XdsType::from_type_url(&req.type_url) else {
+            debug!(type_url = %req.type_url, "ignoring delta request for an unknown type");
+            return true;
+        };
+        let st = self.types.entry(t).or_default();
+        let mut listeners_acked = false;
+        if !req.response_nonce.is_empty() && req.response_nonce == st.nonce {
+            match &req.error_detail {
+                Some(err) => {
+                    warn!(r#type = t.short(), error = %err.message, "proxy rejected config (delta)");
+                    session.insight.rejected(t);
+                }
+                None => {
+                    session.insight.acked(t);
+                    listeners_acked = t == XdsType::Listener;
+                }
+            }
+        }
+        if !st.subscribed {
+            st.subscribed = true;
+            st.known = req.initial_resource_versions.into_iter().collect();
+            if t.is_wildcard() && req.resource_names_subscribe.is_empty() {
+                st.wildcard = true;
+            }
+        }
+        for name in req.resource_names_subscribe {
+            if name == "*" {
+                st.wildcard = true;
+            } else {
+                // A name subscribed mid-stream is one the client lacks.
+                if !st.names.contains(&name) && !req.response_nonce.is_empty() {
+                    st.known.remove(&name);
+                }
+                st.names.insert(name);
+            }
+        }
+        for name in req.resource_names_unsubscribe {
+            if name == "*" {
+                st.wildcard = false;
+            } else {
+                st.names.remove(&name);
+                st.known.remove(&name);
+            }
+        }
+        if listeners_acked {
+            session.listeners_acked();
+        }
+        match snapshot {
+            Some(s) => self.send(t, s, &mut session.insight).await,
+            None => true,
+        }
+    }
+
+    async fn push_all(&mut self, snapshot: &Snapshot, insight: &mut InsightRecorder) -> bool {
+        for t in XdsType::PUSH_ORDER {
+            if self.types.get(&t).is_some_and(|s| s.subscribed)
+                && !self.send(t, snapshot, insight).await
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends what changed for type `t` since the client's known state.
+    async fn send(
+        &mut self,
+        t: XdsType,
+        snapshot: &Snapshot,
+        insight: &mut InsightRecorder,
+    ) -> bool {
+        let st = self.types.entry(t).or_default();
+        let all = snapshot.resources(t);
+        let wanted = |name: &str| st.wildcard || st.names.contains(name);
+        let mut resources = Vec::new();
+        for (name, r) in all.iter().filter(|(n, _)| wanted(n)) {
+            let v = version(r);
+            if st.known.get(name) != Some(&v) {
+                resources.push(Resource {
+                    name: name.clone(),
+                    version: v,
+                    resource: Some(Any {
+                        type_url: t.type_url().to_string(),
+                        value: r.body.to_vec(),
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        let removed: Vec<String> = st
+            .known
+            .keys()
+            .filter(|n| !(wanted(n) && all.contains_key(*n)))
+            .cloned()
+            .collect();
+        if resources.is_empty() && removed.is_empty() {
+            return true;
+        }
+        for r in &resources {
+            st.known.insert(r.name.clone(), r.version.clone());
+        }
+        for n in &removed {
+            st.known.remove(n);
+        }
+        self.nonce += 1;
+        st.nonce = self.nonce.to_string();
+        let response = DeltaDiscoveryResponse {
+            system_version_info: snapshot.version(t).to_string(),
+            resources,
+            type_url: t.type_url().to_string(),
+            removed_resources: removed,
+            nonce: st.nonce.clone(),
+            control_plane: Some(ControlPlane {
+                identifier: self.shared.instance_id.clone(),
+            }),
+            ..Default::default()
+        };
+        insight.sent(t);
+        self.tx.send(Ok(response)).await.is_ok()
+    }
+}
