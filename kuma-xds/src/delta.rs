@@ -45,6 +45,8 @@ struct TypeState {
     known: HashMap<String, String>,
     /// Nonce of the last response of this type.
     nonce: String,
+    /// `system_version_info` of the last response of this type.
+    sent_version: String,
 }
 
 fn version(r: &XdsResource) -> String {
@@ -148,8 +150,8 @@ impl DeltaStream {
         if !req.response_nonce.is_empty() && req.response_nonce == st.nonce {
             match &req.error_detail {
                 Some(err) => {
-                    warn!(r#type = t.short(), error = %err.message, "proxy rejected config (delta)");
-                    session.insight.rejected(t);
+                    warn!(r#type = t.short(), version = %st.sent_version, error = %err.message, "proxy rejected config (delta)");
+                    session.insight.nacked(t, &st.sent_version, &err.message);
                 }
                 None => {
                     session.insight.acked(t);
@@ -245,6 +247,7 @@ impl DeltaStream {
         }
         self.nonce += 1;
         st.nonce = self.nonce.to_string();
+        st.sent_version = snapshot.version(t).to_string();
         let response = DeltaDiscoveryResponse {
             system_version_info: snapshot.version(t).to_string(),
             resources,
