@@ -112,6 +112,8 @@ scenarios!(
     circuit_breaker,
     retry,
     timeout,
+    proxy_template,
+    proxy_template_raw_only,
 );
 
 fn golden_dir() -> PathBuf {
