@@ -21,9 +21,9 @@
 pub mod ads;
 pub mod bootstrap;
 pub mod cache;
+mod delta;
 pub mod generate;
 pub mod insight;
 pub mod reconcile;
 pub mod resource;
 mod session;
-mod delta;
