@@ -4,6 +4,15 @@
 //!   endpoints), as a pure function of its inputs.
 //! - [`resource`]: resources encoded once and shared, content-hash versions,
 //!   per-proxy [`resource::Snapshot`]s.
+//! - [`reconcile`]: the event-driven task turning store events into the
+//!   snapshots of connected proxies, recomputing only what a change affects.
+//! - [`cache`]: the latest snapshot per proxy, with a watch per proxy.
+//! - [`ads`]: the ADS gRPC service (state of the world and incremental on one
+//!   port), recording each stream in the proxy's DataplaneInsight ([`insight`]).
+//! - [`bootstrap`]: Envoy bootstrap generation and the `POST /bootstrap` router.
+//!
+//! The binary wires them: `Reconciler::run` as a task, `AdsServer` into a
+//! tonic server, `bootstrap::router` into an HTTP server.
 //!
 //! ```
 //! use kuma_xds::generate::{generate, ProxyInput};
