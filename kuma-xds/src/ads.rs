@@ -21,8 +21,9 @@ use crate::cache::SnapshotCache;
 use crate::insight::InsightRecorder;
 use crate::reconcile::ProxyEvent;
 use crate::resource::{Snapshot, XdsType};
-use crate::session::{Session, Shared};
+use crate::session::{AdsProtocol, Session, Shared, drive};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
@@ -30,10 +31,10 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use kuma_core::manager::ResourceManager;
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -41,9 +42,6 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 pub use crate::session::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
-
-/// How often a stream writes its DataplaneInsight when it changed.
-pub(crate) const INSIGHT_FLUSH: Duration = Duration::from_secs(1);
 
 /// The ADS service, ready to be served by tonic.
 #[derive(Clone)]
@@ -116,10 +114,8 @@ impl AggregatedDiscoveryService for AdsServer {
         let shared = self.shared.clone();
         let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = self.stop.clone();
-        tokio::spawn(async move {
-            let stream = SotwStream::new(shared, tx, id, stop);
-            stream.run(request.into_inner()).await;
-        });
+        let protocol = SotwStream::new(shared.clone(), tx);
+        tokio::spawn(drive(protocol, shared, id, stop, request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -131,10 +127,8 @@ impl AggregatedDiscoveryService for AdsServer {
         let shared = self.shared.clone();
         let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = self.stop.clone();
-        tokio::spawn(async move {
-            let stream = crate::delta::DeltaStream::new(shared, tx, id, stop);
-            stream.run(request.into_inner()).await;
-        });
+        let protocol = crate::delta::DeltaStream::new(shared.clone(), tx);
+        tokio::spawn(drive(protocol, shared, id, stop, request.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -150,97 +144,51 @@ struct TypeState {
 struct SotwStream {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    id: u64,
     nonce: u64,
     types: HashMap<XdsType, TypeState>,
-    stop: Option<watch::Receiver<bool>>,
 }
 
-/// Resolves once `stop` is `true` (or its sender is gone); never without one.
-pub(crate) async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
-    match stop {
-        Some(rx) => {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-        None => std::future::pending().await,
+impl AdsProtocol for SotwStream {
+    type Request = DiscoveryRequest;
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
     }
-}
 
-impl SotwStream {
-    fn new(
-        shared: Arc<Shared>,
-        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-        id: u64,
-        stop: Option<watch::Receiver<bool>>,
-    ) -> Self {
-        Self {
-            shared,
-            tx,
-            id,
-            nonce: 0,
-            types: HashMap::new(),
-            stop,
-        }
+    fn on_request(
+        &mut self,
+        request: DiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+        session: &mut Session,
+    ) -> impl Future<Output = bool> + Send {
+        self.handle_request(request, snapshot, session)
+    }
+
+    fn push_all(
+        &mut self,
+        snapshot: &Snapshot,
+        insight: &mut InsightRecorder,
+    ) -> impl Future<Output = bool> + Send {
+        self.push_changes(snapshot, insight)
     }
 
     async fn fail(&self, status: Status) {
         let _ = self.tx.send(Err(status)).await;
     }
+}
 
-    async fn run(mut self, mut inbound: Streaming<DiscoveryRequest>) {
-        let first = match inbound.message().await {
-            Ok(Some(r)) => r,
-            _ => return,
-        };
-        let mut session = match Session::open(&self.shared, first.node.as_ref(), self.id).await {
-            Ok(s) => s,
-            Err(status) => return self.fail(status).await,
-        };
-        let mut flush = tokio::time::interval(INSIGHT_FLUSH);
-        let mut stop = self.stop.take();
-        let mut pending = Some(first);
-        loop {
-            if let Some(req) = pending.take() {
-                let snapshot = session.watch.borrow().clone();
-                if !self
-                    .on_request(req, snapshot.as_deref(), &mut session)
-                    .await
-                {
-                    break;
-                }
-            }
-            tokio::select! {
-                msg = inbound.message() => match msg {
-                    Ok(Some(req)) => pending = Some(req),
-                    Ok(None) => break,
-                    Err(e) => {
-                        debug!(node = %session.node, error = %e, "stream error");
-                        break;
-                    }
-                },
-                changed = session.watch.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let snapshot = session.watch.borrow_and_update().clone();
-                    if let Some(s) = snapshot
-                        && !self.push_all(&s, &mut session.insight).await
-                    {
-                        break;
-                    }
-                },
-                _ = flush.tick() => session.flush().await,
-                () = stopped(&mut stop) => {
-                    self.fail(Status::unavailable("the control plane is shutting down")).await;
-                    break;
-                }
-            }
+impl SotwStream {
+    fn new(shared: Arc<Shared>, tx: mpsc::Sender<Result<DiscoveryResponse, Status>>) -> Self {
+        Self {
+            shared,
+            tx,
+            nonce: 0,
+            types: HashMap::new(),
         }
-        session.close(self.id).await;
     }
 
     /// Handles one request; false when the stream is gone.
-    async fn on_request(
+    async fn handle_request(
         &mut self,
         req: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
@@ -251,7 +199,11 @@ impl SotwStream {
             debug!(type_url = %req.type_url, "ignoring request for an unknown type");
             return true;
         };
-        let mut listeners_acked = false;
+        // A reconnecting Envoy that already runs listeners (it names the
+        // version it holds) serves traffic already: it is ready at once, so
+        // a control-plane restart never withholds its endpoints.
+        let mut listeners_acked =
+            t == XdsType::Listener && req.response_nonce.is_empty() && !req.version_info.is_empty();
         let st = self.types.entry(t).or_default();
         if !req.response_nonce.is_empty() {
             if req.response_nonce != st.nonce {
@@ -282,7 +234,7 @@ impl SotwStream {
         }
     }
 
-    async fn push_all(&mut self, snapshot: &Snapshot, insight: &mut InsightRecorder) -> bool {
+    async fn push_changes(&mut self, snapshot: &Snapshot, insight: &mut InsightRecorder) -> bool {
         for t in XdsType::PUSH_ORDER {
             if self.types.get(&t).is_some_and(|s| s.subscribed)
                 && !self.send(t, snapshot, insight).await

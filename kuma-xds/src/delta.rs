@@ -18,19 +18,20 @@
 //! - after a NACK the rejected versions are not sent again; the next change
 //!   is.
 
-use crate::ads::{INSIGHT_FLUSH, stopped};
 use crate::insight::InsightRecorder;
 use crate::resource::{Snapshot, XdsResource, XdsType};
-use crate::session::{Session, Shared};
+use crate::session::{AdsProtocol, Session, Shared};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 use envoy_types::pb::google::protobuf::Any;
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
-use tonic::{Status, Streaming};
+use tokio::sync::mpsc;
+use tonic::Status;
 use tracing::{debug, warn};
 
 #[derive(Debug, Default)]
@@ -57,85 +58,53 @@ fn version(r: &XdsResource) -> String {
 pub(crate) struct DeltaStream {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    id: u64,
     nonce: u64,
     types: HashMap<XdsType, TypeState>,
-    stop: Option<watch::Receiver<bool>>,
+}
+
+impl AdsProtocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+
+    fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    fn on_request(
+        &mut self,
+        request: DeltaDiscoveryRequest,
+        snapshot: Option<&Snapshot>,
+        session: &mut Session,
+    ) -> impl Future<Output = bool> + Send {
+        self.handle_request(request, snapshot, session)
+    }
+
+    fn push_all(
+        &mut self,
+        snapshot: &Snapshot,
+        insight: &mut InsightRecorder,
+    ) -> impl Future<Output = bool> + Send {
+        self.push_changes(snapshot, insight)
+    }
+
+    async fn fail(&self, status: Status) {
+        let _ = self.tx.send(Err(status)).await;
+    }
 }
 
 impl DeltaStream {
     pub(crate) fn new(
         shared: Arc<Shared>,
         tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-        id: u64,
-        stop: Option<watch::Receiver<bool>>,
     ) -> Self {
         Self {
             shared,
             tx,
-            id,
             nonce: 0,
             types: HashMap::new(),
-            stop,
         }
     }
 
-    pub(crate) async fn run(mut self, mut inbound: Streaming<DeltaDiscoveryRequest>) {
-        let first = match inbound.message().await {
-            Ok(Some(r)) => r,
-            _ => return,
-        };
-        let mut session = match Session::open(&self.shared, first.node.as_ref(), self.id).await {
-            Ok(s) => s,
-            Err(status) => {
-                let _ = self.tx.send(Err(status)).await;
-                return;
-            }
-        };
-        let mut flush = tokio::time::interval(INSIGHT_FLUSH);
-        let mut stop = self.stop.take();
-        let mut pending = Some(first);
-        loop {
-            if let Some(req) = pending.take() {
-                let snapshot = session.watch.borrow().clone();
-                if !self
-                    .on_request(req, snapshot.as_deref(), &mut session)
-                    .await
-                {
-                    break;
-                }
-            }
-            tokio::select! {
-                msg = inbound.message() => match msg {
-                    Ok(Some(req)) => pending = Some(req),
-                    Ok(None) => break,
-                    Err(e) => {
-                        debug!(node = %session.node, error = %e, "delta stream error");
-                        break;
-                    }
-                },
-                changed = session.watch.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let snapshot = session.watch.borrow_and_update().clone();
-                    if let Some(s) = snapshot
-                        && !self.push_all(&s, &mut session.insight).await
-                    {
-                        break;
-                    }
-                },
-                _ = flush.tick() => session.flush().await,
-                () = stopped(&mut stop) => {
-                    let _ = self.tx.send(Err(Status::unavailable("the control plane is shutting down"))).await;
-                    break;
-                }
-            }
-        }
-        session.close(self.id).await;
-    }
-
-    async fn on_request(
+    async fn handle_request(
         &mut self,
         req: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
@@ -146,7 +115,10 @@ impl DeltaStream {
             return true;
         };
         let st = self.types.entry(t).or_default();
-        let mut listeners_acked = false;
+        // A reconnecting Envoy that already holds listeners serves traffic
+        // already: it is ready at once (see the SotW stream).
+        let mut listeners_acked =
+            t == XdsType::Listener && !st.subscribed && !req.initial_resource_versions.is_empty();
         if !req.response_nonce.is_empty() && req.response_nonce == st.nonce {
             match &req.error_detail {
                 Some(err) => {
@@ -194,7 +166,7 @@ impl DeltaStream {
         }
     }
 
-    async fn push_all(&mut self, snapshot: &Snapshot, insight: &mut InsightRecorder) -> bool {
+    async fn push_changes(&mut self, snapshot: &Snapshot, insight: &mut InsightRecorder) -> bool {
         for t in XdsType::PUSH_ORDER {
             if self.types.get(&t).is_some_and(|s| s.subscribed)
                 && !self.send(t, snapshot, insight).await

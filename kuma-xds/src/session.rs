@@ -7,6 +7,7 @@
 use crate::cache::{NodeId, SnapshotWatch};
 use crate::insight::InsightRecorder;
 use crate::reconcile::ProxyEvent;
+use crate::resource::Snapshot;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use envoy_types::pb::google::protobuf::value::Kind;
@@ -14,10 +15,14 @@ use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::{Resource, ResourceKey, ResourceType};
 use kuma_core::store::StoreError;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
 use tokio::sync::{Mutex, mpsc};
 use tonic::Status;
-use tracing::{info, warn};
+use tonic::Streaming;
+use tracing::{debug, info, warn};
 
 /// Node metadata key carrying a Dataplane to register (JSON text).
 pub const DATAPLANE_RESOURCE_KEY: &str = "dataplane.resource";
@@ -209,4 +214,106 @@ async fn deregister(shared: &Shared, node: &NodeId) {
         }
     }
     info!(node = %node, "removed the Dataplane of a proxy that went away");
+}
+
+/// How often a stream writes its DataplaneInsight when it changed.
+const INSIGHT_FLUSH: Duration = Duration::from_secs(1);
+
+/// Resolves once `stop` is `true` (or its sender is gone); never without one.
+async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
+    match stop {
+        Some(rx) => {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// One flavour of the ADS protocol (state of the world, delta): how a
+/// stream answers a request and pushes a new snapshot. [`drive`] does the
+/// rest, the same for both.
+pub(crate) trait AdsProtocol: Send {
+    /// The request message.
+    type Request: Send + 'static;
+
+    /// The node of a request (set on a stream's first request).
+    fn node(request: &Self::Request) -> Option<&Node>;
+
+    /// Handles one request; false when the stream is gone.
+    fn on_request(
+        &mut self,
+        request: Self::Request,
+        snapshot: Option<&Snapshot>,
+        session: &mut Session,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Pushes what changed in a new snapshot; false when the stream is gone.
+    fn push_all(
+        &mut self,
+        snapshot: &Snapshot,
+        insight: &mut InsightRecorder,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Ends the stream with `status`.
+    fn fail(&self, status: Status) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs one ADS stream: opens the session from the first request, answers
+/// requests, pushes snapshot changes, flushes the insight, ends the stream
+/// when the proxy hangs up or the server stops, and closes the session.
+pub(crate) async fn drive<P: AdsProtocol>(
+    mut protocol: P,
+    shared: Arc<Shared>,
+    stream: u64,
+    mut stop: Option<watch::Receiver<bool>>,
+    mut inbound: Streaming<P::Request>,
+) {
+    let first = match inbound.message().await {
+        Ok(Some(r)) => r,
+        _ => return,
+    };
+    let mut session = match Session::open(&shared, P::node(&first), stream).await {
+        Ok(s) => s,
+        Err(status) => return protocol.fail(status).await,
+    };
+    let mut flush = tokio::time::interval(INSIGHT_FLUSH);
+    let mut pending = Some(first);
+    loop {
+        if let Some(req) = pending.take() {
+            let snapshot = session.watch.borrow().clone();
+            if !protocol
+                .on_request(req, snapshot.as_deref(), &mut session)
+                .await
+            {
+                break;
+            }
+        }
+        tokio::select! {
+            msg = inbound.message() => match msg {
+                Ok(Some(req)) => pending = Some(req),
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(node = %session.node, error = %e, "stream error");
+                    break;
+                }
+            },
+            changed = session.watch.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snapshot = session.watch.borrow_and_update().clone();
+                if let Some(s) = snapshot
+                    && !protocol.push_all(&s, &mut session.insight).await
+                {
+                    break;
+                }
+            },
+            _ = flush.tick() => session.flush().await,
+            () = stopped(&mut stop) => {
+                protocol.fail(Status::unavailable("the control plane is shutting down")).await;
+                break;
+            }
+        }
+    }
+    session.close(stream).await;
 }
