@@ -18,7 +18,7 @@
 use crate::cache::{NodeId, SnapshotCache};
 use crate::generate::{
     self, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, OutboundPolicies, Protocol,
-    ProxyInput, outbound_service,
+    ProxyInput, ProxyResources, outbound_service,
 };
 use crate::resource::{Snapshot, XdsResource};
 use kuma_core::matching::PolicyIndex;
@@ -70,6 +70,9 @@ struct MeshState {
     /// DNS VIP per service (from Config `kuma-<mesh>-dns-vips`).
     vips: BTreeMap<String, String>,
     proxies: BTreeMap<String, ProxyState>,
+    /// service -> the connected proxies with an EDS cluster of it (the
+    /// `eds` of `proxies`, inverted): who needs a service's new endpoints.
+    consumers: HashMap<String, BTreeSet<String>>,
 }
 
 /// The mesh whose DNS VIPs a Config resource holds, if it is such a Config.
@@ -170,14 +173,48 @@ impl MeshState {
         if let Some(cla) = self.load_assignments.get(cluster) {
             return cla.clone();
         }
-        let endpoints: Vec<Endpoint> = self
-            .endpoints
-            .get(&cluster.service)
-            .map(|per_dp| per_dp.values().flatten().cloned().collect())
-            .unwrap_or_default();
-        let cla = generate::load_assignment(cluster, &endpoints);
+        let cla = generate::load_assignment_of(
+            cluster,
+            self.endpoints
+                .get(&cluster.service)
+                .into_iter()
+                .flat_map(|per_dp| per_dp.values().flatten()),
+        );
         self.load_assignments.insert(cluster.clone(), cla.clone());
         cla
+    }
+
+    /// Sets the EDS clusters of a connected proxy, keeping `consumers` in
+    /// step.
+    fn set_eds(&mut self, name: &str, eds: BTreeSet<ClusterRef>) {
+        let Some(p) = self.proxies.get_mut(name) else {
+            return;
+        };
+        let old = std::mem::replace(&mut p.eds, eds);
+        for service in old.iter().map(|c| &c.service) {
+            if let Some(set) = self.consumers.get_mut(service) {
+                set.remove(name);
+                if set.is_empty() {
+                    self.consumers.remove(service);
+                }
+            }
+        }
+        for service in p.eds.iter().map(|c| &c.service) {
+            if let Some(set) = self.consumers.get_mut(service) {
+                if !set.contains(name) {
+                    set.insert(name.to_string());
+                }
+            } else {
+                self.consumers
+                    .insert(service.clone(), BTreeSet::from([name.to_string()]));
+            }
+        }
+    }
+
+    /// Forgets a proxy whose streams are all gone.
+    fn remove_proxy(&mut self, name: &str) {
+        self.set_eds(name, BTreeSet::new());
+        self.proxies.remove(name);
     }
 
     /// Regenerates the listeners and clusters of the named proxies.
@@ -188,78 +225,26 @@ impl MeshState {
             let Some(dp) = self.dataplanes.get(name).cloned() else {
                 if let Some(p) = self.proxies.get_mut(name) {
                     p.own.clear();
-                    p.eds.clear();
                 }
+                self.set_eds(name, BTreeSet::new());
                 continue;
             };
             let Some(spec) = dp.spec_as::<DataplaneSpec>() else {
                 continue;
             };
-            let mut services: BTreeSet<&str> = spec
-                .networking
-                .outbound
-                .iter()
-                .filter_map(outbound_service)
-                .collect();
-            if spec.networking.transparent_proxying.is_some() {
-                services.extend(self.vips.keys().map(String::as_str));
-            }
-            let matched = index.match_dataplane_with_services(spec, services.iter().copied());
-            let mut outbound_policies = BTreeMap::new();
-            for service in services {
-                fn pick<'a, S: Spec>(
-                    map: &kuma_core::matching::OutboundPolicyMap<'a, Arc<Resource>>,
-                    service: &str,
-                ) -> Option<&'a S> {
-                    map.get(service).and_then(|r| r.spec_as::<S>())
-                }
-                outbound_policies.insert(
-                    service.to_string(),
-                    OutboundPolicies {
-                        route: pick(&matched.traffic_routes, service),
-                        health_check: pick(&matched.health_checks, service),
-                        circuit_breaker: pick(&matched.circuit_breakers, service),
-                        retry: pick(&matched.retries, service),
-                        timeout: pick(&matched.timeouts, service),
-                        traffic_log: pick(&matched.traffic_logs, service),
-                    },
-                );
-            }
-            let inbound_policies: Vec<InboundPolicies> = (0..spec.networking.inbound.len())
-                .map(|i| InboundPolicies {
-                    traffic_permission: matched
-                        .traffic_permissions
-                        .get(i)
-                        .copied()
-                        .flatten()
-                        .and_then(|r| r.spec_as()),
-                    fault_injection: matched
-                        .fault_injections
-                        .get(i)
-                        .copied()
-                        .flatten()
-                        .and_then(|r| r.spec_as()),
-                })
-                .collect();
-            let dataplane_policies = DataplanePolicies {
-                traffic_trace: matched.traffic_trace.and_then(|r| r.spec_as()),
-                proxy_template: matched.proxy_template.and_then(|r| r.spec_as()),
-            };
-            let out = generate::generate(&ProxyInput {
+            let out = generate_proxy(
+                &index,
                 mesh,
                 name,
-                dataplane: spec,
-                mesh_spec: self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>()),
-                outbound_policies: &outbound_policies,
-                inbound_policies: &inbound_policies,
-                dataplane_policies,
-                protocols: &self.protocols,
-                vips: &self.vips,
-            });
+                spec,
+                self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>()),
+                &self.protocols,
+                &self.vips,
+            );
             if let Some(p) = self.proxies.get_mut(name) {
                 p.own = out.resources;
-                p.eds = out.eds_clusters;
             }
+            self.set_eds(name, out.eds_clusters);
         }
     }
 
@@ -274,6 +259,82 @@ impl MeshState {
         }
         Some(Snapshot::new(resources))
     }
+}
+
+/// Matches the policies of `index` against one Dataplane and generates its
+/// listeners and clusters: what the reconciler does for every proxy it
+/// regenerates (`index` is built once per batch). `protocols` and `vips`
+/// are the mesh's per-service protocols and DNS VIPs.
+pub fn generate_proxy(
+    index: &PolicyIndex<'_, Arc<Resource>>,
+    mesh: &str,
+    name: &str,
+    spec: &DataplaneSpec,
+    mesh_spec: Option<&MeshSpec>,
+    protocols: &BTreeMap<String, Protocol>,
+    vips: &BTreeMap<String, String>,
+) -> ProxyResources {
+    let mut services: BTreeSet<&str> = spec
+        .networking
+        .outbound
+        .iter()
+        .filter_map(outbound_service)
+        .collect();
+    if spec.networking.transparent_proxying.is_some() {
+        services.extend(vips.keys().map(String::as_str));
+    }
+    let matched = index.match_dataplane_with_services(spec, services.iter().copied());
+    let mut outbound_policies = BTreeMap::new();
+    for service in services {
+        fn pick<'a, S: Spec>(
+            map: &kuma_core::matching::OutboundPolicyMap<'a, Arc<Resource>>,
+            service: &str,
+        ) -> Option<&'a S> {
+            map.get(service).and_then(|r| r.spec_as::<S>())
+        }
+        outbound_policies.insert(
+            service.to_string(),
+            OutboundPolicies {
+                route: pick(&matched.traffic_routes, service),
+                health_check: pick(&matched.health_checks, service),
+                circuit_breaker: pick(&matched.circuit_breakers, service),
+                retry: pick(&matched.retries, service),
+                timeout: pick(&matched.timeouts, service),
+                traffic_log: pick(&matched.traffic_logs, service),
+            },
+        );
+    }
+    let inbound_policies: Vec<InboundPolicies> = (0..spec.networking.inbound.len())
+        .map(|i| InboundPolicies {
+            traffic_permission: matched
+                .traffic_permissions
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|r| r.spec_as()),
+            fault_injection: matched
+                .fault_injections
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|r| r.spec_as()),
+        })
+        .collect();
+    let dataplane_policies = DataplanePolicies {
+        traffic_trace: matched.traffic_trace.and_then(|r| r.spec_as()),
+        proxy_template: matched.proxy_template.and_then(|r| r.spec_as()),
+    };
+    generate::generate(&ProxyInput {
+        mesh,
+        name,
+        dataplane: spec,
+        mesh_spec,
+        outbound_policies: &outbound_policies,
+        inbound_policies: &inbound_policies,
+        dataplane_policies,
+        protocols,
+        vips,
+    })
 }
 
 /// What a batch of events asks for, per mesh.
@@ -305,6 +366,14 @@ impl Work {
             self.dataplanes.insert((mesh, e.key.name.clone()));
         } else if is_policy(ty) {
             self.full_meshes.insert(mesh);
+        }
+    }
+
+    fn add_proxy_event(&mut self, e: ProxyEvent) {
+        match e {
+            ProxyEvent::Connected(n) => self.connects.push(n),
+            ProxyEvent::Disconnected(n) => self.disconnects.push(n),
+            ProxyEvent::Ready(n) => self.ready.push(n),
         }
     }
 
@@ -365,9 +434,7 @@ impl Reconciler {
                     Err(RecvError::Closed) => return,
                 },
                 p = proxies.recv() => match p {
-                    Some(ProxyEvent::Connected(n)) => work.connects.push(n),
-                    Some(ProxyEvent::Disconnected(n)) => work.disconnects.push(n),
-                    Some(ProxyEvent::Ready(n)) => work.ready.push(n),
+                    Some(p) => work.add_proxy_event(p),
                     None => return,
                 },
             }
@@ -382,12 +449,41 @@ impl Reconciler {
                 }
             }
             while let Ok(p) = proxies.try_recv() {
-                match p {
-                    ProxyEvent::Connected(n) => work.connects.push(n),
-                    ProxyEvent::Disconnected(n) => work.disconnects.push(n),
-                    ProxyEvent::Ready(n) => work.ready.push(n),
-                }
+                work.add_proxy_event(p);
             }
+        }
+    }
+
+    /// Reloads everything from the store and publishes the snapshots of the
+    /// connected proxies: what [`Reconciler::run`] does first (and after
+    /// its event stream lagged). For benchmarks and tests that drive the
+    /// reconciler without [`Reconciler::run`].
+    pub async fn reload(&mut self) {
+        self.process(Work {
+            resync: true,
+            ..Work::default()
+        })
+        .await;
+    }
+
+    /// Handles one batch of store and proxy events, as [`Reconciler::run`]
+    /// handles the events it found queued together, and returns once the
+    /// resulting snapshots are published to the cache. For benchmarks and
+    /// tests that drive the reconciler without [`Reconciler::run`].
+    pub async fn apply(
+        &mut self,
+        store_events: impl IntoIterator<Item = &StoreEvent>,
+        proxy_events: impl IntoIterator<Item = ProxyEvent>,
+    ) {
+        let mut work = Work::default();
+        for e in store_events {
+            work.add_store_event(e);
+        }
+        for p in proxy_events {
+            work.add_proxy_event(p);
+        }
+        if !work.is_empty() {
+            self.process(work).await;
         }
     }
 
@@ -527,7 +623,7 @@ impl Reconciler {
             {
                 p.streams = p.streams.saturating_sub(1);
                 if p.streams == 0 {
-                    state.proxies.remove(&node.name);
+                    state.remove_proxy(&node.name);
                     self.cache.remove(node);
                     debug!(node = %node, "proxy gone");
                     if state.warming.remove(&node.name) {
@@ -645,11 +741,11 @@ fn mark_consumers(
     services: &BTreeSet<String>,
     into: &mut BTreeMap<String, BTreeSet<String>>,
 ) {
-    for (name, p) in &state.proxies {
-        if p.eds.iter().any(|c| services.contains(&c.service)) {
+    for service in services {
+        if let Some(names) = state.consumers.get(service) {
             into.entry(mesh.to_string())
                 .or_default()
-                .insert(name.clone());
+                .extend(names.iter().cloned());
         }
     }
 }

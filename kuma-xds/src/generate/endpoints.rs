@@ -66,8 +66,17 @@ pub(super) fn static_assignment(cluster: &str, address: &str, port: u32) -> Clus
 /// The encoded endpoints of a cluster: the service's instances whose tags
 /// match the cluster's subset, in a stable order.
 pub fn load_assignment(cluster: &ClusterRef, endpoints: &[Endpoint]) -> Arc<XdsResource> {
+    load_assignment_of(cluster, endpoints)
+}
+
+/// [`load_assignment`] over borrowed endpoints (no copy of the service's
+/// instances is needed).
+pub fn load_assignment_of<'a>(
+    cluster: &ClusterRef,
+    endpoints: impl IntoIterator<Item = &'a Endpoint>,
+) -> Arc<XdsResource> {
     let mut selected: Vec<&Endpoint> = endpoints
-        .iter()
+        .into_iter()
         .filter(|e| selector_matches(&cluster.subset, &e.tags))
         .collect();
     selected.sort();

@@ -13,7 +13,7 @@ pub mod names;
 mod policies;
 mod protocol;
 
-pub use endpoints::{Endpoint, load_assignment};
+pub use endpoints::{Endpoint, load_assignment, load_assignment_of};
 pub use protocol::Protocol;
 
 use crate::resource::{XdsResource, XdsType};
