@@ -51,12 +51,29 @@ fn decode<T: Message + Name + Default>(filter: &Filter) -> Option<T> {
     }
 }
 
+/// Only the `stat_prefix` (field 2) of an HTTP connection manager: reading
+/// it skips the rest of the encoded message, so finding a service's
+/// listeners does not decode every listener's routes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct HttpStatPrefix {
+    #[prost(string, tag = "2")]
+    stat_prefix: String,
+}
+
+/// Only the `stat_prefix` (field 1) of a tcp_proxy.
+#[derive(Clone, PartialEq, prost::Message)]
+struct TcpStatPrefix {
+    #[prost(string, tag = "1")]
+    stat_prefix: String,
+}
+
 /// Runs `edit` on every `T` filter of `service`'s outbound listeners
-/// (`stat` reads a `T`'s stat prefix) and packs the result back.
+/// (`stat` reads the stat prefix out of an encoded `T` without decoding
+/// the rest) and packs the result back.
 fn edit_filters<T: Message + Name + Default>(
     config: &mut ProxyConfig,
     service: &str,
-    stat: fn(&T) -> &str,
+    stat: fn(&[u8]) -> Option<String>,
     mut edit: impl FnMut(&mut T),
 ) {
     let outbound = TrafficDirection::Outbound as i32;
@@ -66,12 +83,18 @@ fn edit_filters<T: Message + Name + Default>(
         }
         for chain in &mut listener.filter_chains {
             for filter in &mut chain.filters {
+                let is_service = match &filter.config_type {
+                    Some(ConfigType::TypedConfig(any)) if any.type_url == T::type_url() => {
+                        stat(&any.value).is_some_and(|s| s == service)
+                    }
+                    _ => false,
+                };
+                if !is_service {
+                    continue;
+                }
                 let Some(mut value) = decode::<T>(filter) else {
                     continue;
                 };
-                if stat(&value) != service {
-                    continue;
-                }
                 edit(&mut value);
                 filter.config_type = Some(ConfigType::TypedConfig(pack_any(value)));
             }
@@ -85,7 +108,12 @@ pub(crate) fn edit_tcp_proxies(
     service: &str,
     edit: impl FnMut(&mut TcpProxy),
 ) {
-    edit_filters::<TcpProxy>(config, service, |p| &p.stat_prefix, edit);
+    edit_filters::<TcpProxy>(
+        config,
+        service,
+        |b| TcpStatPrefix::decode(b).ok().map(|p| p.stat_prefix),
+        edit,
+    );
 }
 
 /// Edits the HTTP connection manager of every outbound listener of
@@ -95,7 +123,12 @@ pub(crate) fn edit_http_managers(
     service: &str,
     edit: impl FnMut(&mut HttpConnectionManager),
 ) {
-    edit_filters::<HttpConnectionManager>(config, service, |m| &m.stat_prefix, edit);
+    edit_filters::<HttpConnectionManager>(
+        config,
+        service,
+        |b| HttpStatPrefix::decode(b).ok().map(|p| p.stat_prefix),
+        edit,
+    );
 }
 
 /// Edits the inline route configuration of every outbound HTTP listener of
