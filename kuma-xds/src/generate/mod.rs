@@ -204,6 +204,9 @@ pub struct ProxyConfig {
     pub clusters: Vec<Cluster>,
     /// Listeners, in generation order.
     pub listeners: Vec<Listener>,
+    /// Listener filter configs the policies are editing, decoded once and
+    /// packed back into `listeners` when the edits are done.
+    pub(crate) unpacked: policies::edit::Unpacked,
 }
 
 /// Builds a proxy's listeners and clusters (before policies beyond

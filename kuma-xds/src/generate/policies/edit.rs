@@ -67,22 +67,107 @@ struct TcpStatPrefix {
     stat_prefix: String,
 }
 
+/// A listener filter config being edited (see [`Unpacked`]).
+#[derive(Debug, Clone)]
+enum Decoded {
+    Http(Box<HttpConnectionManager>),
+    Tcp(Box<TcpProxy>),
+}
+
+/// The filter configs the edits of [`edit_filters`] decoded, by (listener,
+/// filter chain, filter) index: several policies editing the same
+/// connection manager decode and pack it once, not once per edit. While a
+/// filter is here its `Any` in the listener is stale; [`pack`] writes them
+/// back, and must run before anything else reads the listeners' filters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Unpacked(std::collections::BTreeMap<(usize, usize, usize), Decoded>);
+
+/// A filter config [`edit_filters`] edits.
+trait Editable: Message + Name + Default + Sized {
+    fn stat_prefix(&self) -> &str;
+    fn unpacked(d: &mut Decoded) -> Option<&mut Self>;
+    fn into_decoded(self) -> Decoded;
+}
+
+impl Editable for HttpConnectionManager {
+    fn stat_prefix(&self) -> &str {
+        &self.stat_prefix
+    }
+    fn unpacked(d: &mut Decoded) -> Option<&mut Self> {
+        match d {
+            Decoded::Http(h) => Some(h),
+            Decoded::Tcp(_) => None,
+        }
+    }
+    fn into_decoded(self) -> Decoded {
+        Decoded::Http(Box::new(self))
+    }
+}
+
+impl Editable for TcpProxy {
+    fn stat_prefix(&self) -> &str {
+        &self.stat_prefix
+    }
+    fn unpacked(d: &mut Decoded) -> Option<&mut Self> {
+        match d {
+            Decoded::Tcp(t) => Some(t),
+            Decoded::Http(_) => None,
+        }
+    }
+    fn into_decoded(self) -> Decoded {
+        Decoded::Tcp(Box::new(self))
+    }
+}
+
+/// Packs every filter config the edits decoded back into its listener.
+pub(crate) fn pack(config: &mut ProxyConfig) {
+    for ((l, c, f), d) in std::mem::take(&mut config.unpacked.0) {
+        let Some(filter) = config
+            .listeners
+            .get_mut(l)
+            .and_then(|l| l.filter_chains.get_mut(c))
+            .and_then(|c| c.filters.get_mut(f))
+        else {
+            continue;
+        };
+        let any = match d {
+            Decoded::Http(h) => pack_any(*h),
+            Decoded::Tcp(t) => pack_any(*t),
+        };
+        filter.config_type = Some(ConfigType::TypedConfig(any));
+    }
+}
+
 /// Runs `edit` on every `T` filter of `service`'s outbound listeners
 /// (`stat` reads the stat prefix out of an encoded `T` without decoding
-/// the rest) and packs the result back.
-fn edit_filters<T: Message + Name + Default>(
+/// the rest); the edited configs stay decoded in `config.unpacked` until
+/// [`pack`].
+fn edit_filters<T: Editable>(
     config: &mut ProxyConfig,
     service: &str,
     stat: fn(&[u8]) -> Option<String>,
     mut edit: impl FnMut(&mut T),
 ) {
     let outbound = TrafficDirection::Outbound as i32;
-    for listener in &mut config.listeners {
+    let ProxyConfig {
+        listeners,
+        unpacked,
+        ..
+    } = config;
+    for (li, listener) in listeners.iter_mut().enumerate() {
         if listener.traffic_direction != outbound || !listener.name.starts_with("outbound:") {
             continue;
         }
-        for chain in &mut listener.filter_chains {
-            for filter in &mut chain.filters {
+        for (ci, chain) in listener.filter_chains.iter_mut().enumerate() {
+            for (fi, filter) in chain.filters.iter_mut().enumerate() {
+                if let Some(d) = unpacked.0.get_mut(&(li, ci, fi)) {
+                    if let Some(value) = T::unpacked(d)
+                        && value.stat_prefix() == service
+                    {
+                        edit(value);
+                    }
+                    continue;
+                }
                 let is_service = match &filter.config_type {
                     Some(ConfigType::TypedConfig(any)) if any.type_url == T::type_url() => {
                         stat(&any.value).is_some_and(|s| s == service)
@@ -96,7 +181,7 @@ fn edit_filters<T: Message + Name + Default>(
                     continue;
                 };
                 edit(&mut value);
-                filter.config_type = Some(ConfigType::TypedConfig(pack_any(value)));
+                unpacked.0.insert((li, ci, fi), value.into_decoded());
             }
         }
     }
@@ -237,6 +322,7 @@ pub(crate) mod testing {
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);
+        pack(&mut config);
         config
     }
 

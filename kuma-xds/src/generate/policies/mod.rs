@@ -24,8 +24,11 @@ pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     circuit_breaker::apply(config, input);
     retry::apply(config, input);
     timeout::apply(config, input);
+    // The policies below read listener filters directly.
+    edit::pack(config);
     traffic_log::apply(config, input);
     traffic_trace::apply(config, input);
     // Last: its modifications see every other policy's result.
     proxy_template::apply(config, input);
+    edit::pack(config);
 }
