@@ -142,7 +142,7 @@ fn fault_injection(conf: serde_json::Value) -> serde_json::Value {
 
 /// FaultInjection on backend's inbound: an abort of 100 % returns its
 /// status, 50 % aborts about half, a 1 s delay of 100 % delays every
-/// response by at least 1 s.
+/// response by about 1 s (>= 900 ms as measured here).
 #[test]
 fn fault_injection_aborts_and_delays() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -192,13 +192,17 @@ fn fault_injection_aborts_and_delays() {
         "fi",
         fault_injection(serde_json::json!({"delay": {"value": "1s", "percentage": 100}})),
     );
+    // Envoy's timer may fire a few ms before a full second as measured
+    // here (996 ms seen); an undelayed request takes a few ms, so 900 ms
+    // still proves the injected delay.
+    let delayed = Duration::from_millis(900);
     wait_for("the delay to replace the abort", APPLIED, || {
-        matches!(get(m.outbound, "/"), Ok((200, _, t)) if t >= Duration::from_secs(1)).then_some(())
+        matches!(get(m.outbound, "/"), Ok((200, _, t)) if t >= delayed).then_some(())
     });
     for i in 0..3 {
         let (code, body, took) = get(m.outbound, "/").expect("delayed request");
         assert_eq!((code, body.as_str()), (200, "backend-1"), "request {i}");
-        assert!(took >= Duration::from_secs(1), "request {i} took {took:?}");
+        assert!(took >= delayed, "request {i} took {took:?}");
     }
     let _ = (&m.backend, &m.frontend, &m.dir);
 }
