@@ -415,7 +415,13 @@ impl Reconciler {
 
     /// Runs until the store's event stream or the proxy channel closes.
     pub async fn run(mut self, mut proxies: mpsc::UnboundedReceiver<ProxyEvent>) {
-        let mut events = self.store.subscribe();
+        // A forwarder drains the store's broadcast channel all the time and
+        // passes on only what can change a snapshot. Busy regenerating a
+        // mesh, the reconciler therefore never lags behind the stream of
+        // events it does not care about (DataplaneInsight writes of every
+        // connected proxy, secrets...), which would force a full resync.
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let forwarder = tokio::spawn(forward_relevant(self.store.subscribe(), events_tx));
         let mut work = Work {
             resync: true,
             ..Work::default()
@@ -426,32 +432,27 @@ impl Reconciler {
             }
             tokio::select! {
                 e = events.recv() => match e {
-                    Ok(e) => work.add_store_event(&e),
-                    Err(RecvError::Lagged(n)) => {
-                        warn!(missed = n, "store events lagged; resyncing");
-                        work.resync = true;
-                    }
-                    Err(RecvError::Closed) => return,
+                    Some(Some(e)) => work.add_store_event(&e),
+                    Some(None) => work.resync = true,
+                    None => break,
                 },
                 p = proxies.recv() => match p {
                     Some(p) => work.add_proxy_event(p),
-                    None => return,
+                    None => break,
                 },
             }
             // Coalesce whatever else is already queued.
-            loop {
-                match events.try_recv() {
-                    Ok(e) => work.add_store_event(&e),
-                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
-                        work.resync = true
-                    }
-                    Err(_) => break,
+            while let Ok(e) = events.try_recv() {
+                match e {
+                    Some(e) => work.add_store_event(&e),
+                    None => work.resync = true,
                 }
             }
             while let Ok(p) = proxies.try_recv() {
                 work.add_proxy_event(p);
             }
         }
+        forwarder.abort();
     }
 
     /// Reloads everything from the store and publishes the snapshots of the
@@ -746,6 +747,37 @@ fn mark_consumers(
             into.entry(mesh.to_string())
                 .or_default()
                 .extend(names.iter().cloned());
+        }
+    }
+}
+
+/// Whether a store event can change a snapshot.
+fn is_relevant(e: &StoreEvent) -> bool {
+    let ty = e.key.resource_type;
+    matches!(
+        ty,
+        ResourceType::Dataplane | ResourceType::Mesh | ResourceType::Config
+    ) || is_policy(ty)
+}
+
+/// Forwards relevant store events (`Some`), and `None` when the broadcast
+/// receiver lagged and the reconciler must resync.
+async fn forward_relevant(
+    mut events: tokio::sync::broadcast::Receiver<StoreEvent>,
+    tx: mpsc::UnboundedSender<Option<StoreEvent>>,
+) {
+    loop {
+        let sent = match events.recv().await {
+            Ok(e) if is_relevant(&e) => tx.send(Some(e)),
+            Ok(_) => Ok(()),
+            Err(RecvError::Lagged(n)) => {
+                warn!(missed = n, "store events lagged; resyncing");
+                tx.send(None)
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if sent.is_err() {
+            return;
         }
     }
 }
