@@ -32,6 +32,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+/// Below this many proxies per thread a batch is generated on one thread.
+const PARALLEL_BATCH: usize = 64;
+
 /// A proxy's stream opened or closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyEvent {
@@ -221,30 +224,60 @@ impl MeshState {
     fn regenerate(&mut self, mesh: &str, names: &[String]) {
         let policies: Vec<Arc<Resource>> = self.policies.values().cloned().collect();
         let index = PolicyIndex::new(policies.iter());
-        for name in names {
-            let Some(dp) = self.dataplanes.get(name).cloned() else {
-                if let Some(p) = self.proxies.get_mut(name) {
-                    p.own.clear();
-                }
-                self.set_eds(name, BTreeSet::new());
-                continue;
-            };
-            let Some(spec) = dp.spec_as::<DataplaneSpec>() else {
-                continue;
-            };
-            let out = generate_proxy(
+        let mesh_spec = self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>());
+        let jobs: Vec<(&String, Option<Arc<Resource>>)> = names
+            .iter()
+            .map(|n| (n, self.dataplanes.get(n).cloned()))
+            .collect();
+        let generate = |(name, dp): &(&String, Option<Arc<Resource>>)| {
+            let spec = dp.as_deref()?.spec_as::<DataplaneSpec>()?;
+            Some(generate_proxy(
                 &index,
                 mesh,
                 name,
                 spec,
-                self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>()),
+                mesh_spec,
                 &self.protocols,
                 &self.vips,
-            );
-            if let Some(p) = self.proxies.get_mut(name) {
-                p.own = out.resources;
+            ))
+        };
+        // Generation is pure and CPU-bound: a large batch (a mesh-wide
+        // policy change) is spread over the machine's cores.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(jobs.len() / PARALLEL_BATCH)
+            .max(1);
+        let outputs: Vec<Option<ProxyResources>> = if threads == 1 {
+            jobs.iter().map(generate).collect()
+        } else {
+            let chunk = jobs.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs
+                    .chunks(chunk)
+                    .map(|part| scope.spawn(|| part.iter().map(generate).collect::<Vec<_>>()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        for ((name, dp), out) in jobs.iter().zip(outputs) {
+            match (dp, out) {
+                (None, _) => {
+                    if let Some(p) = self.proxies.get_mut(*name) {
+                        p.own.clear();
+                    }
+                    self.set_eds(name, BTreeSet::new());
+                }
+                (Some(_), Some(out)) => {
+                    if let Some(p) = self.proxies.get_mut(*name) {
+                        p.own = out.resources;
+                    }
+                    self.set_eds(name, out.eds_clusters);
+                }
+                (Some(_), None) => {}
             }
-            self.set_eds(name, out.eds_clusters);
         }
     }
 
