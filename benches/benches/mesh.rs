@@ -32,9 +32,7 @@ mod common;
 use common::{decode, encode_all, encode_outer, parse};
 use criterion::{Criterion, criterion_group, criterion_main};
 use kuma_benches::core::matching::PolicyIndex;
-use kuma_benches::core::resource::{
-    DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG,
-};
+use kuma_benches::core::resource::{DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType};
 use kuma_benches::core::store::{EventKind, MemoryStore, ResourceStore, StoreEvent};
 use kuma_benches::fixture::{MESH, Shape, mesh_yaml, policies_yaml, timeout_all_yaml};
 use kuma_xds::cache::{NodeId, SnapshotCache};
@@ -63,24 +61,7 @@ fn fixture() -> Fixture {
         .map(|n| Arc::new(parse(&SHAPE.dataplane_yaml(n, 8080))))
         .collect();
     let policies = policies_yaml().iter().map(|y| Arc::new(parse(y))).collect();
-    let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-    for dp in &dataplanes {
-        let spec = dp.spec_as::<DataplaneSpec>().expect("dataplane spec");
-        for inbound in &spec.networking.inbound {
-            endpoints
-                .entry(inbound.tags[SERVICE_TAG].clone())
-                .or_default()
-                .push(Endpoint {
-                    address: spec.networking.address.clone(),
-                    port: inbound.port,
-                    tags: inbound.tags.clone(),
-                });
-        }
-    }
-    let protocols = endpoints
-        .iter()
-        .map(|(s, eps)| (s.clone(), Protocol::common(eps.iter().map(|e| &e.tags))))
-        .collect();
+    let (endpoints, protocols) = kuma_benches::derived::endpoints_and_protocols(&dataplanes);
     Fixture {
         mesh: Arc::new(parse(&mesh_yaml())),
         dataplanes,

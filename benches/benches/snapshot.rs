@@ -35,7 +35,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions
 use envoy_types::pb::google::protobuf::Any;
 use kuma_benches::core::matching::PolicyIndex;
 use kuma_benches::core::resource::{
-    DataplaneSpec, Resource, SERVICE_TAG, TrafficRouteSpec,
+    DataplaneSpec, Resource, TrafficRouteSpec,
 };
 use kuma_xds::generate::{
     self, ClusterRef, Endpoint, OutboundPolicies, Protocol, ProxyInput, outbound_service,
@@ -114,24 +114,7 @@ fn mesh() -> Mesh {
     .map(|y| Arc::new(Resource::from_yaml(y).expect("policy")))
     .collect();
     // Endpoints and protocols per service, as the reconciler derives them.
-    let mut endpoints: BTreeMap<String, Vec<Endpoint>> = BTreeMap::new();
-    for dp in &dataplanes {
-        let spec = dp.spec_as::<DataplaneSpec>().expect("dataplane spec");
-        for inbound in &spec.networking.inbound {
-            endpoints
-                .entry(inbound.tags[SERVICE_TAG].clone())
-                .or_default()
-                .push(Endpoint {
-                    address: spec.networking.address.clone(),
-                    port: inbound.port,
-                    tags: inbound.tags.clone(),
-                });
-        }
-    }
-    let protocols = endpoints
-        .iter()
-        .map(|(s, eps)| (s.clone(), Protocol::common(eps.iter().map(|e| &e.tags))))
-        .collect();
+    let (endpoints, protocols) = kuma_benches::derived::endpoints_and_protocols(&dataplanes);
     Mesh {
         dataplanes,
         policies,

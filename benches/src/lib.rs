@@ -9,6 +9,49 @@
 
 pub use kuma_core as core;
 
+/// What the reconciler derives from a mesh's Dataplanes, for benches that
+/// generate proxies without it.
+pub mod derived {
+    use kuma_core::resource::{DataplaneSpec, Resource, SERVICE_TAG};
+    use kuma_xds::generate::{Endpoint, Protocol};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    /// Instances per service.
+    pub type Endpoints = BTreeMap<String, Vec<Endpoint>>;
+
+    /// The instances of every service (one per inbound carrying it) and the
+    /// protocol each service speaks.
+    pub fn endpoints_and_protocols(
+        dataplanes: &[Arc<Resource>],
+    ) -> (Endpoints, BTreeMap<String, Protocol>) {
+        let mut endpoints = Endpoints::new();
+        for spec in dataplanes
+            .iter()
+            .filter_map(|d| d.spec_as::<DataplaneSpec>())
+        {
+            for inbound in &spec.networking.inbound {
+                let Some(service) = inbound.tags.get(SERVICE_TAG) else {
+                    continue;
+                };
+                endpoints
+                    .entry(service.clone())
+                    .or_default()
+                    .push(Endpoint {
+                        address: spec.networking.address.clone(),
+                        port: inbound.port,
+                        tags: inbound.tags.clone(),
+                    });
+            }
+        }
+        let protocols = endpoints
+            .iter()
+            .map(|(s, eps)| (s.clone(), Protocol::common(eps.iter().map(|e| &e.tags))))
+            .collect();
+        (endpoints, protocols)
+    }
+}
+
 pub mod fixture {
     //! A large HTTP mesh: `services` services x `instances` instances, each
     //! Dataplane with one HTTP inbound (its service, `version: v1|v2`) and
