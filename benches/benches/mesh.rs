@@ -37,7 +37,7 @@ use kuma_benches::core::store::{EventKind, MemoryStore, ResourceStore, StoreEven
 use kuma_benches::fixture::{MESH, Shape, mesh_yaml, policies_yaml, timeout_all_yaml};
 use kuma_xds::cache::{NodeId, SnapshotCache};
 use kuma_xds::generate::{self, ClusterRef, Endpoint, Protocol};
-use kuma_xds::reconcile::{ProxyEvent, Reconciler, generate_proxy};
+use kuma_xds::reconcile::{MeshView, ProxyEvent, Reconciler, generate_proxy};
 use kuma_xds::resource::{Snapshot, XdsResource, XdsType};
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
@@ -77,14 +77,18 @@ fn own(
     index: &PolicyIndex<'_, Arc<Resource>>,
     dp: &Resource,
 ) -> generate::ProxyResources {
+    let mesh = MeshView {
+        name: MESH,
+        spec: f.mesh.spec_as::<MeshSpec>(),
+        protocols: &f.protocols,
+        vips: &f.vips,
+    };
     generate_proxy(
         index,
-        MESH,
+        &mesh,
         &dp.meta.name,
         dp.spec_as::<DataplaneSpec>().expect("dataplane spec"),
-        f.mesh.spec_as::<MeshSpec>(),
-        &f.protocols,
-        &f.vips,
+        None,
     )
 }
 
@@ -177,8 +181,14 @@ fn bench_mesh(c: &mut Criterion, f: &Fixture) {
         r.reload().await;
         eprintln!("reload (no proxy connected): {:.1?}", t.elapsed());
         let t = Instant::now();
-        r.apply([], nodes.iter().cloned().map(ProxyEvent::Connected))
-            .await;
+        r.apply(
+            [],
+            nodes
+                .iter()
+                .cloned()
+                .map(|node| ProxyEvent::Connected { node, token: None }),
+        )
+        .await;
         eprintln!(
             "{} proxies connected in one batch: {:.1?}",
             nodes.len(),

@@ -163,6 +163,7 @@ fn own_resources(
         dataplane_policies: Default::default(),
         protocols: &mesh.protocols,
         vips: &mesh.vips,
+        sds_token: None,
     })
 }
 

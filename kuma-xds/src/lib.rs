@@ -22,7 +22,7 @@
 //! let dp = Resource::from_yaml("type: Dataplane\nmesh: default\nname: web\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 9000\n    tags:\n      kuma.io/service: web\n  outbound:\n  - port: 10000\n    tags:\n      kuma.io/service: backend\n").unwrap();
 //! let spec = dp.spec_as::<DataplaneSpec>().unwrap();
 //! let (policies, protocols) = (BTreeMap::new(), BTreeMap::new());
-//! let out = generate(&ProxyInput { mesh: "default", name: "web", dataplane: spec, mesh_spec: None, outbound_policies: &policies, inbound_policies: &[], dataplane_policies: Default::default(), protocols: &protocols, vips: &BTreeMap::new() });
+//! let out = generate(&ProxyInput { mesh: "default", name: "web", dataplane: spec, mesh_spec: None, outbound_policies: &policies, inbound_policies: &[], dataplane_policies: Default::default(), protocols: &protocols, vips: &BTreeMap::new(), sds_token: None });
 //! // an inbound listener + local cluster, an outbound listener + EDS cluster
 //! assert_eq!(out.resources.len(), 4);
 //! ```

@@ -17,8 +17,8 @@
 
 use crate::cache::{NodeId, SnapshotCache};
 use crate::generate::{
-    self, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, OutboundPolicies, Protocol,
-    ProxyInput, ProxyResources, outbound_service,
+    self, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, Named, OutboundPolicies,
+    Protocol, ProxyInput, ProxyResources, outbound_service,
 };
 use crate::resource::{Snapshot, XdsResource};
 use kuma_core::matching::PolicyIndex;
@@ -36,10 +36,20 @@ use tracing::{debug, warn};
 const PARALLEL_BATCH: usize = 64;
 
 /// A proxy's stream opened or closed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ProxyEvent {
     /// A stream for this node started.
-    Connected(NodeId),
+    Connected {
+        /// The proxy.
+        node: NodeId,
+        /// The dataplane token the proxy presented on this stream, once the
+        /// ADS server validated it; `None` when token checking is off. The
+        /// reconciler keeps the latest one per proxy and puts it in that
+        /// proxy's own SDS config sources (`ProxyInput::sds_token`), so it
+        /// only ever goes back to the proxy that sent it. A secret: never
+        /// logged (this type's `Debug` redacts it).
+        token: Option<Arc<str>>,
+    },
     /// A stream for this node ended.
     Disconnected(NodeId),
     /// The node acknowledged its listeners: its inbounds accept traffic,
@@ -47,11 +57,39 @@ pub enum ProxyEvent {
     Ready(NodeId),
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for ProxyEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyEvent::Connected { node, token } => f
+                .debug_struct("Connected")
+                .field("node", node)
+                .field("token", &token.as_ref().map(|_| "<redacted>"))
+                .finish(),
+            ProxyEvent::Disconnected(n) => f.debug_tuple("Disconnected").field(n).finish(),
+            ProxyEvent::Ready(n) => f.debug_tuple("Ready").field(n).finish(),
+        }
+    }
+}
+
+#[derive(Default)]
 struct ProxyState {
     streams: usize,
+    /// The dataplane token of the latest stream (see
+    /// [`ProxyEvent::Connected`]).
+    token: Option<Arc<str>>,
     own: Vec<Arc<XdsResource>>,
     eds: BTreeSet<ClusterRef>,
+}
+
+impl std::fmt::Debug for ProxyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyState")
+            .field("streams", &self.streams)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("own", &self.own.len())
+            .field("eds", &self.eds)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -224,22 +262,23 @@ impl MeshState {
     fn regenerate(&mut self, mesh: &str, names: &[String]) {
         let policies: Vec<Arc<Resource>> = self.policies.values().cloned().collect();
         let index = PolicyIndex::new(policies.iter());
-        let mesh_spec = self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>());
-        let jobs: Vec<(&String, Option<Arc<Resource>>)> = names
+        let view = MeshView {
+            name: mesh,
+            spec: self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>()),
+            protocols: &self.protocols,
+            vips: &self.vips,
+        };
+        type Job<'a> = (&'a String, Option<Arc<Resource>>, Option<Arc<str>>);
+        let jobs: Vec<Job<'_>> = names
             .iter()
-            .map(|n| (n, self.dataplanes.get(n).cloned()))
+            .map(|n| {
+                let token = self.proxies.get(n).and_then(|p| p.token.clone());
+                (n, self.dataplanes.get(n).cloned(), token)
+            })
             .collect();
-        let generate = |(name, dp): &(&String, Option<Arc<Resource>>)| {
+        let generate = |(name, dp, token): &Job<'_>| {
             let spec = dp.as_deref()?.spec_as::<DataplaneSpec>()?;
-            Some(generate_proxy(
-                &index,
-                mesh,
-                name,
-                spec,
-                mesh_spec,
-                &self.protocols,
-                &self.vips,
-            ))
+            Some(generate_proxy(&index, &view, name, spec, token.as_deref()))
         };
         // Generation is pure and CPU-bound: a large batch (a mesh-wide
         // policy change) is spread over the machine's cores.
@@ -262,7 +301,7 @@ impl MeshState {
                     .collect()
             })
         };
-        for ((name, dp), out) in jobs.iter().zip(outputs) {
+        for ((name, dp, _), out) in jobs.iter().zip(outputs) {
             match (dp, out) {
                 (None, _) => {
                     if let Some(p) = self.proxies.get_mut(*name) {
@@ -294,19 +333,32 @@ impl MeshState {
     }
 }
 
+/// What generating a proxy needs to know of its mesh besides the policies.
+#[derive(Debug, Clone, Copy)]
+pub struct MeshView<'a> {
+    /// The mesh's name.
+    pub name: &'a str,
+    /// The Mesh resource's spec (mTLS, logging and tracing backends), if
+    /// known.
+    pub spec: Option<&'a MeshSpec>,
+    /// The protocol of every service of the mesh.
+    pub protocols: &'a BTreeMap<String, Protocol>,
+    /// The DNS VIP of every service of the mesh.
+    pub vips: &'a BTreeMap<String, String>,
+}
+
 /// Matches the policies of `index` against one Dataplane and generates its
 /// listeners and clusters: what the reconciler does for every proxy it
-/// regenerates (`index` is built once per batch). `protocols` and `vips`
-/// are the mesh's per-service protocols and DNS VIPs.
+/// regenerates (`index` is built once per batch). `sds_token` is the
+/// proxy's dataplane token ([`ProxyInput::sds_token`]).
 pub fn generate_proxy(
     index: &PolicyIndex<'_, Arc<Resource>>,
-    mesh: &str,
+    mesh: &MeshView<'_>,
     name: &str,
     spec: &DataplaneSpec,
-    mesh_spec: Option<&MeshSpec>,
-    protocols: &BTreeMap<String, Protocol>,
-    vips: &BTreeMap<String, String>,
+    sds_token: Option<&str>,
 ) -> ProxyResources {
+    let vips = mesh.vips;
     let mut services: BTreeSet<&str> = spec
         .networking
         .outbound
@@ -344,7 +396,12 @@ pub fn generate_proxy(
                 .get(i)
                 .copied()
                 .flatten()
-                .and_then(|r| r.spec_as()),
+                .and_then(|r| {
+                    Some(Named {
+                        name: &r.meta.name,
+                        spec: r.spec_as()?,
+                    })
+                }),
             fault_injection: matched
                 .fault_injections
                 .get(i)
@@ -358,15 +415,16 @@ pub fn generate_proxy(
         proxy_template: matched.proxy_template.and_then(|r| r.spec_as()),
     };
     generate::generate(&ProxyInput {
-        mesh,
+        mesh: mesh.name,
         name,
         dataplane: spec,
-        mesh_spec,
+        mesh_spec: mesh.spec,
         outbound_policies: &outbound_policies,
         inbound_policies: &inbound_policies,
         dataplane_policies,
-        protocols,
+        protocols: mesh.protocols,
         vips,
+        sds_token,
     })
 }
 
@@ -376,7 +434,7 @@ struct Work {
     dataplanes: BTreeSet<(String, String)>,
     full_meshes: BTreeSet<String>,
     vip_meshes: BTreeSet<String>,
-    connects: Vec<NodeId>,
+    connects: Vec<(NodeId, Option<Arc<str>>)>,
     disconnects: Vec<NodeId>,
     ready: Vec<NodeId>,
     resync: bool,
@@ -404,7 +462,7 @@ impl Work {
 
     fn add_proxy_event(&mut self, e: ProxyEvent) {
         match e {
-            ProxyEvent::Connected(n) => self.connects.push(n),
+            ProxyEvent::Connected { node, token } => self.connects.push((node, token)),
             ProxyEvent::Disconnected(n) => self.disconnects.push(n),
             ProxyEvent::Ready(n) => self.ready.push(n),
         }
@@ -533,21 +591,22 @@ impl Reconciler {
 
     /// Reloads every Dataplane and policy, keeping connected proxies.
     async fn resync(&mut self) {
-        let connected: Vec<(String, String, usize)> = self
+        let connected: Vec<(String, String, usize, Option<Arc<str>>)> = self
             .meshes
             .iter()
             .flat_map(|(m, s)| {
                 s.proxies
                     .iter()
-                    .map(move |(n, p)| (m.clone(), n.clone(), p.streams))
+                    .map(move |(n, p)| (m.clone(), n.clone(), p.streams, p.token.clone()))
             })
             .collect();
         self.meshes.clear();
-        for (mesh, name, streams) in connected {
+        for (mesh, name, streams, token) in connected {
             self.meshes.entry(mesh).or_default().proxies.insert(
                 name,
                 ProxyState {
                     streams,
+                    token,
                     ..Default::default()
                 },
             );
@@ -628,7 +687,7 @@ impl Reconciler {
                     .extend(state.proxies.keys().cloned());
             }
         }
-        for node in &work.connects {
+        for (node, token) in &work.connects {
             let dp = self
                 .get(&ResourceKey::new(
                     ResourceType::Dataplane,
@@ -642,6 +701,8 @@ impl Reconciler {
                 state.warming.insert(node.name.clone());
             }
             proxy.streams += 1;
+            // The latest stream's token: the one the proxy uses now.
+            proxy.token = token.clone();
             let changed = state.set_dataplane(&node.name, dp);
             if !changed.is_empty() {
                 mark_consumers(state, &node.mesh, &changed, &mut eds_only);

@@ -109,7 +109,14 @@ impl Session {
         );
         insight.flush(&shared.manager).await;
         let watch = shared.cache.watch(&node);
-        let _ = shared.proxies.send(ProxyEvent::Connected(node.clone()));
+        // TODO(token checks): pass the dataplane token this stream presented,
+        // once validated, so the proxy's SDS config sources carry it
+        // (`ProxyEvent::Connected::token`); `None` while tokens are not
+        // checked.
+        let _ = shared.proxies.send(ProxyEvent::Connected {
+            node: node.clone(),
+            token: None,
+        });
         Ok(Self {
             shared: shared.clone(),
             node,

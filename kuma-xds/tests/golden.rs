@@ -185,7 +185,11 @@ fn snapshot_of(scenario: &Scenario) -> Arc<Snapshot> {
             mesh: scenario.mesh.clone(),
             name: scenario.proxy.clone(),
         };
-        tx.send(ProxyEvent::Connected(node.clone())).unwrap();
+        tx.send(ProxyEvent::Connected {
+            node: node.clone(),
+            token: None,
+        })
+        .unwrap();
         let mut watch = cache.watch(&node);
         let snapshot = tokio::time::timeout(Duration::from_secs(10), async {
             loop {

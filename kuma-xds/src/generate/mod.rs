@@ -12,6 +12,7 @@ mod listeners;
 pub mod names;
 mod policies;
 mod protocol;
+mod tls;
 
 pub use endpoints::{Endpoint, load_assignment, load_assignment_of};
 pub use protocol::Protocol;
@@ -86,11 +87,32 @@ pub struct OutboundPolicies<'a> {
     pub traffic_log: Option<&'a TrafficLogSpec>,
 }
 
+/// A selected policy and the name of its resource (for what is named
+/// after the policy, such as an RBAC policy).
+#[derive(Debug)]
+pub struct Named<'a, T> {
+    /// The resource's name.
+    pub name: &'a str,
+    /// The resource's spec.
+    pub spec: &'a T,
+}
+
+// Not derived: a derive would require `T: Copy`, but only references are
+// copied.
+impl<T> Clone for Named<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Named<'_, T> {}
+
 /// The policies selected for one inbound of a proxy.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InboundPolicies<'a> {
-    /// The TrafficPermission, if any matched.
-    pub traffic_permission: Option<&'a TrafficPermissionSpec>,
+    /// The TrafficPermission, if any matched (its name names the RBAC
+    /// policy).
+    pub traffic_permission: Option<Named<'a, TrafficPermissionSpec>>,
     /// The FaultInjection, if any matched.
     pub fault_injection: Option<&'a FaultInjectionSpec>,
 }
@@ -105,7 +127,7 @@ pub struct DataplanePolicies<'a> {
 }
 
 /// Everything needed to generate one proxy's resources.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ProxyInput<'a> {
     /// The Dataplane's mesh.
     pub mesh: &'a str,
@@ -128,6 +150,28 @@ pub struct ProxyInput<'a> {
     /// with transparent proxying get a virtual `outbound:<vip>:80` listener
     /// per service.
     pub vips: &'a BTreeMap<String, String>,
+    /// The proxy's dataplane token, sent back to the SDS server in the
+    /// `authorization` metadata of every SDS config source when the mesh
+    /// has mTLS on; `None` when token checking is off. Secret: never
+    /// logged (this type's `Debug` redacts it).
+    pub sds_token: Option<&'a str>,
+}
+
+impl std::fmt::Debug for ProxyInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyInput")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("dataplane", &self.dataplane)
+            .field("mesh_spec", &self.mesh_spec)
+            .field("outbound_policies", &self.outbound_policies)
+            .field("inbound_policies", &self.inbound_policies)
+            .field("dataplane_policies", &self.dataplane_policies)
+            .field("protocols", &self.protocols)
+            .field("vips", &self.vips)
+            .field("sds_token", &self.sds_token.map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl ProxyInput<'_> {
@@ -216,13 +260,18 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
     let mut eds_clusters = BTreeSet::new();
     let dp = input.dataplane;
     let none = OutboundPolicies::default();
+    // With mTLS on, inbound listeners terminate mTLS and clusters of mesh
+    // services originate it (the local app's clusters stay plain).
+    let tls = tls::MeshTls::of(input);
 
     for inbound in &dp.networking.inbound {
         let protocol = Protocol::of_tags(&inbound.tags);
         config.clusters.push(clusters::local(inbound, protocol));
-        config
-            .listeners
-            .push(listeners::inbound(dp, inbound, protocol));
+        let mut listener = listeners::inbound(dp, inbound, protocol);
+        if let Some(tls) = &tls {
+            tls.secure_inbound(&mut listener);
+        }
+        config.listeners.push(listener);
     }
 
     let mut clusters_done = BTreeSet::new();
@@ -230,7 +279,11 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
         for t in targets {
             if clusters_done.insert(t.cluster.name.clone()) {
                 let p = input.protocol(&t.cluster.service);
-                config.clusters.push(clusters::eds(&t.cluster, p));
+                let mut cluster = clusters::eds(&t.cluster, p);
+                if let Some(tls) = &tls {
+                    cluster.transport_socket = Some(tls.upstream_socket(&t.cluster.service));
+                }
+                config.clusters.push(cluster);
             }
             eds_clusters.insert(t.cluster);
         }
@@ -332,6 +385,7 @@ mod tests {
             dataplane_policies: DataplanePolicies::default(),
             protocols: &protocols,
             vips: &vips,
+            sds_token: None,
         };
         assert!(
             !names(&generate(&input))

@@ -36,6 +36,47 @@ pub fn service_cluster(service: &str, subset: &Tags) -> String {
     name
 }
 
+/// The bootstrap's static cluster of the control plane's SDS server
+/// (docs/security.md, "SDS").
+pub const SDS_CLUSTER: &str = "kuma:sds";
+
+/// The SDS secret holding a proxy's certificate chain and private key.
+pub const IDENTITY_CERT_SECRET: &str = "identity_cert";
+
+/// The SDS secret holding the validation context (the mesh CA) of a mesh.
+pub const MESH_CA_SECRET: &str = "mesh_ca";
+
+/// The gRPC metadata key carrying a proxy's dataplane token to the SDS
+/// server.
+pub const SDS_TOKEN_METADATA: &str = "authorization";
+
+/// Envoy's TLS transport socket.
+pub const TLS_TRANSPORT_SOCKET: &str = "envoy.transport_sockets.tls";
+
+/// Envoy's TLS inspector listener filter (tells TLS from plain text).
+pub const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+
+/// Envoy's network RBAC filter.
+pub const NETWORK_RBAC: &str = "envoy.filters.network.rbac";
+
+/// `spiffe://<mesh>/<service>`: the identity of a service's proxies.
+pub fn spiffe_id(mesh: &str, service: &str) -> String {
+    format!("spiffe://{mesh}/{service}")
+}
+
+/// `spiffe://<mesh>/`: what every identity of a mesh starts with.
+pub fn spiffe_prefix(mesh: &str) -> String {
+    format!("spiffe://{mesh}/")
+}
+
+/// `inbound_<address>_<port>.`: the stat prefix of an inbound's RBAC
+/// filter (dots and colons of the address become `_`, so the address is
+/// one element of the stat name).
+pub fn rbac_stat_prefix(address: &str, port: u32) -> String {
+    let address = address.replace(['.', ':'], "_");
+    format!("inbound_{address}_{port}.")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +92,9 @@ mod tests {
         let subset: Tags = [("version".to_string(), "v1".to_string())].into();
         assert_eq!(service_cluster("backend", &subset), "backend;version=v1");
         assert_eq!(service_cluster("backend", &Tags::new()), "backend");
+        assert_eq!(spiffe_id("m", "web"), "spiffe://m/web");
+        assert_eq!(spiffe_prefix("m"), "spiffe://m/");
+        assert_eq!(rbac_stat_prefix("10.0.0.1", 80), "inbound_10_0_0_1_80.");
+        assert_eq!(rbac_stat_prefix("fd00::1", 80), "inbound_fd00__1_80.");
     }
 }

@@ -319,6 +319,7 @@ pub(crate) mod testing {
             dataplane_policies: DataplanePolicies::default(),
             protocols: &protocols,
             vips: &vips,
+            sds_token: None,
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);

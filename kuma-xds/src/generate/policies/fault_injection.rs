@@ -277,6 +277,7 @@ mod tests {
             dataplane_policies: DataplanePolicies::default(),
             protocols: &protocols,
             vips: &vips,
+            sds_token: None,
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);

@@ -13,12 +13,16 @@ mod proxy_template;
 mod retry;
 mod timeout;
 mod traffic_log;
+mod traffic_permission;
 mod traffic_trace;
 
 use super::{ProxyConfig, ProxyInput};
 
 /// Applies every selected policy to `config`.
 pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
+    // First: it inserts a network filter in front of the inbound
+    // listeners' filters.
+    traffic_permission::apply(config, input);
     fault_injection::apply(config, input);
     health_check::apply(config, input);
     circuit_breaker::apply(config, input);

@@ -581,6 +581,7 @@ mod tests {
             },
             protocols: &protocols,
             vips: &vips,
+            sds_token: None,
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);
