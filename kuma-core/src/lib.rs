@@ -7,6 +7,8 @@
 //! - [`manager`]: validation, defaults and side effects in front of a store.
 //! - [`matching`]: which policies apply to which Dataplane, with Kuma's
 //!   ranking rules.
+//! - [`tokens`]: dataplane tokens (Ed25519 JWTs) and the check the servers
+//!   that accept proxies run.
 //!
 //! This crate has no gRPC or HTTP server; those live in the crates and
 //! binaries built on it.
@@ -38,4 +40,5 @@ pub mod manager;
 pub mod matching;
 pub mod resource;
 pub mod store;
+pub mod tokens;
 pub mod validation;
