@@ -9,6 +9,7 @@
 //!   ranking rules.
 //! - [`tokens`]: dataplane tokens (Ed25519 JWTs) and the check the servers
 //!   that accept proxies run.
+//! - [`pki`]: mesh certificate authorities and SPIFFE proxy certificates.
 //!
 //! This crate has no gRPC or HTTP server; those live in the crates and
 //! binaries built on it.
@@ -38,6 +39,7 @@ pub mod api;
 pub mod duration;
 pub mod manager;
 pub mod matching;
+pub mod pki;
 pub mod resource;
 pub mod store;
 pub mod tokens;

@@ -6,6 +6,12 @@
 //! `allow-all-<mesh>` TrafficPermission and `route-all-<mesh>` TrafficRoute
 //! (and removes the Mesh again if that fails, so nothing is half-written).
 //!
+//! With mTLS (see `docs/security.md`), writing a Mesh also generates a CA
+//! for every `builtin` backend whose two Secrets
+//! ([`crate::pki::builtin_ca_cert_secret`], [`crate::pki::builtin_ca_key_secret`])
+//! do not exist yet, and refuses a Mesh whose enabled `provided` backend
+//! cannot be loaded, with the field path of the problem.
+//!
 //! ```
 //! use kuma_core::manager::ResourceManager;
 //! use kuma_core::resource::{Resource, ResourceKey, ResourceType};
@@ -20,7 +26,8 @@
 //! # });
 //! ```
 
-use crate::resource::{Resource, ResourceKey, ResourceType, Scope};
+use crate::pki::{self, PkiError};
+use crate::resource::{MeshSpec, Resource, ResourceKey, ResourceType, Scope, SecretSpec};
 use crate::store::{ListPage, ListRequest, ResourceStore, StoreError, StoreEvent};
 use crate::validation::ValidationError;
 use std::sync::Arc;
@@ -56,6 +63,14 @@ pub enum ManagerError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A builtin CA could not be generated; nothing was written.
+    #[error("generating the CA of {field}: {error}")]
+    Ca {
+        /// The backend, e.g. `mtls.backends[0]`.
+        field: String,
+        /// What failed.
+        error: PkiError,
+    },
 }
 
 /// Validation, defaults and side effects in front of a [`ResourceStore`].
@@ -136,19 +151,26 @@ impl ResourceManager {
     }
 
     /// Validates and creates a resource. Creating a Mesh also creates its
-    /// default TrafficPermission and TrafficRoute.
+    /// default TrafficPermission and TrafficRoute and its builtin CAs, and
+    /// checks that its enabled provided CA loads.
     pub async fn create(&self, mut resource: Resource) -> Result<Arc<Resource>, ManagerError> {
         resource.validate()?;
         self.check_mesh(&resource).await?;
+        let mesh_spec = resource.spec_as::<MeshSpec>().cloned();
+        let mesh_name = resource.meta.name.clone();
+        if let Some(spec) = &mesh_spec {
+            self.check_provided_ca(&mesh_name, spec).await?;
+        }
         let now = self.clock.now();
         resource.meta.version = None;
         resource.meta.creation_time = Some(now);
         resource.meta.modification_time = Some(now);
-        let is_mesh = resource.resource_type() == ResourceType::Mesh;
-        let mesh_name = resource.meta.name.clone();
         let created = self.store.create(resource).await?;
-        if is_mesh && let Err(e) = self.create_mesh_defaults(&mesh_name, now).await {
-            // Roll back: a Mesh without its defaults must not stay behind.
+        if let Some(spec) = &mesh_spec
+            && let Err(e) = self.create_mesh_side_effects(&mesh_name, spec, now).await
+        {
+            // Roll back: a Mesh without its defaults or CAs must not stay
+            // behind (deleting the Mesh deletes what was created in it).
             let _ = self
                 .store
                 .delete(&ResourceKey::new(ResourceType::Mesh, None, &mesh_name))
@@ -156,6 +178,138 @@ impl ResourceManager {
             return Err(e);
         }
         Ok(created)
+    }
+
+    async fn create_mesh_side_effects(
+        &self,
+        mesh: &str,
+        spec: &MeshSpec,
+        now: OffsetDateTime,
+    ) -> Result<(), ManagerError> {
+        self.create_mesh_defaults(mesh, now).await?;
+        self.ensure_builtin_cas(mesh, spec, now).await
+    }
+
+    /// Refuses a Mesh whose enabled CA backend is `provided` and cannot be
+    /// loaded (missing secret or file, not PEM, not a CA, key mismatch,
+    /// expired), naming the field.
+    async fn check_provided_ca(&self, mesh: &str, spec: &MeshSpec) -> Result<(), ManagerError> {
+        if spec.enabled_ca().is_none_or(|b| b.r#type != "provided") {
+            return Ok(());
+        }
+        match pki::load_mesh_issuer(self.store.as_ref(), mesh, spec).await {
+            Ok(_) => Ok(()),
+            Err(PkiError::Store(e)) => Err(e.into()),
+            Err(PkiError::Field { field, error }) => match *error {
+                PkiError::Store(e) => Err(e.into()),
+                error => Err(ValidationError::single(field, error.to_string()).into()),
+            },
+            Err(e) => Err(ValidationError::single("mtls", e.to_string()).into()),
+        }
+    }
+
+    /// Generates and stores a CA for every builtin backend of the mesh
+    /// whose two Secrets do not exist yet. An existing pair is kept. The key
+    /// Secret is created first, so a concurrent writer that finds it
+    /// existing keeps that writer's pair. Secrets created here are deleted
+    /// again if a later step fails.
+    async fn ensure_builtin_cas(
+        &self,
+        mesh: &str,
+        spec: &MeshSpec,
+        now: OffsetDateTime,
+    ) -> Result<(), ManagerError> {
+        let mut created = Vec::new();
+        let result = self
+            .ensure_builtin_cas_inner(mesh, spec, now, &mut created)
+            .await;
+        if result.is_err() {
+            for key in created.iter().rev() {
+                let _ = self.store.delete(key).await;
+            }
+        }
+        result
+    }
+
+    async fn ensure_builtin_cas_inner(
+        &self,
+        mesh: &str,
+        spec: &MeshSpec,
+        now: OffsetDateTime,
+        created: &mut Vec<ResourceKey>,
+    ) -> Result<(), ManagerError> {
+        let Some(mtls) = &spec.mtls else {
+            return Ok(());
+        };
+        for (i, backend) in mtls.backends.iter().enumerate() {
+            if backend.r#type != "builtin" {
+                continue;
+            }
+            let field = format!("mtls.backends[{i}]");
+            let cert_name = pki::builtin_ca_cert_secret(mesh, &backend.name);
+            let key_name = pki::builtin_ca_key_secret(mesh, &backend.name);
+            let cert_key = ResourceKey::new(ResourceType::Secret, Some(mesh), &cert_name);
+            let key_key = ResourceKey::new(ResourceType::Secret, Some(mesh), &key_name);
+            match (self.exists(&cert_key).await?, self.exists(&key_key).await?) {
+                (true, true) => continue,
+                (false, false) => {}
+                (cert, _) => {
+                    let (present, absent) = if cert {
+                        (&cert_name, &key_name)
+                    } else {
+                        (&key_name, &cert_name)
+                    };
+                    return Err(ValidationError::single(
+                        field,
+                        format!(
+                            "builtin CA secret {present:?} exists but {absent:?} does not: \
+                             delete {present:?} to have a new CA generated, or create {absent:?}"
+                        ),
+                    )
+                    .into());
+                }
+            }
+            let ca =
+                pki::generate_ca(mesh, pki::builtin_ca_validity(backend)).map_err(|error| {
+                    ManagerError::Ca {
+                        field: field.clone(),
+                        error,
+                    }
+                })?;
+            match self.create_secret(mesh, &key_name, &ca.key_pem, now).await {
+                Ok(()) => created.push(key_key),
+                // A concurrent writer is creating this backend's CA: keep theirs.
+                Err(ManagerError::Store(StoreError::AlreadyExists(_))) => continue,
+                Err(e) => return Err(e),
+            }
+            self.create_secret(mesh, &cert_name, &ca.cert_pem, now)
+                .await?;
+            created.push(cert_key);
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, key: &ResourceKey) -> Result<bool, ManagerError> {
+        match self.store.get(key).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create_secret(
+        &self,
+        mesh: &str,
+        name: &str,
+        data: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), ManagerError> {
+        let mut r = Resource::new(Some(mesh), name, SecretSpec::from_bytes(data.as_bytes()));
+        r.validate()?;
+        r.meta.creation_time = Some(now);
+        r.meta.modification_time = Some(now);
+        self.store.create(r).await?;
+        Ok(())
     }
 
     async fn create_mesh_defaults(
@@ -184,12 +338,23 @@ impl ResourceManager {
     /// Validates and replaces a resource. `resource.meta.version` must be the
     /// version that was read (a conflict error otherwise); the creation time
     /// is kept from the stored resource.
+    ///
+    /// Updating a Mesh checks its enabled provided CA and generates the CAs
+    /// of new builtin backends before the Mesh is written. If the Mesh write
+    /// then fails, those CAs stay: an unused CA pair is harmless and is
+    /// reused when the backend is declared again.
     pub async fn update(&self, mut resource: Resource) -> Result<Arc<Resource>, ManagerError> {
         resource.validate()?;
         self.check_mesh(&resource).await?;
         let stored = self.store.get(&resource.key()).await?;
+        let now = self.clock.now();
+        if let Some(spec) = resource.spec_as::<MeshSpec>() {
+            let name = resource.meta.name.clone();
+            self.check_provided_ca(&name, spec).await?;
+            self.ensure_builtin_cas(&name, spec, now).await?;
+        }
         resource.meta.creation_time = stored.meta.creation_time;
-        resource.meta.modification_time = Some(self.clock.now());
+        resource.meta.modification_time = Some(now);
         Ok(self.store.update(resource).await?)
     }
 
