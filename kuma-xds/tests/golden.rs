@@ -12,9 +12,12 @@
 //!
 //! - `input.yaml`: a multi-document YAML file. One document without `type`
 //!   is the header, `proxy: <dataplane name>` (and optionally `mesh:`,
-//!   `default` if absent); every other document is a resource (the Mesh
-//!   first), applied in order through the `ResourceManager` (upsert, so a
-//!   scenario may replace the Mesh's default `route-all`/`allow-all`).
+//!   `default` if absent, and optionally `delete: [<Type>/<name>, ...]`,
+//!   resources of the mesh deleted after the others are applied, such as
+//!   the Mesh's default `allow-all-<mesh>`); every other document is a
+//!   resource (the Mesh first), applied in order through the
+//!   `ResourceManager` (upsert, so a scenario may replace the Mesh's default
+//!   `route-all`/`allow-all`).
 //! - `output.txt`: the snapshot the reconciler published for the proxy
 //!   (clusters, endpoints, listeners), each resource decoded from its
 //!   encoded bytes back into `envoy-types` messages and rendered as Rust
@@ -48,12 +51,17 @@ use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::access_loggers::fluentd::v3::FluentdAccessLogConfig;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::envoy::extensions::health_check::event_sinks::file::v3::HealthCheckEventFileSink;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    DownstreamTlsContext, UpstreamTlsContext,
+};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use kuma_core::manager::ResourceManager;
-use kuma_core::resource::Resource;
+use kuma_core::resource::{Resource, ResourceKey, ResourceType};
 use kuma_core::store::{MemoryStore, ResourceStore};
 use kuma_xds::cache::{NodeId, SnapshotCache};
 use kuma_xds::reconcile::{ProxyEvent, Reconciler};
@@ -114,6 +122,11 @@ scenarios!(
     timeout,
     proxy_template,
     proxy_template_raw_only,
+    mtls_strict_allow_all,
+    mtls_permission_sources,
+    mtls_deny_all,
+    mtls_permissive,
+    mtls_outbound_split,
 );
 
 fn golden_dir() -> PathBuf {
@@ -125,6 +138,8 @@ struct Scenario {
     mesh: String,
     proxy: String,
     resources: Vec<Resource>,
+    /// Deleted after `resources` are applied.
+    deletes: Vec<ResourceKey>,
 }
 
 fn load_scenario(name: &str) -> Scenario {
@@ -134,6 +149,7 @@ fn load_scenario(name: &str) -> Scenario {
     let mut mesh = "default".to_string();
     let mut proxy = None;
     let mut resources = Vec::new();
+    let mut deletes = Vec::new();
     for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
         let value = serde_yaml_ng::Value::deserialize(doc)
             .unwrap_or_else(|e| panic!("{}: document {i}: {e}", path.display()));
@@ -151,13 +167,33 @@ fn load_scenario(name: &str) -> Scenario {
             if let Some(m) = field("mesh") {
                 mesh = m;
             }
+            for d in value
+                .get("delete")
+                .and_then(|v| v.as_sequence())
+                .into_iter()
+                .flatten()
+            {
+                let d = d.as_str().unwrap_or_default();
+                let (ty, name) = d
+                    .split_once('/')
+                    .and_then(|(t, n)| Some((ResourceType::from_name(t)?, n)))
+                    .unwrap_or_else(|| {
+                        panic!("{}: delete {d:?} is not <Type>/<name>", path.display())
+                    });
+                deletes.push((ty, name.to_string()));
+            }
         }
     }
+    let deletes = deletes
+        .into_iter()
+        .map(|(ty, name)| ResourceKey::new(ty, Some(&mesh), &name))
+        .collect();
     Scenario {
         mesh,
         proxy: proxy
             .unwrap_or_else(|| panic!("{}: no header document `proxy: <name>`", path.display())),
         resources,
+        deletes,
     }
 }
 
@@ -177,6 +213,12 @@ fn snapshot_of(scenario: &Scenario) -> Arc<Snapshot> {
                 .upsert(r.clone())
                 .await
                 .unwrap_or_else(|e| panic!("applying {key}: {e}"));
+        }
+        for key in &scenario.deletes {
+            manager
+                .delete(key)
+                .await
+                .unwrap_or_else(|e| panic!("deleting {key}: {e}"));
         }
         let cache = Arc::new(SnapshotCache::new());
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -353,7 +395,11 @@ fn decode_any(type_url: &str, bytes: &[u8]) -> String {
         HttpFault,
         FileAccessLog,
         FluentdAccessLogConfig,
-        ZipkinConfig
+        ZipkinConfig,
+        DownstreamTlsContext,
+        UpstreamTlsContext,
+        TlsInspector,
+        NetworkRbac
     );
     panic!("unknown Any type {type_url}: add it to decode_any in tests/golden.rs")
 }
