@@ -10,6 +10,10 @@
 //! The router only needs a [`ResourceManager`]: every write goes through
 //! validation before it reaches the store.
 //!
+//! Secrets are not served here: every `secrets` path answers 403 and points
+//! at the admin server, whose router is [`admin_router`] (dataplane tokens
+//! and Secrets CRUD, bound to loopback by the binary).
+//!
 //! ```
 //! use kuma_core::api::{router, ApiConfig};
 //! use kuma_core::manager::ResourceManager;
@@ -21,15 +25,19 @@
 //! # let _ = app;
 //! ```
 
+mod admin;
 mod error;
 mod overview;
 mod resources;
 
+pub use admin::admin_router;
 pub use error::ApiError;
 
 use crate::manager::ResourceManager;
+use crate::resource::ResourceType;
 use axum::Json;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -154,7 +162,7 @@ impl Call {
     }
 }
 
-fn method_not_allowed(allowed: &str) -> Response {
+pub(crate) fn method_not_allowed(allowed: &str) -> Response {
     let mut r = ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "Method not allowed",
@@ -167,9 +175,8 @@ fn method_not_allowed(allowed: &str) -> Response {
     r
 }
 
-/// Routes every resource path by hand, so unknown type paths, wrong methods
-/// and mode restrictions all get Kuma-shaped errors.
-async fn dispatch(State(s): State<Shared>, req: Request) -> Response {
+/// Splits a request into the call, its body and its path segments.
+pub(crate) fn parse_call(req: Request) -> (Call, Body, Vec<String>) {
     let (parts, body) = req.into_parts();
     let query = form_pairs(parts.uri.query().unwrap_or(""));
     let call = Call {
@@ -185,7 +192,38 @@ async fn dispatch(State(s): State<Shared>, req: Request) -> Response {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
+    (call, body, segs)
+}
+
+/// Whether a path names Secrets (`/secrets[/..]`,
+/// `/meshes/{mesh}/secrets[/..]`), which only the admin server serves.
+fn names_secrets(segs: &[&str]) -> bool {
+    let type_path = match segs {
+        ["meshes", _, path, ..] => path,
+        [path, ..] => path,
+        [] => return false,
+    };
+    ResourceType::from_path(type_path) == Some(ResourceType::Secret)
+}
+
+/// The answer to every secrets path of the public API.
+fn secrets_forbidden() -> Response {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Access Denied",
+        "secrets are served only by the admin server (adminServer.local.port, loopback)",
+    )
+    .into_response()
+}
+
+/// Routes every resource path by hand, so unknown type paths, wrong methods
+/// and mode restrictions all get Kuma-shaped errors.
+async fn dispatch(State(s): State<Shared>, req: Request) -> Response {
+    let (call, body, segs) = parse_call(req);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if names_secrets(&segs) {
+        return secrets_forbidden();
+    }
     let read_only = call.method == Method::GET || call.method == Method::HEAD;
     let result = match segs.as_slice() {
         ["status", "zones"] if read_only => overview::zone_status(&s).await,

@@ -1,0 +1,206 @@
+//! The admin server's router (`adminServer.local.port`, 5679, loopback):
+//! dataplane tokens and Secrets, which the public API does not serve.
+//!
+//! - `POST /tokens` (and `/tokens/dataplane`) with
+//!   `{"name", "mesh"[, "validFor": "24h"]}` answers the token as
+//!   `text/plain`;
+//! - `GET /secrets`, `GET /meshes/{mesh}/secrets` and
+//!   `GET|PUT|DELETE /meshes/{mesh}/secrets/{name}`, with the same shapes,
+//!   paging and errors as the public API's resource endpoints.
+
+use super::{ApiConfig, ApiError, ApiState, method_not_allowed, parse_call, resources};
+use crate::duration::KumaDuration;
+use crate::manager::ResourceManager;
+use crate::tokens::{DataplaneTokens, TokenError, TokenRequest};
+use crate::validation::Violation;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::Value;
+use std::sync::Arc;
+
+struct AdminState {
+    api: ApiState,
+    tokens: DataplaneTokens,
+}
+
+type Shared = Arc<AdminState>;
+
+/// The admin server's router: dataplane tokens and Secrets CRUD. Bind it to
+/// loopback only: it hands out credentials and secret material.
+///
+/// ```
+/// use kuma_core::api::admin_router;
+/// use kuma_core::manager::ResourceManager;
+/// use kuma_core::store::MemoryStore;
+/// use kuma_core::tokens::DataplaneTokens;
+/// use std::sync::Arc;
+///
+/// let manager = ResourceManager::new(Arc::new(MemoryStore::new()));
+/// let app: axum::Router = admin_router(manager.clone(), DataplaneTokens::new(manager));
+/// # let _ = app;
+/// ```
+pub fn admin_router(manager: ResourceManager, tokens: DataplaneTokens) -> Router {
+    let state = Arc::new(AdminState {
+        api: ApiState {
+            manager,
+            config: ApiConfig::default(),
+        },
+        tokens,
+    });
+    let issue = || post(issue_token).fallback(|| async { method_not_allowed("POST") });
+    Router::new()
+        .route("/tokens", issue())
+        .route("/tokens/dataplane", issue())
+        .fallback(dispatch)
+        .with_state(state)
+}
+
+const TOKEN_TITLE: &str = "Could not issue a dataplane token";
+
+fn bad_token_request(causes: Vec<Violation>) -> ApiError {
+    ApiError {
+        causes,
+        ..ApiError::new(StatusCode::BAD_REQUEST, TOKEN_TITLE, "Request is not valid")
+    }
+}
+
+fn cause(field: &str, message: impl Into<String>) -> Violation {
+    Violation {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Reads `{"name", "mesh"[, "validFor"]}`, naming every bad field.
+fn token_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            TOKEN_TITLE,
+            format!(
+                "request body is not JSON ({e}): send {{\"name\": \"<dataplane>\", \"mesh\": \"<mesh>\", \"validFor\": \"24h\"}}"
+            ),
+        )
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            TOKEN_TITLE,
+            "request body must be a JSON object: {\"name\", \"mesh\"[, \"validFor\"]}",
+        ));
+    };
+    let mut causes = Vec::new();
+    let mut text = |field: &str, what: &str| -> String {
+        match object.get(field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            None | Some(Value::Null) => {
+                causes.push(cause(field, format!("must be set: {what}")));
+                String::new()
+            }
+            Some(_) => {
+                causes.push(cause(field, format!("must be a non-empty string: {what}")));
+                String::new()
+            }
+        }
+    };
+    let name = text("name", "the name of the Dataplane the token is for");
+    let mesh = text("mesh", "the mesh of the Dataplane the token is for");
+    let valid_for = match object.get("validFor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.trim().is_empty() => None,
+        Some(Value::String(s)) => match s.trim().parse::<KumaDuration>() {
+            Ok(d) => Some(d.as_duration()),
+            Err(e) => {
+                causes.push(cause("validFor", e.to_string()));
+                None
+            }
+        },
+        Some(_) => {
+            causes.push(cause(
+                "validFor",
+                "must be a duration string like \"24h\" (default 8760h)",
+            ));
+            None
+        }
+    };
+    if causes.is_empty() {
+        Ok(TokenRequest {
+            name,
+            mesh,
+            valid_for,
+        })
+    } else {
+        Err(bad_token_request(causes))
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::InvalidRequest { field, reason } => {
+                bad_token_request(vec![cause(field, reason)])
+            }
+            TokenError::UnknownMesh(m) => ApiError {
+                causes: vec![cause("mesh", format!("mesh {m:?} does not exist"))],
+                ..ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    TOKEN_TITLE,
+                    format!("Mesh {m:?} does not exist: create it first"),
+                )
+            },
+            other if other.is_unauthenticated() => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Unauthenticated",
+                other.to_string(),
+            ),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                TOKEN_TITLE,
+                other.to_string(),
+            ),
+        }
+    }
+}
+
+async fn issue_token(State(s): State<Shared>, body: Bytes) -> Response {
+    let result = async {
+        let request = token_request(&body)?;
+        Ok::<_, ApiError>(s.tokens.issue(&request).await?)
+    }
+    .await;
+    match result {
+        Ok(token) => ([(header::CONTENT_TYPE, "text/plain")], token).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Secrets CRUD, with the public API's handlers; every other path is 404.
+async fn dispatch(State(s): State<Shared>, req: Request) -> Response {
+    let (call, body, segs) = parse_call(req);
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let read_only = call.method == Method::GET || call.method == Method::HEAD;
+    let result = match segs.as_slice() {
+        ["secrets"] | ["meshes", _, "secrets"] if !read_only => return method_not_allowed("GET"),
+        ["secrets"] => resources::list(&s.api, &call, "secrets", None).await,
+        ["meshes", mesh, "secrets"] => resources::list(&s.api, &call, "secrets", Some(mesh)).await,
+        ["meshes", mesh, "secrets", name] => {
+            resources::one(&s.api, &call, body, "secrets", Some(mesh), name).await
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!(
+                "no such endpoint on the admin server: {} (it serves POST /tokens, /secrets and /meshes/{{mesh}}/secrets[/{{name}}])",
+                call.path
+            ),
+        )),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[cfg(test)]
+mod tests;
