@@ -34,6 +34,10 @@
 //! listeners and clusters go into the `static_resources` of a binary
 //! `Bootstrap` (EDS clusters turned STATIC with their load assignment
 //! inlined) and `envoy --mode validate -c bootstrap.pb` must accept it.
+//! When the config refers to the SDS cluster `kuma:sds` (mTLS on), the
+//! bootstrap gets a static HTTP/2 `kuma:sds` cluster, as kuma-dp's bootstrap
+//! has one (validate mode does not resolve gRPC clusters, a running Envoy
+//! does).
 //! Envoy is looked up at `$ENVOY_BIN`, `<workspace>/.venv/bin/envoy`, then
 //! `PATH`; when missing the check is skipped with a message, unless
 //! `CI=true`, where it fails.
@@ -60,6 +64,16 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     DownstreamTlsContext, UpstreamTlsContext,
 };
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::explicit_http_config::ProtocolConfig;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+use envoy_types::pb::envoy::config::core::v3::address::Address as AddressKind;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::config::core::v3::{Address, SocketAddress};
+use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use envoy_types::pb::envoy::config::endpoint::v3::{Endpoint, LbEndpoint, LocalityLbEndpoints};
+use kuma_xds::generate::names::SDS_CLUSTER;
 use kuma_core::manager::ResourceManager;
 use kuma_core::resource::{Resource, ResourceKey, ResourceType};
 use kuma_core::store::{MemoryStore, ResourceStore};
@@ -537,7 +551,7 @@ fn envoy_binary() -> Option<PathBuf> {
 /// resources; EDS clusters become STATIC with their endpoints inlined.
 fn static_bootstrap(scenario: &Scenario, snapshot: &Snapshot) -> Bootstrap {
     let endpoints = snapshot.resources(XdsType::Endpoint);
-    let clusters = snapshot
+    let mut clusters: Vec<Cluster> = snapshot
         .resources(XdsType::Cluster)
         .values()
         .map(|r| {
@@ -561,6 +575,17 @@ fn static_bootstrap(scenario: &Scenario, snapshot: &Snapshot) -> Bootstrap {
         .values()
         .map(|r| Listener::decode(r.body.clone()).unwrap())
         .collect();
+    let refers_to_sds = [XdsType::Cluster, XdsType::Listener]
+        .into_iter()
+        .flat_map(|t| snapshot.resources(t).values())
+        .any(|r| {
+            r.body
+                .windows(SDS_CLUSTER.len())
+                .any(|w| w == SDS_CLUSTER.as_bytes())
+        });
+    if refers_to_sds {
+        clusters.push(sds_cluster());
+    }
     Bootstrap {
         node: Some(EnvoyNode {
             id: format!("{}.{}", scenario.mesh, scenario.proxy),
@@ -572,6 +597,50 @@ fn static_bootstrap(scenario: &Scenario, snapshot: &Snapshot) -> Bootstrap {
             clusters,
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// The SDS cluster of kuma-dp's bootstrap, reduced to what validation
+/// needs: static, HTTP/2 (gRPC), to the control plane's SDS port.
+fn sds_cluster() -> Cluster {
+    let mut http2 = std::collections::HashMap::new();
+    http2.insert(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+        envoy_types::util::pack_any(HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
+                },
+            )),
+            ..Default::default()
+        }),
+    );
+    let socket = SocketAddress {
+        address: "127.0.0.1".into(),
+        port_specifier: Some(PortSpecifier::PortValue(5677)),
+        ..Default::default()
+    };
+    Cluster {
+        name: SDS_CLUSTER.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: SDS_CLUSTER.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: vec![LbEndpoint {
+                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                        address: Some(Address {
+                            address: Some(AddressKind::SocketAddress(socket)),
+                        }),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        typed_extension_protocol_options: http2,
         ..Default::default()
     }
 }
