@@ -1,7 +1,8 @@
 //! Envoy xDS for a Kuma-compatible control plane.
 //!
 //! - [`generate`]: Envoy v3 resources for a Dataplane (listeners, clusters,
-//!   endpoints), as a pure function of its inputs.
+//!   endpoints), as a pure function of its inputs; with mTLS on, TLS
+//!   contexts fed by SDS and TrafficPermission as RBAC.
 //! - [`resource`]: resources encoded once and shared, content-hash versions,
 //!   per-proxy [`resource::Snapshot`]s.
 //! - [`reconcile`]: the event-driven task turning store events into the

@@ -5,6 +5,12 @@
 //! service (its protocol). Endpoints are not part of a proxy's own output:
 //! [`load_assignment`] builds a cluster's endpoints once per mesh, and every
 //! proxy using that cluster shares the encoded result.
+//!
+//! When the proxy's mesh has mTLS on (docs/security.md, "Generated config
+//! with mTLS on"), inbound listeners terminate mTLS and the clusters of mesh
+//! services originate it, with certificates from the SDS secrets
+//! [`names::IDENTITY_CERT_SECRET`] and [`names::MESH_CA_SECRET`]; the
+//! selected TrafficPermission of each inbound becomes an RBAC filter.
 
 mod clusters;
 mod endpoints;
