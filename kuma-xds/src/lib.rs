@@ -11,9 +11,11 @@
 //! - [`ads`]: the ADS gRPC service (state of the world and incremental on one
 //!   port), recording each stream in the proxy's DataplaneInsight ([`insight`]).
 //! - [`bootstrap`]: Envoy bootstrap generation and the `POST /bootstrap` router.
+//! - [`sds`]: the SDS gRPC service serving proxies their mTLS certificate and
+//!   the mesh CA, with rotation.
 //!
-//! The binary wires them: `Reconciler::run` as a task, `AdsServer` into a
-//! tonic server, `bootstrap::router` into an HTTP server.
+//! The binary wires them: `Reconciler::run` as a task, `AdsServer` and
+//! `SdsServer` into tonic servers, `bootstrap::router` into an HTTP server.
 //!
 //! ```
 //! use kuma_xds::generate::{generate, ProxyInput};
@@ -36,4 +38,5 @@ pub mod generate;
 pub mod insight;
 pub mod reconcile;
 pub mod resource;
+pub mod sds;
 mod session;

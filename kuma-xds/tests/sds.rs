@@ -1,0 +1,440 @@
+//! The SDS server over a real gRPC connection: authentication, the
+//! certificate and CA it serves, and pushes on rotation and on change.
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type as SecretType;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use kuma_core::manager::ResourceManager;
+use kuma_core::pki;
+use kuma_core::resource::{Resource, ResourceKey, ResourceType, SecretSpec};
+use kuma_core::store::MemoryStore;
+use kuma_core::tokens::{DataplaneAuth, DataplaneTokens, TokenRequest};
+use kuma_xds::sds::{SECRET_TYPE_URL, SdsServer};
+use prost::Message;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Streaming};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn mesh(mtls: &str) -> Resource {
+    Resource::from_yaml(&format!("type: Mesh\nname: demo\n{mtls}")).unwrap()
+}
+
+fn builtin(expiration: &str) -> String {
+    format!(
+        "mtls:\n  enabledBackend: ca-1\n  backends:\n  - name: ca-1\n    type: builtin\n    dpCert:\n      rotation:\n        expiration: {expiration}\n"
+    )
+}
+
+fn dataplane(services: &[&str]) -> Resource {
+    let mut yaml =
+        "type: Dataplane\nmesh: demo\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n"
+            .to_string();
+    for (i, s) in services.iter().enumerate() {
+        yaml += &format!(
+            "  - port: {}\n    servicePort: 9000\n    tags:\n      kuma.io/service: {s}\n",
+            8080 + i
+        );
+    }
+    Resource::from_yaml(&yaml).unwrap()
+}
+
+struct Cp {
+    manager: ResourceManager,
+    addr: SocketAddr,
+    _stop: watch::Sender<bool>,
+}
+
+async fn start(mtls: &str, tokens: bool) -> Cp {
+    let manager = ResourceManager::new(Arc::new(MemoryStore::new()));
+    manager.create(mesh(mtls)).await.unwrap();
+    manager.create(dataplane(&["web"])).await.unwrap();
+    let auth = if tokens {
+        DataplaneAuth::Tokens(DataplaneTokens::new(manager.clone()))
+    } else {
+        DataplaneAuth::Off
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    let sds = SdsServer::new(manager.clone(), auth).with_shutdown(stop.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut server_stop = stop;
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(sds.into_service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            }),
+    );
+    Cp {
+        manager,
+        addr,
+        _stop: stop_tx,
+    }
+}
+
+async fn client(addr: SocketAddr) -> SecretDiscoveryServiceClient<Channel> {
+    SecretDiscoveryServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+}
+
+fn request(names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+    DiscoveryRequest {
+        node: Some(Node {
+            id: "demo.web-1".into(),
+            ..Default::default()
+        }),
+        resource_names: names.iter().map(|s| s.to_string()).collect(),
+        type_url: SECRET_TYPE_URL.into(),
+        version_info: version.into(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    }
+}
+
+/// A client stream: the sender of requests and the responses.
+struct Stream {
+    tx: mpsc::Sender<DiscoveryRequest>,
+    rx: Streaming<DiscoveryResponse>,
+}
+
+async fn open(
+    addr: SocketAddr,
+    token: Option<&str>,
+    names: &[&str],
+) -> Result<Stream, tonic::Status> {
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(request(names, "", "")).await.unwrap();
+    let mut req = Request::new(ReceiverStream::new(rx));
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let rx = client(addr).await.stream_secrets(req).await?.into_inner();
+    Ok(Stream { tx, rx })
+}
+
+impl Stream {
+    async fn next(&mut self) -> Result<DiscoveryResponse, tonic::Status> {
+        tokio::time::timeout(WAIT, self.rx.message())
+            .await
+            .expect("a response in time")
+            .map(|m| m.expect("stream still open"))
+    }
+
+    async fn ack(&self, r: &DiscoveryResponse, names: &[&str]) {
+        self.tx
+            .send(request(names, &r.version_info, &r.nonce))
+            .await
+            .unwrap();
+    }
+}
+
+fn secrets(r: &DiscoveryResponse) -> Vec<Secret> {
+    assert_eq!(r.type_url, SECRET_TYPE_URL);
+    r.resources
+        .iter()
+        .map(|a| {
+            assert_eq!(a.type_url, SECRET_TYPE_URL);
+            Secret::decode(a.value.as_slice()).unwrap()
+        })
+        .collect()
+}
+
+fn inline(ds: &Option<envoy_types::pb::envoy::config::core::v3::DataSource>) -> String {
+    match ds.as_ref().and_then(|d| d.specifier.as_ref()) {
+        Some(Specifier::InlineBytes(b)) => String::from_utf8(b.clone()).unwrap(),
+        other => panic!("expected inline bytes, got {other:?}"),
+    }
+}
+
+/// (certificate PEM, key PEM) of an `identity_cert` secret.
+fn identity(s: &Secret) -> (String, String) {
+    assert_eq!(s.name, "identity_cert");
+    match &s.r#type {
+        Some(SecretType::TlsCertificate(t)) => {
+            (inline(&t.certificate_chain), inline(&t.private_key))
+        }
+        other => panic!("expected a TLS certificate, got {other:?}"),
+    }
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .unwrap()
+        .1
+        .contents
+}
+
+/// (URI SANs, serial hex) of a certificate.
+fn sans_and_serial(cert_pem: &str) -> (Vec<String>, String) {
+    let der = der(cert_pem);
+    let (_, x509) = X509Certificate::from_der(&der).unwrap();
+    let uris = x509
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .filter_map(|g| match g {
+            GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect();
+    (uris, x509.raw_serial_as_string())
+}
+
+async fn builtin_ca_pem(manager: &ResourceManager) -> String {
+    let key = ResourceKey::new(
+        ResourceType::Secret,
+        Some("demo"),
+        &pki::builtin_ca_cert_secret("demo", "ca-1"),
+    );
+    let secret = manager.get(&key).await.unwrap();
+    String::from_utf8(secret.spec_as::<SecretSpec>().unwrap().bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_token_is_refused() {
+    let cp = start(&builtin("1d"), true).await;
+    let status = match open(cp.addr, None, &["identity_cert"]).await {
+        Ok(mut s) => s.next().await.unwrap_err(),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("missing"), "{}", status.message());
+
+    let tokens = DataplaneTokens::new(cp.manager.clone());
+    let other = tokens
+        .issue(&TokenRequest {
+            name: "web-2".into(),
+            mesh: "demo".into(),
+            valid_for: None,
+        })
+        .await
+        .unwrap();
+    let status = match open(cp.addr, Some(&other), &["identity_cert"]).await {
+        Ok(mut s) => s.next().await.unwrap_err(),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("web-2"), "{}", status.message());
+    assert!(!status.message().contains(&other));
+
+    let good = tokens
+        .issue(&TokenRequest {
+            name: "web-1".into(),
+            mesh: "demo".into(),
+            valid_for: None,
+        })
+        .await
+        .unwrap();
+    let mut s = open(cp.addr, Some(&good), &["identity_cert"])
+        .await
+        .unwrap();
+    let r = s.next().await.unwrap();
+    assert_eq!(secrets(&r).len(), 1);
+}
+
+#[tokio::test]
+async fn serves_the_proxy_identity_and_the_mesh_ca() {
+    let cp = start(&builtin("1d"), false).await;
+    let mut s = open(cp.addr, None, &["identity_cert", "mesh_ca", "bogus"])
+        .await
+        .unwrap();
+    let r = s.next().await.unwrap();
+    assert!(!r.version_info.is_empty() && !r.nonce.is_empty());
+    let got = secrets(&r);
+    // The unknown name is left out; the known ones come sorted by name.
+    assert_eq!(got.len(), 2, "{got:?}");
+    let (cert, key) = identity(&got[0]);
+    assert!(key.contains("BEGIN PRIVATE KEY"));
+    let (uris, _) = sans_and_serial(&cert);
+    assert_eq!(uris, ["spiffe://demo/web"]);
+    let ca_pem = builtin_ca_pem(&cp.manager).await;
+    assert_eq!(got[1].name, "mesh_ca");
+    match &got[1].r#type {
+        Some(SecretType::ValidationContext(v)) => assert_eq!(inline(&v.trusted_ca), ca_pem),
+        other => panic!("{other:?}"),
+    }
+    // Signed by the mesh CA.
+    let ca_der = der(&ca_pem);
+    let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
+    let leaf_der = der(&cert);
+    let (_, leaf) = X509Certificate::from_der(&leaf_der).unwrap();
+    leaf.verify_signature(Some(ca.public_key())).unwrap();
+
+    // ACK: nothing more. A second stream of the same proxy gets the same
+    // (cached) certificate.
+    s.ack(&r, &["identity_cert", "mesh_ca", "bogus"]).await;
+    let mut s2 = open(cp.addr, None, &["identity_cert"]).await.unwrap();
+    let r2 = s2.next().await.unwrap();
+    assert_eq!(identity(&secrets(&r2)[0]).0, cert);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), s.rx.message())
+            .await
+            .is_err(),
+        "no response to an ACK"
+    );
+
+    // The Dataplane's services change: a new certificate is pushed.
+    let mut dp = (*cp
+        .manager
+        .get(&ResourceKey::new(
+            ResourceType::Dataplane,
+            Some("demo"),
+            "web-1",
+        ))
+        .await
+        .unwrap())
+    .clone();
+    let changed = dataplane(&["web", "admin"]);
+    dp.spec = changed.spec;
+    cp.manager.update(dp).await.unwrap();
+    let r3 = s.next().await.unwrap();
+    let (uris, _) = sans_and_serial(&identity(&secrets(&r3)[0]).0);
+    assert_eq!(uris, ["spiffe://demo/admin", "spiffe://demo/web"]);
+}
+
+#[tokio::test]
+async fn rotation_pushes_a_new_certificate() {
+    let cp = start(&builtin("3s"), false).await;
+    let mut s = open(cp.addr, None, &["identity_cert"]).await.unwrap();
+    let r1 = s.next().await.unwrap();
+    let (cert1, _) = identity(&secrets(&r1)[0]);
+    s.ack(&r1, &["identity_cert"]).await;
+    let started = std::time::Instant::now();
+    let r2 = s.next().await.unwrap();
+    let elapsed = started.elapsed();
+    let (cert2, _) = identity(&secrets(&r2)[0]);
+    assert_ne!(sans_and_serial(&cert1).1, sans_and_serial(&cert2).1);
+    assert_ne!(r1.version_info, r2.version_info);
+    // 4/5 of 3 s.
+    assert!(
+        elapsed >= Duration::from_millis(2000) && elapsed <= Duration::from_millis(3500),
+        "{elapsed:?}"
+    );
+    // A NACK of it is not answered with the same version.
+    s.tx.send(DiscoveryRequest {
+        error_detail: Some(RpcStatus {
+            message: "bad".into(),
+            ..Default::default()
+        }),
+        ..request(&["identity_cert"], &r1.version_info, &r2.nonce)
+    })
+    .await
+    .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), s.rx.message())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_sent_until_the_mesh_enables_mtls() {
+    let cp = start("", false).await;
+    let mut s = open(cp.addr, None, &["identity_cert", "mesh_ca"])
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), s.rx.message())
+            .await
+            .is_err(),
+        "nothing while mTLS is off"
+    );
+    let mut m = (*cp
+        .manager
+        .get(&ResourceKey::new(ResourceType::Mesh, None, "demo"))
+        .await
+        .unwrap())
+    .clone();
+    m.spec = mesh(&builtin("1d")).spec;
+    cp.manager.update(m).await.unwrap();
+    let r = s.next().await.unwrap();
+    assert_eq!(secrets(&r).len(), 2);
+
+    // Switching to another CA backend pushes certificates from the new CA.
+    let (cert1, _) = identity(&secrets(&r)[0]);
+    s.ack(&r, &["identity_cert", "mesh_ca"]).await;
+    let mut m = (*cp
+        .manager
+        .get(&ResourceKey::new(ResourceType::Mesh, None, "demo"))
+        .await
+        .unwrap())
+    .clone();
+    m.spec = mesh("mtls:\n  enabledBackend: ca-2\n  backends:\n  - name: ca-1\n    type: builtin\n  - name: ca-2\n    type: builtin\n").spec;
+    cp.manager.update(m).await.unwrap();
+    let r2 = s.next().await.unwrap();
+    let got = secrets(&r2);
+    assert_ne!(identity(&got[0]).0, cert1);
+    let key = ResourceKey::new(
+        ResourceType::Secret,
+        Some("demo"),
+        &pki::builtin_ca_cert_secret("demo", "ca-2"),
+    );
+    let ca2 = String::from_utf8(
+        cp.manager
+            .get(&key)
+            .await
+            .unwrap()
+            .spec_as::<SecretSpec>()
+            .unwrap()
+            .bytes(),
+    )
+    .unwrap();
+    match &got[1].r#type {
+        Some(SecretType::ValidationContext(v)) => assert_eq!(inline(&v.trusted_ca), ca2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unknown_proxies_and_delta_are_refused() {
+    let cp = start(&builtin("1d"), false).await;
+    let (tx, rx) = mpsc::channel(1);
+    let mut req = request(&["identity_cert"], "", "");
+    req.node.as_mut().unwrap().id = "demo.nobody".into();
+    tx.send(req).await.unwrap();
+    let status = match client(cp.addr)
+        .await
+        .stream_secrets(ReceiverStream::new(rx))
+        .await
+    {
+        Ok(r) => r.into_inner().message().await.unwrap_err(),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    let (_tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(1);
+    let status = client(cp.addr)
+        .await
+        .delta_secrets(ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+
+    // FetchSecrets answers once.
+    let r = client(cp.addr)
+        .await
+        .fetch_secrets(request(&["mesh_ca"], "", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(secrets(&r)[0].name, "mesh_ca");
+}
