@@ -1,7 +1,10 @@
 //! The ADS server (`xdsServer.grpcPort`, 5678): state of the world here,
 //! incremental (delta) in [`crate::delta`](self) on the same port.
 //!
-//! Per stream: the first request names the node (`<mesh>.<name>`); a
+//! Per stream: the first request names the node (`<mesh>.<name>`); with
+//! token checks on ([`AdsServer::with_auth`]) the stream's `authorization`
+//! metadata must hold a valid dataplane token for that node, else the stream
+//! ends with `UNAUTHENTICATED` naming the failed check; a
 //! Dataplane carried in the node metadata (`dataplane.resource`, put there by
 //! the bootstrap server for `kuma-dp --dataplane`) is registered, and removed
 //! again when the node's last stream ends. A node with no Dataplane gets a
@@ -21,7 +24,7 @@ use crate::cache::SnapshotCache;
 use crate::insight::InsightRecorder;
 use crate::reconcile::ProxyEvent;
 use crate::resource::{Snapshot, XdsType};
-use crate::session::{AdsProtocol, Session, Shared, drive};
+use crate::session::{AdsProtocol, Session, Shared, StreamAuth, drive};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
@@ -30,6 +33,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use kuma_core::manager::ResourceManager;
+use kuma_core::tokens::DataplaneAuth;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +53,8 @@ pub struct AdsServer {
     shared: Arc<Shared>,
     /// Set to `true` when the server stops: open streams then end.
     stop: Option<watch::Receiver<bool>>,
+    /// Dataplane token checking (off unless [`AdsServer::with_auth`]).
+    auth: DataplaneAuth,
 }
 
 impl std::fmt::Debug for AdsServer {
@@ -78,7 +84,16 @@ impl AdsServer {
                 registrations: Mutex::new(HashMap::new()),
             }),
             stop: None,
+            auth: DataplaneAuth::Off,
         }
+    }
+
+    /// Checks every stream's dataplane token (`authorization` metadata, with
+    /// or without `Bearer `) against its node before serving it. Without
+    /// this call tokens are not checked.
+    pub fn with_auth(mut self, auth: DataplaneAuth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Ends every open stream (with `UNAVAILABLE`, so proxies reconnect)
@@ -114,8 +129,16 @@ impl AggregatedDiscoveryService for AdsServer {
         let shared = self.shared.clone();
         let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = self.stop.clone();
+        let credentials = StreamAuth::from_metadata(&self.auth, request.metadata());
         let protocol = SotwStream::new(shared.clone(), tx);
-        tokio::spawn(drive(protocol, shared, id, stop, request.into_inner()));
+        tokio::spawn(drive(
+            protocol,
+            shared,
+            id,
+            stop,
+            request.into_inner(),
+            credentials,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
@@ -127,8 +150,16 @@ impl AggregatedDiscoveryService for AdsServer {
         let shared = self.shared.clone();
         let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = self.stop.clone();
+        let credentials = StreamAuth::from_metadata(&self.auth, request.metadata());
         let protocol = crate::delta::DeltaStream::new(shared.clone(), tx);
-        tokio::spawn(drive(protocol, shared, id, stop, request.into_inner()));
+        tokio::spawn(drive(
+            protocol,
+            shared,
+            id,
+            stop,
+            request.into_inner(),
+            credentials,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -1,11 +1,16 @@
 //! Envoy bootstrap generation and the bootstrap server (`POST /bootstrap`,
 //! port 5682).
 //!
-//! kuma-dp posts `{"mesh", "name", "adminPort", "dataplaneTokenPath",
-//! "dataplaneResource", "deltaXds", "version": {"kumaDp": {"version"}}}` and
-//! gets an Envoy v3 bootstrap (YAML) whose node id is `<mesh>.<name>`, whose
-//! only static cluster is the ADS server, and whose admin listens on
-//! `127.0.0.1:<adminPort>`. A Dataplane given in the request is validated
+//! kuma-dp posts `{"mesh", "name", "adminPort", "dataplaneToken",
+//! "dataplaneTokenPath", "dataplaneResource", "deltaXds",
+//! "version": {"kumaDp": {"version"}}}` and gets an Envoy v3 bootstrap
+//! (YAML) whose node id is `<mesh>.<name>`, whose only static cluster is the
+//! ADS server, and whose admin listens on `127.0.0.1:<adminPort>`.
+//!
+//! With token checks on, `dataplaneToken` must be a valid dataplane token for
+//! that mesh and name (401 naming the failed check otherwise); the bootstrap
+//! then sends it to the ADS server as the `authorization` initial metadata
+//! of the ADS gRPC service. A Dataplane given in the request is validated
 //! here and travels in the node metadata, so the ADS server registers it on
 //! every (re)connect.
 
@@ -20,6 +25,7 @@ use axum::routing::post;
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::{DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG};
 use kuma_core::store::StoreError;
+use kuma_core::tokens::DataplaneAuth;
 use kuma_core::validation::Violation;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -34,8 +40,8 @@ pub struct BootstrapConfig {
     pub xds_port: u16,
 }
 
-/// What kuma-dp asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// What kuma-dp asks for. `Debug` leaves the token out.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BootstrapRequest {
     /// The Dataplane's mesh.
@@ -47,7 +53,11 @@ pub struct BootstrapRequest {
     /// Port of Envoy's admin interface.
     #[serde(default)]
     pub admin_port: u16,
-    /// Path of the dataplane token file (not used before tokens exist).
+    /// The dataplane token (the content of kuma-dp's token file), or empty.
+    #[serde(default)]
+    pub dataplane_token: String,
+    /// Path of the dataplane token file on the proxy's host (informational:
+    /// the token itself travels in `dataplaneToken`).
     #[serde(default)]
     pub dataplane_token_path: String,
     /// The Dataplane to register (JSON or YAML text), or empty.
@@ -61,8 +71,28 @@ pub struct BootstrapRequest {
     pub version: Value,
 }
 
-/// Everything the bootstrap depends on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for BootstrapRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapRequest")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("admin_port", &self.admin_port)
+            .field("dataplane_token", &redacted(&self.dataplane_token))
+            .field("dataplane_token_path", &self.dataplane_token_path)
+            .field("dataplane_resource", &self.dataplane_resource)
+            .field("delta_xds", &self.delta_xds)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+/// What `Debug` shows for a token.
+fn redacted(token: &str) -> &'static str {
+    if token.is_empty() { "" } else { "<redacted>" }
+}
+
+/// Everything the bootstrap depends on. `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BootstrapParams {
     /// `<mesh>.<name>`.
     pub node_id: String,
@@ -80,6 +110,28 @@ pub struct BootstrapParams {
     pub kuma_dp_version: Option<String>,
     /// Delta instead of state-of-the-world ADS.
     pub delta_xds: bool,
+    /// The dataplane token Envoy presents on its ADS stream (the
+    /// `authorization` initial metadata), if any.
+    pub dataplane_token: Option<String>,
+}
+
+impl std::fmt::Debug for BootstrapParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapParams")
+            .field("node_id", &self.node_id)
+            .field("service", &self.service)
+            .field("admin_port", &self.admin_port)
+            .field("xds_host", &self.xds_host)
+            .field("xds_port", &self.xds_port)
+            .field("dataplane_resource", &self.dataplane_resource)
+            .field("kuma_dp_version", &self.kuma_dp_version)
+            .field("delta_xds", &self.delta_xds)
+            .field(
+                "dataplane_token",
+                &self.dataplane_token.as_deref().map(redacted),
+            )
+            .finish()
+    }
 }
 
 /// The Envoy v3 bootstrap for `p`, as a JSON value (YAML is a rendering).
@@ -95,6 +147,10 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
         "dataplane.admin.port".into(),
         Value::String(p.admin_port.to_string()),
     );
+    let mut ads_service = json!({"envoy_grpc": {"cluster_name": "ads_cluster"}});
+    if let Some(token) = &p.dataplane_token {
+        ads_service["initial_metadata"] = json!([{"key": "authorization", "value": token}]);
+    }
     json!({
         "node": {
             "id": p.node_id,
@@ -108,7 +164,7 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
             "ads_config": {
                 "api_type": if p.delta_xds { "DELTA_GRPC" } else { "GRPC" },
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "ads_cluster"}}],
+                "grpc_services": [ads_service],
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
@@ -155,13 +211,19 @@ fn cause(field: &str, message: impl Into<String>) -> Violation {
 struct ServerState {
     manager: ResourceManager,
     config: BootstrapConfig,
+    auth: DataplaneAuth,
 }
 
-/// The bootstrap server's router: `POST /bootstrap`.
-pub fn router(manager: ResourceManager, config: BootstrapConfig) -> Router {
+/// The bootstrap server's router: `POST /bootstrap`, checking dataplane
+/// tokens as `auth` says.
+pub fn router(manager: ResourceManager, config: BootstrapConfig, auth: DataplaneAuth) -> Router {
     Router::new()
         .route("/bootstrap", post(handle))
-        .with_state(Arc::new(ServerState { manager, config }))
+        .with_state(Arc::new(ServerState {
+            manager,
+            config,
+            auth,
+        }))
 }
 
 fn service_of(spec: &DataplaneSpec) -> String {
@@ -207,6 +269,24 @@ async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Byt
             );
         }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), vec![]),
+    }
+    // Before the Dataplane is looked at: an unauthenticated caller learns
+    // nothing about it.
+    let token = kuma_core::tokens::strip_bearer(&req.dataplane_token);
+    let token = (!token.is_empty()).then_some(token);
+    if let Err(e) = s.auth.check(token, &req.mesh, &req.name).await {
+        let (status, field) = if e.is_unauthenticated() {
+            (StatusCode::UNAUTHORIZED, "dataplaneToken")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "")
+        };
+        tracing::warn!(mesh = %req.mesh, name = %req.name, error = %e, "refused a bootstrap request");
+        let causes = if field.is_empty() {
+            vec![]
+        } else {
+            vec![cause(field, e.to_string())]
+        };
+        return error(status, e.to_string(), causes);
     }
     let (service, resource_json) = if req.dataplane_resource.trim().is_empty() {
         let key = ResourceKey::new(ResourceType::Dataplane, Some(&req.mesh), &req.name);
@@ -311,6 +391,8 @@ async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Byt
             .as_str()
             .map(str::to_string),
         delta_xds: req.delta_xds,
+        // Also with checks off: a proxy that has a token keeps presenting it.
+        dataplane_token: token.map(str::to_string),
     };
     match serde_yaml_ng::to_string(&bootstrap(&params)) {
         Ok(yaml) => ([(header::CONTENT_TYPE, "application/x-yaml")], yaml).into_response(),

@@ -1,5 +1,7 @@
 //! What every ADS stream does, whatever its flavour (state of the world or
-//! delta): identify the node, register the Dataplane it carries, record the
+//! delta): identify the node, check its dataplane token (the `authorization`
+//! metadata of the stream) when token checks are on, register the Dataplane
+//! it carries, record the
 //! subscription in the DataplaneInsight, tell the reconciler the proxy is
 //! connected (and, once it ACKs its listeners, ready), and undo all of that
 //! when the stream ends.
@@ -14,6 +16,7 @@ use envoy_types::pb::google::protobuf::value::Kind;
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::{Resource, ResourceKey, ResourceType};
 use kuma_core::store::StoreError;
+use kuma_core::tokens::DataplaneAuth;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +61,58 @@ fn envoy_version(node: &Node) -> Option<String> {
     }
 }
 
+/// How a stream authenticates: the server's token checking and the token
+/// the stream presented (its `authorization` metadata, `Bearer ` prefix
+/// removed). Deliberately not `Debug`: the token is a credential.
+pub(crate) struct StreamAuth {
+    /// Whether and how tokens are checked.
+    pub(crate) auth: DataplaneAuth,
+    /// The presented token, if any.
+    pub(crate) token: Option<String>,
+}
+
+impl StreamAuth {
+    /// The credentials of a stream whose request carried `metadata`.
+    pub(crate) fn from_metadata(
+        auth: &DataplaneAuth,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Self {
+        let token = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(kuma_core::tokens::strip_bearer)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        Self {
+            auth: auth.clone(),
+            token,
+        }
+    }
+
+    /// Checks the token for `node`; the error is the status to end the
+    /// stream with. On success, the token to hand to config generation
+    /// (`None` when checks are off).
+    async fn check(&self, node: &NodeId) -> Result<Option<Arc<str>>, Status> {
+        match self
+            .auth
+            .check(self.token.as_deref(), &node.mesh, &node.name)
+            .await
+        {
+            Ok(()) if self.auth.is_on() => Ok(self.token.as_deref().map(Arc::from)),
+            Ok(()) => Ok(None),
+            Err(e) if e.is_unauthenticated() => {
+                // The error names the failed check, never the token.
+                warn!(node = %node, error = %e, "refused a proxy's ADS stream");
+                Err(Status::unauthenticated(e.to_string()))
+            }
+            Err(e) => {
+                warn!(node = %node, error = %e, "could not check a proxy's dataplane token");
+                Err(Status::unavailable(e.to_string()))
+            }
+        }
+    }
+}
+
 /// One proxy's stream, from its first request to its end.
 pub(crate) struct Session {
     shared: Arc<Shared>,
@@ -78,12 +133,15 @@ impl Session {
         shared: &Arc<Shared>,
         node_pb: Option<&Node>,
         stream: u64,
+        credentials: &StreamAuth,
     ) -> Result<Self, Status> {
         let node_pb = node_pb
             .ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
         let node = NodeId::parse(&node_pb.id).ok_or_else(|| {
             Status::invalid_argument(format!("node id {:?} is not <mesh>.<name>", node_pb.id))
         })?;
+        // Before anything is registered or recorded for the node.
+        let token = credentials.check(&node).await?;
         let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
             Some(text) => {
                 register(shared, &node, &text).await?;
@@ -109,13 +167,10 @@ impl Session {
         );
         insight.flush(&shared.manager).await;
         let watch = shared.cache.watch(&node);
-        // TODO(token checks): pass the dataplane token this stream presented,
-        // once validated, so the proxy's SDS config sources carry it
-        // (`ProxyEvent::Connected::token`); `None` while tokens are not
-        // checked.
+        // The validated token goes to the proxy's own SDS config sources.
         let _ = shared.proxies.send(ProxyEvent::Connected {
             node: node.clone(),
-            token: None,
+            token,
         });
         Ok(Self {
             shared: shared.clone(),
@@ -274,12 +329,13 @@ pub(crate) async fn drive<P: AdsProtocol>(
     stream: u64,
     mut stop: Option<watch::Receiver<bool>>,
     mut inbound: Streaming<P::Request>,
+    credentials: StreamAuth,
 ) {
     let first = match inbound.message().await {
         Ok(Some(r)) => r,
         _ => return,
     };
-    let mut session = match Session::open(&shared, P::node(&first), stream).await {
+    let mut session = match Session::open(&shared, P::node(&first), stream, &credentials).await {
         Ok(s) => s,
         Err(status) => return protocol.fail(status).await,
     };

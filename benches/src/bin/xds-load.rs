@@ -126,6 +126,8 @@ fn start_kuma_cp(bin: &str) -> Result<KumaCp> {
     ] {
         cmd.env(v, "0");
     }
+    // The load streams measure ADS, not dataplane token checks.
+    cmd.env("KUMA_DP_SERVER_AUTH_TYPE", "none");
     let mut child = cmd.spawn().with_context(|| format!("starting {bin}"))?;
     let stderr = child.stderr.take().context("kuma-cp stderr")?;
     let (tx, rx) = std_mpsc::channel::<(String, String)>();

@@ -70,6 +70,10 @@ pub struct KumaCpConfig {
     /// `bootstrapServer`: `POST /bootstrap` for kuma-dp.
     #[serde(deserialize_with = "de_section")]
     pub bootstrap_server: BootstrapServerConfig,
+    /// `dpServer`: how the servers that accept proxies (bootstrap, ADS,
+    /// SDS) authenticate them.
+    #[serde(deserialize_with = "de_section")]
+    pub dp_server: DpServerConfig,
     /// `multizone`: global and remote settings (KDS).
     #[serde(deserialize_with = "de_section")]
     pub multizone: MultizoneConfig,
@@ -171,6 +175,49 @@ impl FromStr for StoreType {
             "postgres" => Ok(StoreType::Postgres),
             _ => Err(format!(
                 "unknown store type {s:?}, expected one of memory, postgres"
+            )),
+        }
+    }
+}
+
+/// How proxies authenticate (`dpServer.auth.type`,
+/// `KUMA_DP_SERVER_AUTH_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DpAuthType {
+    /// Every proxy presents a dataplane token for its Dataplane (the
+    /// default).
+    #[default]
+    DpToken,
+    /// No authentication: any proxy may connect as any Dataplane.
+    None,
+}
+
+impl DpAuthType {
+    /// The name used in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpAuthType::DpToken => "dpToken",
+            DpAuthType::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for DpAuthType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DpAuthType {
+    type Err = String;
+
+    /// Parses `dpToken` or `none` (ASCII case-insensitive).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "dptoken" => Ok(DpAuthType::DpToken),
+            "none" => Ok(DpAuthType::None),
+            _ => Err(format!(
+                "unknown dataplane authentication type {s:?}, expected one of dpToken, none"
             )),
         }
     }
@@ -391,6 +438,24 @@ impl Default for BootstrapParamsConfig {
             xds_port: 5678,
         }
     }
+}
+
+/// `dpServer`: the servers that accept proxies.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DpServerConfig {
+    /// `dpServer.auth`: how proxies authenticate.
+    #[serde(deserialize_with = "de_section")]
+    pub auth: DpServerAuthConfig,
+}
+
+/// `dpServer.auth`: how proxies authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct DpServerAuthConfig {
+    /// `dpServer.auth.type`: dpToken (default) or none.
+    #[serde(rename = "type")]
+    pub auth_type: DpAuthType,
 }
 
 /// `multizone`: settings of global and remote control planes.
@@ -776,6 +841,14 @@ pub static ENV_KEYS: &[EnvKey] = &[
         "15678",
         bootstrap_server.params.xds_port,
         parse_port,
+        show_display
+    ),
+    env_key!(
+        "dpServer.auth.type",
+        "KUMA_DP_SERVER_AUTH_TYPE",
+        "none",
+        dp_server.auth.auth_type,
+        str::parse::<DpAuthType>,
         show_display
     ),
     env_key!(
@@ -1246,6 +1319,18 @@ impl<'de> Deserialize<'de> for StoreType {
     }
 }
 
+impl Serialize for DpAuthType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DpAuthType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        required(d, str::parse::<DpAuthType>)
+    }
+}
+
 fn ser_display<T: fmt::Display, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(value)
 }
@@ -1345,6 +1430,7 @@ mod tests {
         assert_eq!(c.bootstrap_server.port, 5682);
         assert_eq!(c.bootstrap_server.params.xds_host, None);
         assert_eq!(c.bootstrap_server.params.xds_port, 5678);
+        assert_eq!(c.dp_server.auth.auth_type, DpAuthType::DpToken);
         assert_eq!(c.multizone.global.kds.grpc_port, 5685);
         assert_eq!(c.multizone.remote.zone, "");
         assert_eq!(c.multizone.remote.global_address, "");
@@ -1467,6 +1553,7 @@ mod tests {
             "KUMA_BOOTSTRAP_SERVER_PORT",
             "KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_HOST",
             "KUMA_BOOTSTRAP_SERVER_PARAMS_XDS_PORT",
+            "KUMA_DP_SERVER_AUTH_TYPE",
             "KUMA_MULTIZONE_GLOBAL_KDS_GRPC_PORT",
             "KUMA_MULTIZONE_REMOTE_ZONE",
             "KUMA_MULTIZONE_REMOTE_GLOBAL_ADDRESS",
@@ -1558,6 +1645,10 @@ mod tests {
             r#"invalid configuration: store.type (KUMA_STORE_TYPE): unknown store type "etcd", expected one of memory, postgres"#
         );
         assert_eq!(
+            err_env(&[("KUMA_DP_SERVER_AUTH_TYPE", "jwt")]),
+            r#"invalid configuration: dpServer.auth.type (KUMA_DP_SERVER_AUTH_TYPE): unknown dataplane authentication type "jwt", expected one of dpToken, none"#
+        );
+        assert_eq!(
             err_env(&[("KUMA_API_SERVER_READ_ONLY", "yes")]),
             r#"invalid configuration: apiServer.readOnly (KUMA_API_SERVER_READ_ONLY): "yes" is not a boolean (true, false, 1, 0)"#
         );
@@ -1593,6 +1684,14 @@ mod tests {
             err,
             format!(
                 r#"invalid configuration: mode (in {}): unknown mode "foo", expected one of standalone, global, remote (zone)"#,
+                path.display()
+            )
+        );
+        let (err, path) = err_yaml("dpServer:\n  auth:\n    type: token\n");
+        assert_eq!(
+            err,
+            format!(
+                r#"invalid configuration: dpServer.auth.type (in {}): unknown dataplane authentication type "token", expected one of dpToken, none"#,
                 path.display()
             )
         );
@@ -1709,6 +1808,22 @@ mod tests {
             err,
             "invalid configuration: general.advertisedHostname: must not be empty (set it in the file or with KUMA_GENERAL_ADVERTISED_HOSTNAME)"
         );
+    }
+
+    #[test]
+    fn dp_server_auth_type_accepts_dp_token_and_none_in_any_case() {
+        assert_eq!(
+            load_env(&[("KUMA_DP_SERVER_AUTH_TYPE", "NONE")])
+                .unwrap()
+                .dp_server
+                .auth
+                .auth_type,
+            DpAuthType::None
+        );
+        let c = load_yaml("dpServer:\n  auth:\n    type: dptoken\n").unwrap();
+        assert_eq!(c.dp_server.auth.auth_type, DpAuthType::DpToken);
+        let c = load_yaml("dpServer:\n  auth:\n    type: none\n").unwrap();
+        assert!(c.to_yaml().contains("dpServer:\n  auth:\n    type: none"));
     }
 
     #[test]
@@ -1852,6 +1967,7 @@ mod tests {
             "adminServer:\n  local:\n    port: 5679",
             "apiServer:\n  port: 5681\n  readOnly: false",
             "bootstrapServer:\n  port: 5682\n  params:\n    xdsHost: null\n    xdsPort: 5678",
+            "dpServer:\n  auth:\n    type: dpToken",
             "    kds:\n      grpcPort: 5685",
             "dnsServer:\n  domain: mesh\n  port: 5653\n  CIDR: 240.0.0.0/4",
             "  skipMeshCreation: false",

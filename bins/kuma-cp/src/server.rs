@@ -1,8 +1,9 @@
 //! Wires the library components into servers: store, manager, default mesh,
-//! the HTTP API and the diagnostics server; binds every port and shuts down
+//! the HTTP API, the admin server (dataplane tokens and Secrets, loopback
+//! only) and the diagnostics server; binds every port and shuts down
 //! gracefully on SIGINT/SIGTERM.
 
-use crate::config::{KumaCpConfig, Mode, StoreType};
+use crate::config::{DpAuthType, KumaCpConfig, Mode, StoreType};
 use crate::diagnostics::{Diagnostics, RequestLabels};
 use anyhow::{Context, Result, bail};
 use axum::Router;
@@ -13,6 +14,7 @@ use kuma_core::api::{self, ApiConfig, ApiMode, Catalog};
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::Resource;
 use kuma_core::store::{MemoryStore, ResourceStore, StoreError};
+use kuma_core::tokens::{DataplaneAuth, DataplaneTokens};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -28,6 +30,15 @@ pub(crate) async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAdd
     let listener = TcpListener::bind(("0.0.0.0", port))
         .await
         .with_context(|| format!("cannot listen on {key} {port}"))?;
+    let addr = listener.local_addr()?;
+    Ok((listener, addr))
+}
+
+/// Binds `port` on 127.0.0.1 only (the admin server hands out credentials).
+async fn bind_loopback(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on {key} 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
 }
@@ -129,6 +140,18 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     )
     .await?;
     let (api_listener, api_addr) = bind("apiServer.port", config.api_server.port).await?;
+    let (admin_listener, admin_addr) =
+        bind_loopback("adminServer.local.port", config.admin_server.local.port).await?;
+    let tokens = DataplaneTokens::new(manager.clone());
+    let dp_auth = match config.dp_server.auth.auth_type {
+        DpAuthType::DpToken => DataplaneAuth::Tokens(tokens.clone()),
+        DpAuthType::None => {
+            tracing::warn!(
+                "dpServer.auth.type is none: proxies are not authenticated and may connect as any Dataplane"
+            );
+            DataplaneAuth::Off
+        }
+    };
     // The data-plane servers (ADS, bootstrap) run in standalone and remote modes.
     let xds_listeners = match config.mode {
         Mode::Global => None,
@@ -154,7 +177,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         version: VERSION.to_string(),
         catalog: Catalog {
             bootstrap_url: format!("http://{host}:{bootstrap_port}"),
-            admin_local_url: format!("http://localhost:{}", config.admin_server.local.port),
+            admin_local_url: format!("http://localhost:{}", admin_addr.port()),
             admin_public_url: String::new(),
             monitoring_assignment_url: format!(
                 "grpc://{host}:{}",
@@ -179,9 +202,16 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
             stop_rx.clone(),
         ),
         serve("api", api_listener, api_app, stop_rx.clone()),
+        serve(
+            "admin",
+            admin_listener,
+            api::admin_router(manager.clone(), tokens),
+            stop_rx.clone(),
+        ),
     ];
     info!(server = "diagnostics", address = %diag_addr, "listening");
     info!(server = "api", address = %api_addr, "listening");
+    info!(server = "admin", address = %admin_addr, "listening");
     let mut tasks = Vec::new();
     if let Some(listeners) = xds_listeners {
         tasks.extend(crate::xds::start(
@@ -189,6 +219,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
             &config,
             &manager,
             store.clone(),
+            dp_auth,
             stop_rx.clone(),
         )?);
     }

@@ -6,6 +6,7 @@ use crate::config::KumaCpConfig;
 use anyhow::Result;
 use kuma_core::manager::ResourceManager;
 use kuma_core::store::ResourceStore;
+use kuma_core::tokens::DataplaneAuth;
 use kuma_xds::ads::AdsServer;
 use kuma_xds::bootstrap::{self, BootstrapConfig};
 use kuma_xds::cache::SnapshotCache;
@@ -42,12 +43,14 @@ pub async fn bind(config: &KumaCpConfig) -> Result<XdsListeners> {
     })
 }
 
-/// Starts the reconciler, the ADS server and the bootstrap server.
+/// Starts the reconciler, the ADS server and the bootstrap server; both
+/// servers check dataplane tokens as `auth` says.
 pub fn start(
     listeners: XdsListeners,
     config: &KumaCpConfig,
     manager: &ResourceManager,
     store: Arc<dyn ResourceStore>,
+    auth: DataplaneAuth,
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let cache = Arc::new(SnapshotCache::new());
@@ -60,8 +63,9 @@ pub fn start(
         config.general.advertised_hostname,
         std::process::id()
     );
-    let ads =
-        AdsServer::new(manager.clone(), cache, proxies_tx, instance_id).with_shutdown(stop.clone());
+    let ads = AdsServer::new(manager.clone(), cache, proxies_tx, instance_id)
+        .with_shutdown(stop.clone())
+        .with_auth(auth.clone());
     let mut ads_stop = stop.clone();
     let incoming = TcpListenerStream::new(listeners.xds);
     let ads_task = tokio::spawn(async move {
@@ -82,7 +86,7 @@ pub fn start(
         xds_host: config.bootstrap_server.params.xds_host.clone(),
         xds_port: listeners.xds_addr.port(),
     };
-    let app = bootstrap::router(manager.clone(), bootstrap_config);
+    let app = bootstrap::router(manager.clone(), bootstrap_config, auth);
     let bootstrap_task = crate::server::serve("bootstrap", listeners.bootstrap, app, stop.clone());
     info!(server = "bootstrap", address = %listeners.bootstrap_addr, "listening");
     // The reconciler ends when the store or the ADS server goes away.

@@ -40,8 +40,8 @@ pub struct KumaDpVersion {
     pub version: String,
 }
 
-/// Body of `POST /bootstrap`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Body of `POST /bootstrap`. `Debug` leaves the token out.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BootstrapRequest {
     /// Mesh of the Dataplane.
@@ -50,6 +50,8 @@ pub struct BootstrapRequest {
     pub name: String,
     /// Envoy admin port chosen locally.
     pub admin_port: u16,
+    /// The dataplane token, or empty.
+    pub dataplane_token: String,
     /// Path of the dataplane token file, or empty.
     pub dataplane_token_path: String,
     /// The Dataplane resource as JSON text, or empty.
@@ -58,6 +60,28 @@ pub struct BootstrapRequest {
     pub delta_xds: bool,
     /// Versions of the local components.
     pub version: VersionInfo,
+}
+
+impl fmt::Debug for BootstrapRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BootstrapRequest")
+            .field("mesh", &self.mesh)
+            .field("name", &self.name)
+            .field("admin_port", &self.admin_port)
+            .field(
+                "dataplane_token",
+                &if self.dataplane_token.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("dataplane_token_path", &self.dataplane_token_path)
+            .field("dataplane_resource", &self.dataplane_resource)
+            .field("delta_xds", &self.delta_xds)
+            .field("version", &self.version)
+            .finish()
+    }
 }
 
 impl BootstrapRequest {
@@ -277,7 +301,8 @@ impl Client {
         let url = self.bootstrap_url()?;
         let body = serde_json::to_string(req)
             .map_err(|e| AttemptError::Fatal(anyhow::anyhow!("encoding the request: {e}")))?;
-        tracing::debug!(%url, %body, "requesting bootstrap");
+        // Not the body: it carries the token.
+        tracing::debug!(%url, mesh = %req.mesh, name = %req.name, "requesting bootstrap");
         let mut resp = self
             .agent
             .post(&url)
@@ -371,6 +396,7 @@ mod tests {
             mesh: "default".into(),
             name: "web-1".into(),
             admin_port: 30001,
+            dataplane_token: "a.b.c".into(),
             dataplane_token_path: String::new(),
             dataplane_resource: String::new(),
             delta_xds: false,
@@ -383,12 +409,14 @@ mod tests {
                 "mesh": "default",
                 "name": "web-1",
                 "adminPort": 30001,
+                "dataplaneToken": "a.b.c",
                 "dataplaneTokenPath": "",
                 "dataplaneResource": "",
                 "deltaXds": false,
                 "version": {"kumaDp": {"version": env!("CARGO_PKG_VERSION")}}
             })
         );
+        assert!(!format!("{req:?}").contains("a.b.c"));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use crate::admin_port::AdminPortRange;
 use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 /// Top-level command line.
 #[derive(Debug, Parser)]
@@ -61,6 +63,25 @@ impl LogLevel {
     }
 }
 
+/// A dataplane token given on the command line. `Debug` does not show it:
+/// it is a credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(pub String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl FromStr for Token {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Token(s.to_string()))
+    }
+}
+
 /// Log levels Envoy accepts for `--log-level`.
 pub const ENVOY_LOG_LEVELS: [&str; 8] = [
     "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
@@ -106,13 +127,25 @@ pub struct RunArgs {
     )]
     pub dataplane_var: Vec<(String, String)>,
 
-    /// File with the dataplane token, handed to the control plane's bootstrap.
+    /// File with the dataplane token (from `kumactl generate
+    /// dataplane-token`), sent to the control plane's bootstrap server.
     #[arg(
         long = "dataplane-token-file",
         env = "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
-        value_name = "FILE"
+        value_name = "FILE",
+        conflicts_with = "dataplane_token"
     )]
     pub dataplane_token_file: Option<PathBuf>,
+
+    /// The dataplane token itself (prefer --dataplane-token-file: a flag's
+    /// value shows in the process list).
+    #[arg(
+        long = "dataplane-token",
+        env = "KUMA_DATAPLANE_RUNTIME_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub dataplane_token: Option<Token>,
 
     /// Envoy admin port, or a range FROM-TO to take the first free port from
     /// [default: first free port >= 30001].
@@ -222,6 +255,27 @@ mod tests {
             "--dataplane",
             "x",
             "--dataplane-file",
+            "f",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn token_flags_conflict_and_hide_the_token() {
+        let cli =
+            Cli::try_parse_from(["kuma-dp", "run", "--dataplane-token", "abc.def.ghi"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(args.dataplane_token, Some(Token("abc.def.ghi".into())));
+        assert!(!format!("{args:?}").contains("abc.def.ghi"));
+        let err = Cli::try_parse_from([
+            "kuma-dp",
+            "run",
+            "--dataplane-token",
+            "t",
+            "--dataplane-token-file",
             "f",
         ])
         .unwrap_err();

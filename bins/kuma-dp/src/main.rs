@@ -79,16 +79,55 @@ fn config_dir(given: Option<&PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfi
     }
 }
 
-/// Token path for the request: absolute, so Envoy finds it whatever its
-/// working directory; checked to be readable.
-fn token_path(given: Option<&PathBuf>) -> anyhow::Result<String> {
-    let Some(path) = given.filter(|p| !p.as_os_str().is_empty()) else {
-        return Ok(String::new());
+/// The dataplane token and its file's absolute path (empty when not
+/// given), from `--dataplane-token` or `--dataplane-token-file`; an
+/// unreadable or empty file is an error.
+fn dataplane_token(args: &RunArgs) -> anyhow::Result<(String, String)> {
+    if let Some(token) = &args.dataplane_token {
+        let token = token.0.trim();
+        if token.is_empty() {
+            anyhow::bail!(
+                "--dataplane-token (KUMA_DATAPLANE_RUNTIME_TOKEN) is empty: pass the token printed by \
+                 `kumactl generate dataplane-token`"
+            );
+        }
+        return Ok((token.to_string(), String::new()));
+    }
+    let Some(path) = args
+        .dataplane_token_file
+        .as_ref()
+        .filter(|p| !p.as_os_str().is_empty())
+    else {
+        return Ok((String::new(), String::new()));
     };
-    std::fs::File::open(path)
+    let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read --dataplane-token-file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!(
+            "--dataplane-token-file {} is empty: write the token printed by \
+             `kumactl generate dataplane-token --name NAME --mesh MESH` into it",
+            path.display()
+        );
+    }
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-    Ok(abs.display().to_string())
+    Ok((token.to_string(), abs.display().to_string()))
+}
+
+/// Writes `text` to `path` readable by its owner only: the bootstrap holds
+/// the dataplane token.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file left by an earlier run keeps its mode: tighten it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -97,7 +136,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let identity = dataplane::load(&args)?;
     let binary = envoy::resolve_binary(&args.binary_path, std::env::var_os("PATH").as_deref())?;
     let client = bootstrap::Client::new(&args.cp_address)?;
-    let dataplane_token_path = token_path(args.dataplane_token_file.as_ref())?;
+    let (dataplane_token, dataplane_token_path) = dataplane_token(&args)?;
     let admin_port = args.admin_port.unwrap_or_default().pick()?;
     tracing::info!(
         name = %identity.name,
@@ -113,6 +152,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         mesh: identity.mesh.clone(),
         name: identity.name.clone(),
         admin_port,
+        dataplane_token,
         dataplane_token_path,
         dataplane_resource: identity
             .resource
@@ -133,7 +173,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     };
 
     let config_path = dir.join("bootstrap.yaml");
-    std::fs::write(&config_path, yaml)
+    write_private(&config_path, &yaml)
         .with_context(|| format!("cannot write the bootstrap to {}", config_path.display()))?;
     tracing::info!(path = %config_path.display(), "Envoy bootstrap written");
 

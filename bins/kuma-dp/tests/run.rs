@@ -181,6 +181,7 @@ fn kuma_dp(args: &[&str], stderr_file: &Path) -> Child {
         "KUMA_DATAPLANE_RUNTIME_BINARY_PATH",
         "KUMA_DATAPLANE_RUNTIME_CONFIG_DIR",
         "KUMA_DATAPLANE_RUNTIME_TOKEN_PATH",
+        "KUMA_DATAPLANE_RUNTIME_TOKEN",
     ] {
         cmd.env_remove(var);
     }
@@ -313,6 +314,13 @@ fn runs_envoy_with_the_bootstrap_and_forwards_sigterm() {
     assert_eq!(
         body["dataplaneTokenPath"].as_str().unwrap(),
         token.to_str().unwrap()
+    );
+    assert_eq!(body["dataplaneToken"], "secret-token");
+    // kuma-dp's own log never shows the token.
+    assert!(
+        !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("secret-token")
     );
     assert_eq!(body["deltaXds"], false);
     assert_eq!(
@@ -605,6 +613,41 @@ fn invalid_dataplane_fails_before_contacting_the_control_plane() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("{{ address }}"), "{text}");
     assert!(server.requests().is_empty());
+}
+
+#[test]
+fn unreadable_or_empty_token_files_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let envoy = fake_envoy(tmp.path(), "exec sleep 30");
+    let empty = tmp.path().join("empty-token");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    let missing = tmp.path().join("no-token-here");
+    for (file, expected) in [
+        (
+            &empty,
+            "is empty: write the token printed by `kumactl generate dataplane-token",
+        ),
+        (&missing, "cannot read --dataplane-token-file"),
+    ] {
+        let log = tmp.path().join("kuma-dp.log");
+        let mut dp = kuma_dp(
+            &[
+                "--cp-address",
+                "http://127.0.0.1:1",
+                "--name",
+                "x",
+                "--dataplane-token-file",
+                file.to_str().unwrap(),
+                "--binary-path",
+                envoy.to_str().unwrap(),
+            ],
+            &log,
+        );
+        assert_eq!(wait_exit(&mut dp, Duration::from_secs(15)).code(), Some(1));
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains(expected), "{text}");
+        assert!(text.contains(file.to_str().unwrap()), "{text}");
+    }
 }
 
 #[test]

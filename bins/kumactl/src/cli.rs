@@ -32,6 +32,9 @@ pub enum Command {
     /// Show resources together with their runtime status.
     #[command(subcommand)]
     Inspect(InspectCommand),
+    /// Generate credentials (dataplane tokens) on the admin server.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Manage the kumactl configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -120,6 +123,28 @@ pub struct InspectArgs {
     pub output: Output,
 }
 
+/// `kumactl generate`.
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Generate a dataplane token for `kuma-dp --dataplane-token-file`.
+    #[command(name = "dataplane-token")]
+    DataplaneToken(DataplaneTokenArgs),
+}
+
+/// `kumactl generate dataplane-token`.
+#[derive(Debug, Args)]
+pub struct DataplaneTokenArgs {
+    /// Name of the Dataplane the token is for.
+    #[arg(long)]
+    pub name: String,
+    /// Mesh of the Dataplane.
+    #[arg(short, long, default_value = "default")]
+    pub mesh: String,
+    /// How long the token is valid, e.g. `24h` [default: 8760h].
+    #[arg(long, value_name = "DURATION")]
+    pub valid_for: Option<String>,
+}
+
 /// `kumactl config`.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -188,6 +213,27 @@ mod tests {
         };
         assert_eq!(args.vars, vec!["a=1", "b=2"]);
         assert!(args.dry_run);
+    }
+
+    #[test]
+    fn generate_dataplane_token_flags() {
+        let cli = Cli::try_parse_from([
+            "kumactl",
+            "generate",
+            "dataplane-token",
+            "--name",
+            "web-1",
+            "--valid-for",
+            "24h",
+        ])
+        .unwrap();
+        let Command::Generate(GenerateCommand::DataplaneToken(args)) = cli.command else {
+            panic!("not generate dataplane-token");
+        };
+        assert_eq!(args.name, "web-1");
+        assert_eq!(args.mesh, "default");
+        assert_eq!(args.valid_for.as_deref(), Some("24h"));
+        assert!(Cli::try_parse_from(["kumactl", "generate", "dataplane-token"]).is_err());
     }
 
     #[test]

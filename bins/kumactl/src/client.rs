@@ -175,6 +175,19 @@ impl Client {
         })
     }
 
+    /// `POST` a JSON body to a path; the answer's text (e.g. a token).
+    pub fn post_text(&self, path: &str, body: &Value) -> Result<String, ClientError> {
+        let url = self.url(path);
+        let request = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(body.to_string());
+        let (status, text) = self.send(&url, request)?;
+        expect_ok(&url, status, &text)?;
+        Ok(text)
+    }
+
     /// `DELETE` a path.
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
         let url = self.url(path);

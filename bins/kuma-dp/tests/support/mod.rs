@@ -2,6 +2,13 @@
 //! `kuma-dp` binaries of this workspace, tiny HTTP apps that name the
 //! instance that answered, and bounded polling helpers.
 //!
+//! Dataplane tokens are checked by default, so every proxy started here gets
+//! a token issued through the control plane's admin server
+//! (`POST /tokens`) and passed with `--dataplane-token-file`, unless a test
+//! asks for something else ([`DpToken`]). The token signing keys live in the
+//! in-memory store, so a control plane restarted on the same ports gets them
+//! back through its admin server, as a persistent store would keep them.
+//!
 //! Every child process runs in its own process group and the whole group
 //! (kuma-dp and its Envoy) is terminated, then killed, when its guard drops,
 //! also while a test panics; the logs of every process are then printed.
@@ -258,6 +265,21 @@ pub fn http_get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
+/// `POST url` with a JSON body -> (status, body).
+pub fn http_post_json(url: &str, json: &str) -> Result<(u16, String), String> {
+    let mut resp = agent()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .send(json)
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((status, body))
+}
+
 /// `PUT url` with a JSON body -> (status, body).
 pub fn http_put_json(url: &str, json: &str) -> Result<(u16, String), String> {
     let mut resp = agent()
@@ -506,6 +528,7 @@ async fn serve_connection(mut conn: tokio::net::TcpStream, name: String, hits: A
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpPorts {
     pub api: u16,
+    pub admin: u16,
     pub xds: u16,
     pub bootstrap: u16,
     pub diagnostics: u16,
@@ -516,7 +539,13 @@ pub struct CpPorts {
 pub struct ControlPlane {
     pub proc: Proc,
     pub ports: CpPorts,
+    /// Where the signing keys of meshes with issued tokens are kept, for a
+    /// restart on the same ports.
+    keys_dir: PathBuf,
 }
+
+/// The name of a mesh's token signing key Secret.
+const SIGNING_KEY: &str = "dataplane-token-signing-key";
 
 fn listening_port(log: &str, server: &str) -> Option<u16> {
     let needle = format!("listening server=\"{server}\" address=");
@@ -531,6 +560,16 @@ impl ControlPlane {
     /// Starts kuma-cp with its log in `dir/<tag>.log`, on `ports` (the same
     /// ports as an earlier run) or on ephemeral ports.
     pub fn start(dir: &Path, tag: &str, ports: Option<CpPorts>) -> ControlPlane {
+        Self::start_with_env(dir, tag, ports, &[])
+    }
+
+    /// As [`ControlPlane::start`], with extra environment variables.
+    pub fn start_with_env(
+        dir: &Path,
+        tag: &str,
+        ports: Option<CpPorts>,
+        env: &[(&str, &str)],
+    ) -> ControlPlane {
         let mut cmd = Command::new(kuma_cp_bin());
         cmd.arg("run");
         clean_kuma_env(&mut cmd);
@@ -541,8 +580,9 @@ impl ControlPlane {
             .env("KUMA_XDS_SERVER_DIAGNOSTICS_PORT", p(|c| c.diagnostics))
             .env("KUMA_DNS_SERVER_PORT", p(|c| c.dns))
             .env("KUMA_SDS_SERVER_GRPC_PORT", "0")
-            .env("KUMA_ADMIN_SERVER_LOCAL_PORT", "0")
-            .env("KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT", "0");
+            .env("KUMA_ADMIN_SERVER_LOCAL_PORT", p(|c| c.admin))
+            .env("KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT", "0")
+            .envs(env.iter().copied());
         let mut proc = Proc::spawn(tag, cmd, &dir.join(format!("{tag}.log")));
         let log = wait_for(
             "kuma-cp to log `kuma-cp is ready`",
@@ -564,19 +604,75 @@ impl ControlPlane {
         };
         let bound = CpPorts {
             api: port("api"),
+            admin: port("admin"),
             xds: port("xds"),
             bootstrap: port("bootstrap"),
             diagnostics: port("diagnostics"),
             dns: port("dns"),
         };
+        let cp = ControlPlane {
+            proc,
+            ports: bound,
+            keys_dir: dir.join("signing-keys"),
+        };
         if let Some(wanted) = ports {
             assert_eq!(bound, wanted, "kuma-cp did not come back on the same ports");
+            cp.restore_signing_keys();
         }
-        ControlPlane { proc, ports: bound }
+        cp
     }
 
     pub fn api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.ports.api)
+    }
+
+    /// The admin server (tokens, Secrets), loopback only.
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.admin)
+    }
+
+    /// `POST /tokens` on the admin server -> (status, body).
+    pub fn request_token(&self, mesh: &str, name: &str) -> (u16, String) {
+        let url = format!("{}/tokens", self.admin_url());
+        let body = serde_json::json!({"mesh": mesh, "name": name}).to_string();
+        http_post_json(&url, &body).unwrap_or_else(|e| panic!("POST {url} failed: {e}"))
+    }
+
+    /// A dataplane token for `name` in `mesh`, issued by the admin server.
+    pub fn issue_token(&self, mesh: &str, name: &str) -> String {
+        let (status, token) = self.request_token(mesh, name);
+        assert_eq!(status, 200, "issuing a token for {mesh}/{name}: {token}");
+        self.save_signing_key(mesh);
+        token
+    }
+
+    fn save_signing_key(&self, mesh: &str) {
+        let url = format!("{}/meshes/{mesh}/secrets/{SIGNING_KEY}", self.admin_url());
+        let (status, body) = http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(status, 200, "GET {url}: {body}");
+        std::fs::create_dir_all(&self.keys_dir).expect("creating the keys dir");
+        std::fs::write(self.keys_dir.join(format!("{mesh}.json")), body)
+            .expect("saving a signing key");
+    }
+
+    /// Puts the signing keys saved by an earlier run back (the in-memory
+    /// store forgot them), so the proxies' tokens stay valid.
+    fn restore_signing_keys(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.keys_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let body = std::fs::read_to_string(entry.path()).expect("reading a signing key");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("signing key JSON");
+            let mesh = v["mesh"].as_str().expect("the key's mesh");
+            let secret = serde_json::json!({
+                "type": "Secret", "mesh": mesh, "name": SIGNING_KEY, "data": v["data"],
+            });
+            let url = format!("{}/meshes/{mesh}/secrets/{SIGNING_KEY}", self.admin_url());
+            let (status, body) = http_put_json(&url, &secret.to_string())
+                .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+            assert!(status == 200 || status == 201, "PUT {url}: {status} {body}");
+        }
     }
 
     /// Names of the Dataplanes of mesh `default`, or `None` if the API did
@@ -661,6 +757,25 @@ networking:
     )
 }
 
+/// Which dataplane token a proxy started by the harness presents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DpToken {
+    /// One issued for its own Dataplane (the `name` and `mesh` of its YAML)
+    /// by the control plane's admin server.
+    Issue,
+    /// None at all.
+    Without,
+    /// This one (written to a file passed with `--dataplane-token-file`).
+    Given(String),
+}
+
+/// The value of a top-level `key: value` line of a resource's YAML.
+fn top_level(yaml: &str, key: &str) -> Option<String> {
+    yaml.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+}
+
 impl Dataplane {
     /// Starts kuma-dp with `yaml` as `--dataplane-file`, files in `dir`.
     pub fn start(cp: &ControlPlane, envoy: &Path, dir: &Path, name: &str, yaml: &str) -> Dataplane {
@@ -676,6 +791,33 @@ impl Dataplane {
         yaml: &str,
         extra: &[&str],
     ) -> Dataplane {
+        Self::start_with_token(cp, envoy, dir, name, yaml, extra, DpToken::Issue)
+    }
+
+    /// As [`Dataplane::start_with`], presenting `token`.
+    pub fn start_with_token(
+        cp: &ControlPlane,
+        envoy: &Path,
+        dir: &Path,
+        name: &str,
+        yaml: &str,
+        extra: &[&str],
+        token: DpToken,
+    ) -> Dataplane {
+        let token = match token {
+            DpToken::Issue => {
+                let dp_name = top_level(yaml, "name").unwrap_or_else(|| name.to_string());
+                let mesh = top_level(yaml, "mesh").unwrap_or_else(|| "default".to_string());
+                Some(cp.issue_token(&mesh, &dp_name))
+            }
+            DpToken::Without => None,
+            DpToken::Given(t) => Some(t),
+        };
+        let token_file = token.map(|t| {
+            let path = dir.join(format!("{name}.token"));
+            std::fs::write(&path, t).expect("writing the token file");
+            path
+        });
         let file = dir.join(format!("{name}.yaml"));
         std::fs::write(&file, yaml).expect("writing the Dataplane file");
         let config_dir = dir.join(format!("{name}-config"));
@@ -697,6 +839,9 @@ impl Dataplane {
             .arg("--config-dir")
             .arg(&config_dir)
             .args(extra);
+        if let Some(path) = &token_file {
+            cmd.arg("--dataplane-token-file").arg(path);
+        }
         let proc = Proc::spawn(name, cmd, &dir.join(format!("{name}.log")));
         Dataplane {
             name: name.to_string(),

@@ -2,14 +2,15 @@
 //!
 //! Every document is parsed before anything is sent, so a typo in the third
 //! document leaves the first two unapplied. Resources are then PUT in order,
-//! stopping at the first error the server answers.
+//! stopping at the first error the server answers. Secrets go to the admin
+//! server (the API refuses them), everything else to the API.
 
 use super::{Env, emit};
 use crate::cli::ApplyArgs;
 use crate::template::{parse_vars, split_documents, substitute};
 use crate::types::resource_path;
 use anyhow::{Context as _, Result, anyhow, bail};
-use kuma_core::resource::{DecodeError, Resource, Scope};
+use kuma_core::resource::{DecodeError, Resource, ResourceType, Scope};
 use std::io::Read;
 
 pub fn run(env: &Env, args: &ApplyArgs) -> Result<()> {
@@ -25,10 +26,20 @@ pub fn run(env: &Env, args: &ApplyArgs) -> Result<()> {
         return emit(&docs.join("---\n"));
     }
     let client = env.client()?;
+    let mut admin = None;
     for res in &resources {
+        let ty = res.resource_type();
         let mesh = res.meta.mesh.as_deref();
-        let path = resource_path(res.resource_type(), mesh, &res.meta.name);
-        client.put(&path, &res.to_json_value())?;
+        let path = resource_path(ty, mesh, &res.meta.name);
+        let target = if ty == ResourceType::Secret {
+            match &mut admin {
+                Some(c) => &*c,
+                None => &*admin.insert(env.admin_client("admin")?),
+            }
+        } else {
+            &client
+        };
+        target.put(&path, &res.to_json_value())?;
     }
     Ok(())
 }
@@ -90,7 +101,6 @@ fn parse_document(index: usize, doc: &str) -> Result<Resource> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kuma_core::resource::ResourceType;
 
     const TWO: &str = "type: Mesh\nname: demo\n---\n\
         type: TrafficPermission\nmesh: demo\nname: allow\n\

@@ -9,6 +9,7 @@ use kuma_core::resource::Scope;
 pub fn run(env: &Env, args: &DeleteArgs) -> Result<()> {
     let ty = parse_type(&args.resource_type)?;
     let mesh = (ty.scope() == Scope::Mesh).then_some(args.mesh.as_str());
-    env.client()?.delete(&resource_path(ty, mesh, &args.name))?;
+    env.client_for(ty)?
+        .delete(&resource_path(ty, mesh, &args.name))?;
     emit(&format!("deleted {ty} {:?}\n", args.name))
 }

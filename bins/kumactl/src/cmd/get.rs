@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 pub fn run(env: &Env, args: &GetArgs) -> Result<()> {
     let ty = parse_type(&args.resource_type)?;
     let mesh = (ty.scope() == Scope::Mesh).then_some(args.mesh.as_str());
-    let client = env.client()?;
+    let client = env.client_for(ty)?;
     let (items, value) = match &args.name {
         Some(name) => {
             let one = client.get(&resource_path(ty, mesh, name))?;

@@ -4,14 +4,16 @@ mod apply;
 mod completion;
 mod config;
 mod delete;
+mod generate;
 mod get;
 mod inspect;
 mod version;
 
-use crate::cli::{Cli, Command, ConfigCommand, InspectCommand, Output};
+use crate::cli::{Cli, Command, ConfigCommand, GenerateCommand, InspectCommand, Output};
 use crate::client::Client;
 use crate::config::{KumactlConfig, default_path};
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
+use kuma_core::resource::ResourceType;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::PathBuf;
@@ -45,6 +47,37 @@ impl Env {
         let cp = config.current_control_plane()?;
         Ok(Client::new(&cp.coordinates.api_server.url))
     }
+
+    /// A client for the control plane's admin server (dataplane tokens,
+    /// Secrets), found through the API's `/catalog`: `apis.<api>.localUrl`
+    /// (`dataplaneToken` or `admin`). It listens on the control plane's
+    /// loopback interface only, so kumactl must run on that host.
+    pub fn admin_client(&self, api: &str) -> Result<Client> {
+        let catalog = self
+            .client()?
+            .get("/catalog")
+            .context("could not read the control plane's catalog to find its admin server")?;
+        let url = [api, "admin"]
+            .iter()
+            .filter_map(|a| catalog.pointer(&format!("/apis/{a}/localUrl"))?.as_str())
+            .find(|u| !u.trim().is_empty());
+        match url {
+            Some(url) => Ok(Client::new(url.trim())),
+            None => bail!(
+                "the control plane's catalog names no admin server (apis.{api}.localUrl is empty)"
+            ),
+        }
+    }
+
+    /// The client serving resources of type `ty`: the admin server for
+    /// Secrets (the API refuses them), the API for everything else.
+    pub fn client_for(&self, ty: ResourceType) -> Result<Client> {
+        if ty == ResourceType::Secret {
+            self.admin_client("admin")
+        } else {
+            self.client()
+        }
+    }
 }
 
 /// Runs the parsed command line.
@@ -59,6 +92,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Delete(args) => delete::run(&env, &args),
         Command::Inspect(InspectCommand::Dataplanes(args)) => inspect::dataplanes(&env, &args),
         Command::Inspect(InspectCommand::Meshes(args)) => inspect::meshes(&env, &args),
+        Command::Generate(GenerateCommand::DataplaneToken(args)) => {
+            generate::dataplane_token(&env, &args)
+        }
         Command::Config(ConfigCommand::ControlPlanes(cmd)) => config::run(&env, cmd),
         Command::Completion { shell } => completion::run(shell),
         Command::Version => version::run(&env),
