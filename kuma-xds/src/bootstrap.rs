@@ -4,8 +4,10 @@
 //! kuma-dp posts `{"mesh", "name", "adminPort", "dataplaneToken",
 //! "dataplaneTokenPath", "dataplaneResource", "deltaXds",
 //! "version": {"kumaDp": {"version"}}}` and gets an Envoy v3 bootstrap
-//! (YAML) whose node id is `<mesh>.<name>`, whose only static cluster is the
-//! ADS server, and whose admin listens on `127.0.0.1:<adminPort>`.
+//! (YAML) whose node id is `<mesh>.<name>`, whose static clusters are the
+//! ADS server (`ads_cluster`) and, when configured, the SDS server
+//! (`kuma:sds`, TLS trusting the control plane's SDS CA, see
+//! [`SdsBootstrap`]), and whose admin listens on `127.0.0.1:<adminPort>`.
 //!
 //! With token checks on, `dataplaneToken` must be a valid dataplane token for
 //! that mesh and name (401 naming the failed check otherwise); the bootstrap
@@ -15,6 +17,7 @@
 //! every (re)connect.
 
 use crate::ads::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
+use crate::generate::names::SDS_CLUSTER;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -38,6 +41,19 @@ pub struct BootstrapConfig {
     pub xds_host: Option<String>,
     /// Port Envoy dials for ADS.
     pub xds_port: u16,
+    /// The SDS server Envoy gets mTLS certificates from (the `kuma:sds`
+    /// cluster); `None`: no such cluster.
+    pub sds: Option<SdsBootstrap>,
+}
+
+/// Where and how Envoy reaches the control plane's SDS server: on the ADS
+/// host, over TLS trusting the control plane's own SDS CA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SdsBootstrap {
+    /// Port of the SDS server (`sdsServer.grpcPort`).
+    pub port: u16,
+    /// The CA certificate (PEM) the SDS server's certificate is issued by.
+    pub ca_pem: String,
 }
 
 /// What kuma-dp asks for. `Debug` leaves the token out.
@@ -113,6 +129,8 @@ pub struct BootstrapParams {
     /// The dataplane token Envoy presents on its ADS stream (the
     /// `authorization` initial metadata), if any.
     pub dataplane_token: Option<String>,
+    /// The SDS server, for the `kuma:sds` cluster.
+    pub sds: Option<SdsBootstrap>,
 }
 
 impl std::fmt::Debug for BootstrapParams {
@@ -130,6 +148,7 @@ impl std::fmt::Debug for BootstrapParams {
                 "dataplane_token",
                 &self.dataplane_token.as_deref().map(redacted),
             )
+            .field("sds", &self.sds)
             .finish()
     }
 }
@@ -151,6 +170,14 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
     if let Some(token) = &p.dataplane_token {
         ads_service["initial_metadata"] = json!([{"key": "authorization", "value": token}]);
     }
+    let mut clusters = vec![control_plane_cluster(
+        "ads_cluster",
+        &p.xds_host,
+        p.xds_port,
+    )];
+    if let Some(sds) = &p.sds {
+        clusters.push(sds_cluster(&p.xds_host, sds));
+    }
     json!({
         "node": {
             "id": p.node_id,
@@ -169,30 +196,57 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {
-            "clusters": [{
-                "name": "ads_cluster",
-                "type": "STRICT_DNS",
-                // kuma-cp listens on IPv4; `localhost` must not resolve to ::1 only.
-                "dns_lookup_family": "V4_PREFERRED",
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}},
-                    },
-                },
-                "upstream_connection_options": {"tcp_keepalive": {}},
-                "load_assignment": {
-                    "cluster_name": "ads_cluster",
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                        "address": p.xds_host,
-                        "port_value": p.xds_port,
-                    }}}}]}],
-                },
-            }],
+        "static_resources": {"clusters": clusters},
+    })
+}
+
+/// A static HTTP/2 cluster to a control-plane gRPC server.
+fn control_plane_cluster(name: &str, host: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STRICT_DNS",
+        // kuma-cp listens on IPv4; `localhost` must not resolve to ::1 only.
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            },
+        },
+        "upstream_connection_options": {"tcp_keepalive": {}},
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+                "address": host,
+                "port_value": port,
+            }}}}]}],
         },
     })
+}
+
+/// The `kuma:sds` cluster: the SDS server on the ADS host, over TLS that
+/// trusts only the control plane's own SDS CA (generated at start and
+/// signing nothing but the SDS server's certificate, so the chain alone
+/// authenticates the server, whatever name the proxy reaches it by). SNI is
+/// the host when it is a name; TLS has no SNI for IP addresses.
+fn sds_cluster(host: &str, sds: &SdsBootstrap) -> Value {
+    let mut cluster = control_plane_cluster(SDS_CLUSTER, host, sds.port);
+    let mut tls = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "validation_context": {"trusted_ca": {"inline_string": sds.ca_pem}},
+        },
+    });
+    if host.parse::<std::net::IpAddr>().is_err() {
+        tls["sni"] = json!(host);
+    }
+    cluster["transport_socket"] = json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": tls,
+    });
+    cluster
 }
 
 /// A 4xx/5xx in Kuma's error shape.
@@ -393,6 +447,7 @@ async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Byt
         delta_xds: req.delta_xds,
         // Also with checks off: a proxy that has a token keeps presenting it.
         dataplane_token: token.map(str::to_string),
+        sds: s.config.sds.clone(),
     };
     match serde_yaml_ng::to_string(&bootstrap(&params)) {
         Ok(yaml) => ([(header::CONTENT_TYPE, "application/x-yaml")], yaml).into_response(),

@@ -438,3 +438,235 @@ async fn unknown_proxies_and_delta_are_refused() {
         .into_inner();
     assert_eq!(secrets(&r)[0].name, "mesh_ca");
 }
+
+// ---------------------------------------------------------------------------
+// A real Envoy, configured by the bootstrap's `kuma:sds` cluster, fetching
+// its secrets over TLS with its token, and taking a rotation.
+
+fn envoy_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("ENVOY_BIN") {
+        return Some(p.into());
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/envoy");
+    if venv.exists() {
+        return Some(venv);
+    }
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("envoy"))
+        .find(|p| p.is_file())
+}
+
+/// An SDS config source for `name` through `kuma:sds` with the token.
+fn sds_secret(name: &str, token: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "sds_config": {
+            "resource_api_version": "V3",
+            "api_config_source": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{
+                    "envoy_grpc": {"cluster_name": "kuma:sds"},
+                    "initial_metadata": [{"key": "authorization", "value": token}],
+                }],
+            },
+        },
+    })
+}
+
+/// GET `path` from Envoy's admin: the body (de-chunked).
+async fn admin_get(admin: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(admin).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).await.ok()?;
+    let (head, mut rest) = response.split_once("\r\n\r\n")?;
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some(rest.to_string());
+    }
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(body);
+        }
+        body.push_str(after.get(..size)?);
+        rest = after.get(size + 2..)?;
+    }
+}
+
+/// The serial numbers of the certificates Envoy holds with `uri` as SAN.
+fn serials_with_san(certs: &str, uri: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(certs) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for c in v["certificates"].as_array().into_iter().flatten() {
+        for chain in c["cert_chain"].as_array().into_iter().flatten() {
+            let has = chain["subject_alt_names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["uri"] == uri);
+            if has {
+                out.push(
+                    chain["serial_number"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn envoy_gets_and_rotates_its_certificate_through_the_bootstrap_cluster() {
+    use kuma_xds::bootstrap::{BootstrapParams, SdsBootstrap, bootstrap};
+    let Some(envoy) = envoy_binary() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but no Envoy"
+        );
+        eprintln!("skipped: no Envoy binary (ENVOY_BIN, .venv/bin/envoy or PATH)");
+        return;
+    };
+    // The SDS server over TLS, as kuma-cp serves it, with tokens checked.
+    let manager = ResourceManager::new(Arc::new(MemoryStore::new()));
+    manager.create(mesh(&builtin("4s"))).await.unwrap();
+    manager.create(dataplane(&["web"])).await.unwrap();
+    let tokens = DataplaneTokens::new(manager.clone());
+    let token = tokens
+        .issue(&TokenRequest {
+            name: "web-1".into(),
+            mesh: "demo".into(),
+            valid_for: None,
+        })
+        .await
+        .unwrap();
+    let (ca, server) = pki::generate_server_tls(
+        &["localhost".into(), "127.0.0.1".into()],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let sds = SdsServer::new(manager.clone(), DataplaneAuth::Tokens(tokens));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sds_port = listener.local_addr().unwrap().port();
+    let tls = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(server.cert_pem, server.key_pem),
+    );
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_service(sds.into_service())
+            .serve_with_incoming(TcpListenerStream::new(listener)),
+    );
+
+    // kuma-dp's bootstrap, with a static TLS listener using the two secrets
+    // (instead of ADS, which this test does not run).
+    let mut b = bootstrap(&BootstrapParams {
+        node_id: "demo.web-1".into(),
+        service: "web".into(),
+        admin_port: 0,
+        xds_host: "localhost".into(),
+        xds_port: 1,
+        dataplane_resource: None,
+        kuma_dp_version: None,
+        delta_xds: false,
+        dataplane_token: Some(token.clone()),
+        sds: Some(SdsBootstrap {
+            port: sds_port,
+            ca_pem: ca.cert_pem.clone(),
+        }),
+    });
+    let sds_cluster = b["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "kuma:sds")
+        .cloned()
+        .expect("kuma:sds cluster");
+    assert_eq!(
+        sds_cluster["transport_socket"]["typed_config"]["sni"],
+        "localhost"
+    );
+    b.as_object_mut().unwrap().remove("dynamic_resources");
+    b["static_resources"]["listeners"] = serde_json::json!([{
+        "name": "inbound",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.tcp_proxy",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    "stat_prefix": "inbound",
+                    "cluster": "ads_cluster",
+                },
+            }],
+            "transport_socket": {
+                "name": "envoy.transport_sockets.tls",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                    "require_client_certificate": true,
+                    "common_tls_context": {
+                        "tls_certificate_sds_secret_configs": [sds_secret("identity_cert", &token)],
+                        "validation_context_sds_secret_config": sds_secret("mesh_ca", &token),
+                    },
+                },
+            },
+        }],
+    }]);
+    let dir = std::env::temp_dir().join(format!("kuma-sds-envoy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("bootstrap.json");
+    std::fs::write(&config, serde_json::to_vec(&b).unwrap()).unwrap();
+    let admin_file = dir.join("admin");
+    let mut child = tokio::process::Command::new(&envoy)
+        .arg("-c")
+        .arg(&config)
+        .arg("--admin-address-path")
+        .arg(&admin_file)
+        .args(["--disable-hot-restart", "-l", "warning"])
+        .arg("--base-id")
+        .arg((std::process::id() % 60_000 + 1000).to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Envoy holds a certificate for spiffe://demo/web, then a rotated one
+    // (4/5 of 4 s later).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut first: Option<String> = None;
+    let rotated = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Envoy did not get (then rotate) its certificate; first serial: {first:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(admin) = std::fs::read_to_string(&admin_file) else {
+            continue;
+        };
+        let Some(certs) = admin_get(admin.trim(), "/certs").await else {
+            continue;
+        };
+        let serials = serials_with_san(&certs, "spiffe://demo/web");
+        match (&first, serials.first()) {
+            (None, Some(s)) => first = Some(s.clone()),
+            (Some(f), Some(s)) if s != f => break s.clone(),
+            _ => {}
+        }
+    };
+    assert_ne!(Some(rotated), first);
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,22 +1,25 @@
 //! The xDS side of the control plane: the ADS gRPC server
-//! (`xdsServer.grpcPort`), the bootstrap server (`bootstrapServer.port`) and
+//! (`xdsServer.grpcPort`), the SDS gRPC server over TLS
+//! (`sdsServer.grpcPort`), the bootstrap server (`bootstrapServer.port`) and
 //! the reconciler that turns store events into proxy snapshots.
 
 use crate::config::KumaCpConfig;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use kuma_core::manager::ResourceManager;
 use kuma_core::store::ResourceStore;
 use kuma_core::tokens::DataplaneAuth;
 use kuma_xds::ads::AdsServer;
-use kuma_xds::bootstrap::{self, BootstrapConfig};
+use kuma_xds::bootstrap::{self, BootstrapConfig, SdsBootstrap};
 use kuma_xds::cache::SnapshotCache;
 use kuma_xds::reconcile::Reconciler;
+use kuma_xds::sds::SdsServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::info;
 
 /// The bound xDS and bootstrap sockets.
@@ -27,19 +30,26 @@ pub struct XdsListeners {
     bootstrap: TcpListener,
     /// Where the bootstrap server listens.
     pub bootstrap_addr: SocketAddr,
+    sds: TcpListener,
+    /// Where SDS listens.
+    pub sds_addr: SocketAddr,
 }
 
-/// Binds the ADS and bootstrap ports (0: ephemeral).
+/// Binds the ADS, SDS and bootstrap ports (0: ephemeral).
 pub async fn bind(config: &KumaCpConfig) -> Result<XdsListeners> {
     let (xds, xds_addr) =
         crate::server::bind("xdsServer.grpcPort", config.xds_server.grpc_port).await?;
     let (bootstrap, bootstrap_addr) =
         crate::server::bind("bootstrapServer.port", config.bootstrap_server.port).await?;
+    let (sds, sds_addr) =
+        crate::server::bind("sdsServer.grpcPort", config.sds_server.grpc_port).await?;
     Ok(XdsListeners {
         xds,
         xds_addr,
         bootstrap,
         bootstrap_addr,
+        sds,
+        sds_addr,
     })
 }
 
@@ -66,6 +76,14 @@ pub fn start(
     let ads = AdsServer::new(manager.clone(), cache, proxies_tx, instance_id)
         .with_shutdown(stop.clone())
         .with_auth(auth.clone());
+    let (sds_task, sds_ca_pem) = start_sds(
+        listeners.sds,
+        listeners.sds_addr,
+        config,
+        manager,
+        auth.clone(),
+        stop.clone(),
+    )?;
     let mut ads_stop = stop.clone();
     let incoming = TcpListenerStream::new(listeners.xds);
     let ads_task = tokio::spawn(async move {
@@ -85,6 +103,10 @@ pub fn start(
     let bootstrap_config = BootstrapConfig {
         xds_host: config.bootstrap_server.params.xds_host.clone(),
         xds_port: listeners.xds_addr.port(),
+        sds: Some(SdsBootstrap {
+            port: listeners.sds_addr.port(),
+            ca_pem: sds_ca_pem,
+        }),
     };
     let app = bootstrap::router(manager.clone(), bootstrap_config, auth);
     let bootstrap_task = crate::server::serve("bootstrap", listeners.bootstrap, app, stop.clone());
@@ -95,5 +117,53 @@ pub fn start(
         let _ = reconcile_stop.wait_for(|s| *s).await;
         reconcile_task.abort();
     });
-    Ok(vec![ads_task, bootstrap_task, reconcile_guard])
+    Ok(vec![ads_task, sds_task, bootstrap_task, reconcile_guard])
+}
+
+/// How long the SDS server's own certificate is valid: it is generated at
+/// every start, so this only has to outlive the process.
+const SDS_TLS_VALIDITY: std::time::Duration = kuma_core::pki::DEFAULT_CA_VALIDITY;
+
+/// Generates the SDS server's TLS material (a CA of its own and a server
+/// certificate for `localhost`, `127.0.0.1`, `::1`, the advertised hostname
+/// and the bootstrap's xDS host) and serves SDS over TLS on `listener`.
+/// Returns the server task and the CA certificate (PEM) proxies trust.
+fn start_sds(
+    listener: TcpListener,
+    addr: SocketAddr,
+    config: &KumaCpConfig,
+    manager: &ResourceManager,
+    auth: DataplaneAuth,
+    stop: watch::Receiver<bool>,
+) -> Result<(JoinHandle<()>, String)> {
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        config.general.advertised_hostname.clone(),
+    ];
+    sans.extend(config.bootstrap_server.params.xds_host.clone());
+    let (ca, server) = kuma_core::pki::generate_server_tls(&sans, SDS_TLS_VALIDITY)
+        .context("generating the SDS server's TLS certificate")?;
+    let tls = ServerTlsConfig::new().identity(Identity::from_pem(server.cert_pem, server.key_pem));
+    let sds = SdsServer::new(manager.clone(), auth).with_shutdown(stop.clone());
+    let builder = tonic::transport::Server::builder()
+        .tls_config(tls)
+        .context("configuring TLS for sdsServer.grpcPort")?;
+    let mut sds_stop = stop;
+    let incoming = TcpListenerStream::new(listener);
+    let task = tokio::spawn(async move {
+        let result = builder
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            .add_service(sds.into_service())
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = sds_stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(server = "sds", error = %e, "server failed");
+        }
+    });
+    info!(server = "sds", address = %addr, "listening");
+    Ok((task, ca.cert_pem))
 }
