@@ -6,7 +6,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
-/// Spec of a `Secret` resource: opaque bytes, written as base64.
+/// Spec of a `Secret` resource: opaque bytes, written as base64. `Debug`
+/// shows only their length, so secrets never reach logs.
 ///
 /// ```
 /// use kuma_core::resource::{Resource, SecretSpec};
@@ -15,12 +16,29 @@ use serde::{Deserialize, Serialize};
 /// res.validate().unwrap();
 /// assert_eq!(res.spec_as::<SecretSpec>().unwrap().bytes(), b"hello");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretSpec {
     /// The secret bytes, base64-encoded (standard alphabet, padded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data: String,
+}
+
+impl std::fmt::Debug for SecretSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretSpec")
+            .field("data", &Redacted(self.data.len()))
+            .finish()
+    }
+}
+
+/// What `Debug` shows instead of secret material: its length.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} characters redacted>", self.0)
+    }
 }
 
 /// Decodes base64 the way protobuf's JSON mapping accepts it: standard or
@@ -60,8 +78,8 @@ impl SecretSpec {
 
 /// Where secret material comes from (Kuma's `DataSource`): exactly one of a
 /// Secret in the same mesh, a file on the control plane, inline base64 bytes
-/// or an inline string.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// or an inline string. `Debug` does not show inline data.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DataSource {
     /// The name of a Secret in the same mesh.
@@ -72,6 +90,20 @@ pub enum DataSource {
     Inline(String),
     /// The data itself, as plain text.
     InlineString(String),
+}
+
+impl std::fmt::Debug for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataSource::Secret(name) => f.debug_tuple("Secret").field(name).finish(),
+            DataSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            DataSource::Inline(b64) => f.debug_tuple("Inline").field(&Redacted(b64.len())).finish(),
+            DataSource::InlineString(s) => f
+                .debug_tuple("InlineString")
+                .field(&Redacted(s.len()))
+                .finish(),
+        }
+    }
 }
 
 impl DataSource {
@@ -144,6 +176,29 @@ mod tests {
         let s = SecretSpec::from_bytes(&[0, 1, 2, 255]);
         assert_eq!(s.bytes(), [0, 1, 2, 255]);
         assert_eq!(s.data, "AAEC/w==");
+    }
+
+    #[test]
+    fn debug_shows_no_secret_material() {
+        let res =
+            Resource::from_yaml("type: Secret\nmesh: default\nname: s\ndata: c2VjcmV0\n").unwrap();
+        let text = format!("{res:?}");
+        assert!(!text.contains("c2VjcmV0"), "{text}");
+        assert!(text.contains("<8 characters redacted>"), "{text}");
+        for ds in [
+            DataSource::Inline("c2VjcmV0".into()),
+            DataSource::InlineString("secret".into()),
+        ] {
+            let text = format!("{ds:?}");
+            assert!(
+                !text.contains("c2VjcmV0") && !text.contains("secret"),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            format!("{:?}", DataSource::Secret("ca".into())),
+            "Secret(\"ca\")"
+        );
     }
 
     #[test]
