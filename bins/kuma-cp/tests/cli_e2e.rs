@@ -108,6 +108,11 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_key() {
         (None, Some(unknown_key.as_path()), "apiServer.prot"),
         (None, Some(unknown_top.as_path()), "bogusSection"),
         (Some(("KUMA_MODE", "remote")), None, "multizone.remote.zone"),
+        (
+            Some(("KUMA_DP_SERVER_AUTH_TYPE", "jwt")),
+            None,
+            "dpServer.auth.type",
+        ),
     ];
     for (env, file, key) in cases {
         let mut cmd = kuma_cp_command(env.as_slice());

@@ -109,6 +109,8 @@ pub struct ControlPlane {
     pub api: String,
     /// `http://127.0.0.1:PORT` of the diagnostics server.
     pub diagnostics: String,
+    /// `http://127.0.0.1:PORT` of the admin server (tokens, Secrets).
+    pub admin: String,
     /// Where `kumactl` keeps its config for this control plane.
     pub kumactl_home: tempfile::TempDir,
     /// How long from spawn to `/ready` answering 200.
@@ -160,6 +162,7 @@ impl ControlPlane {
             child,
             api: String::new(),
             diagnostics: String::new(),
+            admin: String::new(),
             kumactl_home: tempfile::tempdir().expect("temp dir"),
             ready_after: Duration::ZERO,
             startup_log: Vec::new(),
@@ -167,12 +170,13 @@ impl ControlPlane {
         };
         let deadline = started + STARTUP_LIMIT;
         let mut log = Vec::new();
-        let (mut api, mut diag) = (None, None);
-        while api.is_none() || diag.is_none() {
+        let (mut api, mut diag, mut admin) = (None, None, None);
+        while api.is_none() || diag.is_none() || admin.is_none() {
             match cp.lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
                     api = api.or_else(|| address_of(&line, "api"));
                     diag = diag.or_else(|| address_of(&line, "diagnostics"));
+                    admin = admin.or_else(|| address_of(&line, "admin"));
                     log.push(line);
                 }
                 Err(_) => cp.check_alive(deadline, &log),
@@ -180,6 +184,7 @@ impl ControlPlane {
         }
         cp.api = format!("http://{}", api.unwrap());
         cp.diagnostics = format!("http://{}", diag.unwrap());
+        cp.admin = format!("http://{}", admin.unwrap());
         let ready = format!("{}/ready", cp.diagnostics);
         while http_get(&ready).0 != 200 {
             log.extend(cp.lines.try_iter());
@@ -298,6 +303,15 @@ pub fn http_put(url: &str, content_type: &str, body: &[u8]) -> (u16, String) {
     finish(
         agent()
             .put(url)
+            .header("content-type", content_type)
+            .send(body),
+    )
+}
+
+pub fn http_post(url: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+    finish(
+        agent()
+            .post(url)
             .header("content-type", content_type)
             .send(body),
     )

@@ -1,0 +1,323 @@
+//! Dataplane tokens end to end with the real `kuma-cp`, `kuma-dp`,
+//! `kumactl` and Envoy: a token from `kumactl generate dataplane-token`
+//! lets a proxy in; a missing token or another Dataplane's token is refused
+//! by the bootstrap server (kuma-dp exits 1 with the reason) and by the ADS
+//! server (an Envoy whose bootstrap carries the wrong token gets no config);
+//! `KUMA_DP_SERVER_AUTH_TYPE=none` lets a proxy in without one.
+//!
+//! Run: `cargo test -p kuma-dp --test tokens_e2e -- --nocapture` (Envoy from
+//! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the workspace's
+//! binaries built first).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
+use support::{
+    App, ControlPlane, Dataplane, DpToken, Proc, free_port, http_post_json, send, wait_for,
+};
+
+const READY: Duration = Duration::from_secs(30);
+
+fn kumactl_bin() -> PathBuf {
+    let bin = support::kuma_dp_bin()
+        .parent()
+        .expect("kuma-dp has a parent directory")
+        .join("kumactl");
+    assert!(
+        bin.exists(),
+        "kumactl not found at {} (run `cargo build --workspace --bins` first)",
+        bin.display()
+    );
+    bin
+}
+
+fn setup(test: &str, env: &[(&str, &str)]) -> Option<(PathBuf, tempfile::TempDir, ControlPlane)> {
+    let envoy = support::envoy_or_skip(test)?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("kuma-e2e-{test}-"))
+        .tempdir()
+        .expect("creating a temp dir");
+    let cp = ControlPlane::start_with_env(dir.path(), "kuma-cp", None, env);
+    Some((envoy, dir, cp))
+}
+
+/// Waits for a kuma-dp that must fail, returning its status.
+fn wait_exit(dp: &mut Dataplane, timeout: Duration) -> ExitStatus {
+    let name = dp.name.clone();
+    wait_for(&format!("kuma-dp {name} to exit"), timeout, || {
+        dp.proc.try_wait()
+    })
+}
+
+fn kumactl(cp: &ControlPlane, dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(kumactl_bin())
+        .arg("--config-file")
+        .arg(dir.join("kumactl-config"))
+        .arg("--api-url")
+        .arg(cp.api_url())
+        .args(args)
+        .output()
+        .expect("running kumactl")
+}
+
+#[test]
+fn kumactl_generated_token_lets_the_proxy_in() {
+    let Some((envoy, dir, cp)) = setup("token-kumactl", &[]) else {
+        return;
+    };
+    let out = kumactl(
+        &cp,
+        dir.path(),
+        &[
+            "generate",
+            "dataplane-token",
+            "--name",
+            "backend-1",
+            "--mesh",
+            "default",
+            "--valid-for",
+            "24h",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kumactl failed: {stderr}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "not a JWT: {token:?}");
+
+    let app = App::start("backend-1");
+    let yaml = support::backend_yaml("backend-1", free_port(), app.port, None);
+    let mut dp = Dataplane::start_with_token(
+        &cp,
+        &envoy,
+        dir.path(),
+        "backend-1",
+        &yaml,
+        &[],
+        DpToken::Given(token.clone()),
+    );
+    dp.wait_ready(READY);
+    wait_for("backend-1 to register", READY, || {
+        cp.dataplanes()
+            .filter(|d| d.contains("backend-1"))
+            .map(|_| ())
+    });
+
+    // The token goes nowhere it should not: not into any log.
+    for log in [cp.proc.log(), dp.proc.log()] {
+        assert!(!log.contains(&token), "a log shows the token");
+    }
+
+    // An unknown mesh is a clear error.
+    let out = kumactl(
+        &cp,
+        dir.path(),
+        &[
+            "generate",
+            "dataplane-token",
+            "--name",
+            "x",
+            "--mesh",
+            "nope",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("\"nope\" does not exist"), "{stderr}");
+}
+
+#[test]
+fn bootstrap_refuses_missing_and_foreign_tokens() {
+    let Some((envoy, dir, cp)) = setup("token-bootstrap", &[]) else {
+        return;
+    };
+    let app = App::start("backend-1");
+    let yaml = support::backend_yaml("backend-1", free_port(), app.port, None);
+    let foreign = cp.issue_token("default", "backend-2");
+    let cases = [
+        (
+            DpToken::Without,
+            "dataplane token is missing: pass it with kuma-dp --dataplane-token-file",
+        ),
+        (
+            DpToken::Given(foreign.clone()),
+            "dataplane token is for dataplane \"backend-2\", but the proxy is \"backend-1\"",
+        ),
+        (
+            DpToken::Given("not-a-token".into()),
+            "dataplane token is malformed",
+        ),
+    ];
+    for (i, (token, expected)) in cases.into_iter().enumerate() {
+        let name = format!("backend-1-try{i}");
+        let mut dp = Dataplane::start_with_token(&cp, &envoy, dir.path(), &name, &yaml, &[], token);
+        let status = wait_exit(&mut dp, READY);
+        assert_eq!(status.code(), Some(1), "{}", dp.proc.log());
+        let log = dp.proc.log();
+        assert!(log.contains("(HTTP 401)"), "{log}");
+        assert!(log.contains(expected), "expected {expected:?} in:\n{log}");
+        assert!(
+            !log.contains(&foreign),
+            "the answer quotes the token:\n{log}"
+        );
+        assert!(!dp.is_ready(), "an Envoy runs although kuma-dp was refused");
+    }
+    assert_eq!(
+        cp.dataplanes().unwrap_or_default(),
+        Default::default(),
+        "a refused proxy registered its Dataplane"
+    );
+}
+
+/// Fetches a bootstrap for `name` presenting `token` straight from the
+/// bootstrap server, with the Dataplane in it (registered on ADS connect).
+fn fetch_bootstrap(cp: &ControlPlane, name: &str, yaml: &str, token: &str, admin: u16) -> String {
+    let url = format!("http://127.0.0.1:{}/bootstrap", cp.ports.bootstrap);
+    let body = serde_json::json!({
+        "mesh": "default",
+        "name": name,
+        "adminPort": admin,
+        "dataplaneToken": token,
+        "dataplaneResource": yaml,
+    });
+    let (status, text) = http_post_json(&url, &body.to_string()).expect("bootstrap request");
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
+/// Runs Envoy on a bootstrap whose ADS metadata carries `presented` instead
+/// of the token it was issued with, and checks it is refused: the reason in
+/// Envoy's log, no config, the Dataplane never registered.
+fn envoy_is_refused(cp: &ControlPlane, envoy: &Path, dir: &Path, presented: &str, expected: &str) {
+    let app = App::start("backend-9");
+    let yaml = support::backend_yaml("backend-9", free_port(), app.port, None);
+    let own = cp.issue_token("default", "backend-9");
+    let admin = free_port();
+    let bootstrap = fetch_bootstrap(cp, "backend-9", &yaml, &own, admin);
+    assert!(bootstrap.contains(&own), "the bootstrap carries the token");
+    let edited = bootstrap.replace(&own, presented);
+    let tag = format!("envoy-{}", expected.len());
+    let path = dir.join(format!("{tag}.yaml"));
+    std::fs::write(&path, edited).expect("writing the bootstrap");
+    let mut cmd = Command::new(envoy);
+    cmd.arg("--config-path")
+        .arg(&path)
+        .arg("--disable-hot-restart")
+        .arg("--concurrency")
+        .arg("1")
+        .arg("--log-level")
+        .arg("info");
+    let mut proc = Proc::spawn(&tag, cmd, &dir.join(format!("{tag}.log")));
+    let started = Instant::now();
+    wait_for(
+        &format!("Envoy to log the refusal {expected:?}"),
+        READY,
+        || {
+            if let Some(status) = proc.try_wait() {
+                panic!("Envoy exited ({status}):\n{}", proc.log());
+            }
+            // gRPC percent-encodes grpc-message; Envoy logs it as received.
+            percent_decode(&proc.log()).contains(expected).then_some(())
+        },
+    );
+    println!("refused within {:?}: {expected}", started.elapsed());
+    assert!(
+        cp.proc.log().contains("refused a proxy's ADS stream"),
+        "{}",
+        cp.proc.log()
+    );
+    // No config reached Envoy, and the proxy never registered.
+    let admin_url = format!("http://127.0.0.1:{admin}");
+    let (_, ready) = support::http_get(&format!("{admin_url}/ready")).expect("Envoy admin");
+    assert_ne!(ready.trim(), "LIVE", "Envoy got its config");
+    let (_, dump) =
+        support::http_get(&format!("{admin_url}/config_dump")).expect("Envoy config dump");
+    assert!(!dump.contains("dynamic_active_clusters"), "{dump}");
+    assert!(!dump.contains("dynamic_listeners"), "{dump}");
+    assert!(
+        !cp.dataplanes().unwrap_or_default().contains("backend-9"),
+        "a refused proxy registered its Dataplane"
+    );
+    assert!(!cp.proc.log().contains(&own), "kuma-cp logged a token");
+}
+
+/// Decodes `%XX` escapes (gRPC's encoding of status messages).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn ads_refuses_streams_with_a_foreign_or_no_token() {
+    let Some((envoy, dir, cp)) = setup("token-ads", &[]) else {
+        return;
+    };
+    let foreign = cp.issue_token("default", "backend-2");
+    envoy_is_refused(
+        &cp,
+        &envoy,
+        dir.path(),
+        &foreign,
+        "dataplane token is for dataplane \"backend-2\", but the proxy is \"backend-9\"",
+    );
+    envoy_is_refused(&cp, &envoy, dir.path(), "", "dataplane token is missing");
+}
+
+#[test]
+fn auth_type_none_lets_a_proxy_in_without_a_token() {
+    let Some((envoy, dir, cp)) = setup("token-none", &[("KUMA_DP_SERVER_AUTH_TYPE", "none")])
+    else {
+        return;
+    };
+    let app = App::start("backend-1");
+    let yaml = support::backend_yaml("backend-1", free_port(), app.port, None);
+    let mut backend = Dataplane::start_with_token(
+        &cp,
+        &envoy,
+        dir.path(),
+        "backend-1",
+        &yaml,
+        &[],
+        DpToken::Without,
+    );
+    let outbound = free_port();
+    let fe_app = App::start("frontend");
+    let yaml = support::frontend_yaml("frontend", free_port(), fe_app.port, outbound);
+    let mut frontend = Dataplane::start_with_token(
+        &cp,
+        &envoy,
+        dir.path(),
+        "frontend",
+        &yaml,
+        &[],
+        DpToken::Without,
+    );
+    backend.wait_ready(READY);
+    frontend.wait_ready(READY);
+    wait_for("traffic through the tokenless proxies", READY, || {
+        (send(outbound, 5).count("backend-1") > 0).then_some(())
+    });
+    assert!(
+        cp.proc.log().contains("dpServer.auth.type is none"),
+        "kuma-cp does not warn that proxies are not authenticated"
+    );
+}
