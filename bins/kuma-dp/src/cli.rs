@@ -178,6 +178,16 @@ pub struct RunArgs {
     #[arg(long, value_name = "N")]
     pub concurrency: Option<u32>,
 
+    /// How long Envoy keeps draining connections of a listener that changed
+    /// before it closes them (e.g. `30s`, `1m`).
+    #[arg(
+        long = "drain-time",
+        env = "KUMA_DATAPLANE_DRAIN_TIME",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub drain_time: kuma_core::duration::KumaDuration,
+
     /// Ask the control plane for incremental (delta) xDS.
     #[arg(long = "xds-delta")]
     pub xds_delta: bool,

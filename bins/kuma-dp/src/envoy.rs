@@ -79,6 +79,9 @@ pub struct EnvoyCommand {
     pub log_level: String,
     /// Envoy's `--concurrency`, when set.
     pub concurrency: Option<u32>,
+    /// How long Envoy drains connections of a listener or filter chain that
+    /// changed (`--drain-time-s`, with `--drain-strategy immediate`).
+    pub drain_time: std::time::Duration,
 }
 
 impl EnvoyCommand {
@@ -90,6 +93,15 @@ impl EnvoyCommand {
             "--disable-hot-restart".into(),
             "--log-level".into(),
             self.log_level.clone().into(),
+            // When a listener's filter chain changes (a TrafficPermission
+            // removed, say), connections accepted under the old chain are
+            // told to close at once (HTTP/1 `Connection: close` on the next
+            // response, HTTP/2 GOAWAY) and closed after the drain time,
+            // instead of Envoy's gradual 600 s default.
+            "--drain-strategy".into(),
+            "immediate".into(),
+            "--drain-time-s".into(),
+            self.drain_time.as_secs().max(1).to_string().into(),
         ];
         if let Some(n) = self.concurrency {
             args.push("--concurrency".into());
@@ -202,6 +214,7 @@ mod tests {
             config_path: "/tmp/x/bootstrap.yaml".into(),
             log_level: "info".into(),
             concurrency: None,
+            drain_time: std::time::Duration::from_secs(30),
         };
         assert_eq!(
             cmd.args(),
@@ -210,12 +223,16 @@ mod tests {
                 "/tmp/x/bootstrap.yaml",
                 "--disable-hot-restart",
                 "--log-level",
-                "info"
+                "info",
+                "--drain-strategy",
+                "immediate",
+                "--drain-time-s",
+                "30"
             ]
             .map(OsString::from)
         );
         cmd.concurrency = Some(2);
-        assert_eq!(cmd.args()[5..], ["--concurrency", "2"].map(OsString::from));
+        assert_eq!(cmd.args()[9..], ["--concurrency", "2"].map(OsString::from));
     }
 
     #[test]

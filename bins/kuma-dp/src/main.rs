@@ -182,6 +182,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         config_path,
         log_level: args.envoy_log_level.clone(),
         concurrency: args.concurrency,
+        drain_time: args.drain_time.as_duration(),
     };
     envoy::run(&cmd, &mut signals).await
 }
