@@ -11,7 +11,9 @@
 //! - without any permission, traffic is denied; a permission frontend ->
 //!   backend lets the frontend in and keeps `other` out;
 //! - the backend's certificate is rotated (a new serial) while requests flow,
-//!   and none of them fails.
+//!   and none of them fails;
+//! - a provided CA, uploaded as Secrets through the admin server, replaces
+//!   the builtin one: proxies get certificates it issued, traffic flows.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
 //! without one the test is skipped, unless `CI=true`. kuma-cp must be built
@@ -152,6 +154,13 @@ fn describe(der: &[u8]) -> (Vec<String>, String, String) {
     (uris, cert.raw_serial_as_string(), cert.issuer().to_string())
 }
 
+/// The subject DN of a PEM certificate.
+fn subject_of_pem(pem: &[u8]) -> String {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).expect("a PEM block");
+    let cert = pem.parse_x509().expect("a certificate");
+    cert.subject().to_string()
+}
+
 /// The subject DN of the mesh CA, read from its Secret on the admin server.
 fn mesh_ca_subject(cp: &ControlPlane) -> String {
     let url = format!(
@@ -164,9 +173,40 @@ fn mesh_ca_subject(cp: &ControlPlane) -> String {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(v["data"].as_str().expect("secret data"))
         .expect("secret data is base64");
-    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("the CA secret is PEM");
-    let cert = pem.parse_x509().expect("the CA secret is a certificate");
-    cert.subject().to_string()
+    subject_of_pem(&pem)
+}
+
+/// A CA of the user's own (not made by the control plane): (cert, key) PEM.
+fn users_ca() -> (String, String) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Acme Test Root CA");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "Acme");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().expect("CA key");
+    let cert = params.self_signed(&key).expect("self-signed CA");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// Stores `data` as Secret `name` of mesh `default` through the admin server.
+fn put_secret(cp: &ControlPlane, name: &str, data: &str) {
+    let url = format!("{}/meshes/default/secrets/{name}", cp.admin_url());
+    let body = serde_json::json!({
+        "type": "Secret",
+        "mesh": "default",
+        "name": name,
+        "data": base64::engine::general_purpose::STANDARD.encode(data),
+    });
+    let (status, resp) = http_put_json(&url, &body.to_string()).expect("PUT secret");
+    assert!(status == 200 || status == 201, "PUT {url}: {status} {resp}");
 }
 
 fn delete(url: &str) -> u16 {
@@ -356,6 +396,48 @@ fn mtls_identity_permissions_and_rotation() {
         t.errors.is_empty(),
         "requests failed during rotation: {:?}",
         t.errors
+    );
+
+    // 7. A provided CA, uploaded through the admin server, is switched on.
+    let (ca_cert, ca_key) = users_ca();
+    put_secret(&cp, "acme-ca-cert", &ca_cert);
+    put_secret(&cp, "acme-ca-key", &ca_key);
+    let mesh = format!(
+        r#"{{"type":"Mesh","name":"default","mtls":{{"enabledBackend":"acme","backends":[
+            {{"name":"ca-1","type":"builtin","dpCert":{{"rotation":{{"expiration":"{CERT_LIFETIME}"}}}}}},
+            {{"name":"acme","type":"provided","dpCert":{{"rotation":{{"expiration":"1h"}}}},
+              "conf":{{"cert":{{"secret":"acme-ca-cert"}},"key":{{"secret":"acme-ca-key"}}}}}}]}}}}"#
+    );
+    let url = format!("{}/meshes/default", cp.api_url());
+    let (status, body) = http_put_json(&url, &mesh).expect("PUT mesh");
+    assert_eq!(status, 200, "PUT {url}: {body}");
+    let acme = subject_of_pem(ca_cert.as_bytes());
+    let der = wait_for(
+        "the backend to present a certificate of the provided CA",
+        APPLIED,
+        || {
+            let der = server_cert(backend_inbound).ok()?;
+            (describe(&der).2 == acme).then_some(der)
+        },
+    );
+    assert_eq!(
+        describe(&der).0,
+        ["spiffe://default/backend"],
+        "SANs under the provided CA"
+    );
+    wait_for("frontend -> backend under the provided CA", APPLIED, || {
+        allowed(outbound).then_some(())
+    });
+    let t = support::send(outbound, 5);
+    assert_eq!(t.total_ok(), 5, "frontend under the provided CA: {t:?}");
+    let t = support::send(other_outbound, 3);
+    assert_eq!(
+        t.total_ok(),
+        0,
+        "other got through under the provided CA: {t:?}"
+    );
+    eprintln!(
+        "provided CA {acme}: the backend's certificate is its, frontend allowed, other denied"
     );
     drop((backend, frontend, other));
 }
