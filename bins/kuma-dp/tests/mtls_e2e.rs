@@ -31,7 +31,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{App, ControlPlane, Dataplane, free_port, http_get, http_put_json, wait_for};
+use support::{
+    App, ControlPlane, Dataplane, free_port, http_delete, http_get, http_put_json, wait_for,
+};
 
 const READY: Duration = Duration::from_secs(30);
 /// How long a policy change may take to show on the wire on a loaded
@@ -209,40 +211,6 @@ fn put_secret(cp: &ControlPlane, name: &str, data: &str) {
     assert!(status == 200 || status == 201, "PUT {url}: {status} {resp}");
 }
 
-fn delete(url: &str) -> u16 {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    agent
-        .delete(url)
-        .call()
-        .map(|r| r.status().as_u16())
-        .unwrap_or_else(|e| panic!("DELETE {url}: {e}"))
-}
-
-fn caller_yaml(name: &str, service: &str, inbound: u16, app: u16, outbound: u16) -> String {
-    format!(
-        "type: Dataplane
-mesh: default
-name: {name}
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: {inbound}
-    servicePort: {app}
-    tags:
-      kuma.io/service: {service}
-      kuma.io/protocol: http
-  outbound:
-  - port: {outbound}
-    tags:
-      kuma.io/service: backend
-"
-    )
-}
-
 fn allowed(outbound: u16) -> bool {
     matches!(support::request(outbound), Ok((200, ref b)) if b == "backend-1")
 }
@@ -274,11 +242,11 @@ fn mtls_identity_permissions_and_rotation() {
     let mut backend = Dataplane::start(&cp, &envoy, path, "backend-1", &yaml);
     backend.wait_ready(READY);
     let outbound = free_port();
-    let yaml = caller_yaml("frontend", "frontend", free_port(), free_port(), outbound);
+    let yaml = support::caller_yaml("frontend", "frontend", free_port(), free_port(), outbound);
     let mut frontend = Dataplane::start(&cp, &envoy, path, "frontend", &yaml);
     frontend.wait_ready(READY);
     let other_outbound = free_port();
-    let yaml = caller_yaml("other", "other", free_port(), free_port(), other_outbound);
+    let yaml = support::caller_yaml("other", "other", free_port(), free_port(), other_outbound);
     let mut other = Dataplane::start(&cp, &envoy, path, "other", &yaml);
     other.wait_ready(READY);
 
@@ -322,7 +290,8 @@ fn mtls_identity_permissions_and_rotation() {
         "{}/meshes/default/traffic-permissions/allow-all-default",
         cp.api_url()
     );
-    assert_eq!(delete(&url), 200, "DELETE {url}");
+    let (status, body) = http_delete(&url).expect("DELETE allow-all");
+    assert_eq!(status, 200, "DELETE {url}: {body}");
     wait_for("frontend -> backend to be denied", APPLIED, || {
         (!allowed(outbound)).then_some(())
     });

@@ -256,7 +256,18 @@ fn agent() -> ureq::Agent {
 
 /// `GET url` -> (status, body).
 pub fn http_get(url: &str) -> Result<(u16, String), String> {
-    let mut resp = agent().get(url).call().map_err(|e| e.to_string())?;
+    status_and_body(agent().get(url).call())
+}
+
+/// `DELETE url` -> (status, body).
+pub fn http_delete(url: &str) -> Result<(u16, String), String> {
+    status_and_body(agent().delete(url).call())
+}
+
+fn status_and_body(
+    resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, String), String> {
+    let mut resp = resp.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
@@ -267,32 +278,22 @@ pub fn http_get(url: &str) -> Result<(u16, String), String> {
 
 /// `POST url` with a JSON body -> (status, body).
 pub fn http_post_json(url: &str, json: &str) -> Result<(u16, String), String> {
-    let mut resp = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(json)
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    Ok((status, body))
+    status_and_body(
+        agent()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(json),
+    )
 }
 
 /// `PUT url` with a JSON body -> (status, body).
 pub fn http_put_json(url: &str, json: &str) -> Result<(u16, String), String> {
-    let mut resp = agent()
-        .put(url)
-        .header("Content-Type", "application/json")
-        .send(json)
-        .map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    Ok((status, body))
+    status_and_body(
+        agent()
+            .put(url)
+            .header("Content-Type", "application/json")
+            .send(json),
+    )
 }
 
 /// One `GET /` on its own connection (`Connection: close`, so every request
@@ -737,6 +738,18 @@ networking:
 
 /// Dataplane YAML of a frontend calling `backend` on `127.0.0.1:<outbound_port>`.
 pub fn frontend_yaml(name: &str, inbound_port: u16, app_port: u16, outbound_port: u16) -> String {
+    caller_yaml(name, "frontend", inbound_port, app_port, outbound_port)
+}
+
+/// Dataplane YAML of an instance of `service` (http) calling `backend` on
+/// `127.0.0.1:<outbound_port>`.
+pub fn caller_yaml(
+    name: &str,
+    service: &str,
+    inbound_port: u16,
+    app_port: u16,
+    outbound_port: u16,
+) -> String {
     format!(
         "type: Dataplane
 mesh: default
@@ -747,7 +760,7 @@ networking:
   - port: {inbound_port}
     servicePort: {app_port}
     tags:
-      kuma.io/service: frontend
+      kuma.io/service: {service}
       kuma.io/protocol: http
   outbound:
   - port: {outbound_port}
