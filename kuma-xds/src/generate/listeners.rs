@@ -1,11 +1,12 @@
 //! Listeners: one per inbound (to the local app) and one per outbound (to
-//! the called service), with tcp_proxy or the HTTP connection manager.
+//! the called service), with tcp_proxy or the HTTP connection manager,
+//! returned typed beside the listener (see [`super::network_filter`]).
 
 use super::endpoints::socket;
+use super::network_filter::NetworkFilter;
 use super::{Protocol, WeightedTarget, names};
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener};
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener};
 use envoy_types::pb::envoy::config::route::v3::route::Action;
 use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier as RouteCluster;
 use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
@@ -31,7 +32,7 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use envoy_types::util::pack_any;
 use kuma_core::resource::{DataplaneSpec, Inbound, Outbound, SERVICE_TAG};
 
-fn tcp_proxy(stat_prefix: &str, targets: &[WeightedTarget]) -> Filter {
+fn tcp_proxy(stat_prefix: &str, targets: &[WeightedTarget]) -> NetworkFilter {
     let cluster = match targets {
         [only] => TcpCluster::Cluster(only.cluster.name.clone()),
         many => TcpCluster::WeightedClusters(TcpWeighted {
@@ -45,15 +46,11 @@ fn tcp_proxy(stat_prefix: &str, targets: &[WeightedTarget]) -> Filter {
                 .collect(),
         }),
     };
-    let proxy = TcpProxy {
+    NetworkFilter::Tcp(Box::new(TcpProxy {
         stat_prefix: stat_prefix.to_string(),
         cluster_specifier: Some(cluster),
         ..Default::default()
-    };
-    Filter {
-        name: "envoy.filters.network.tcp_proxy".into(),
-        config_type: Some(FilterConfig::TypedConfig(pack_any(proxy))),
-    }
+    }))
 }
 
 fn route_config(name: String, targets: &[WeightedTarget]) -> RouteConfiguration {
@@ -93,8 +90,8 @@ fn route_config(name: String, targets: &[WeightedTarget]) -> RouteConfiguration 
     }
 }
 
-fn http_connection_manager(stat_prefix: &str, routes: RouteConfiguration) -> Filter {
-    let hcm = HttpConnectionManager {
+fn http_connection_manager(stat_prefix: &str, routes: RouteConfiguration) -> NetworkFilter {
+    NetworkFilter::Http(Box::new(HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(RouteSpecifier::RouteConfig(routes)),
@@ -104,11 +101,7 @@ fn http_connection_manager(stat_prefix: &str, routes: RouteConfiguration) -> Fil
             ..Default::default()
         }],
         ..Default::default()
-    };
-    Filter {
-        name: "envoy.filters.network.http_connection_manager".into(),
-        config_type: Some(FilterConfig::TypedConfig(pack_any(hcm))),
-    }
+    }))
 }
 
 fn filter_for(
@@ -116,7 +109,7 @@ fn filter_for(
     direction: &str,
     service: &str,
     targets: &[WeightedTarget],
-) -> Filter {
+) -> NetworkFilter {
     if protocol.is_http() {
         http_connection_manager(
             service,
@@ -132,22 +125,28 @@ fn listener(
     address: &str,
     port: u32,
     direction: TrafficDirection,
-    filter: Filter,
-) -> Listener {
-    Listener {
+    filter: NetworkFilter,
+) -> (Listener, NetworkFilter) {
+    let listener = Listener {
         name,
         address: Some(socket(address, port)),
         filter_chains: vec![FilterChain {
-            filters: vec![filter],
+            filters: vec![filter.placeholder()],
             ..Default::default()
         }],
         traffic_direction: direction as i32,
         ..Default::default()
-    }
+    };
+    (listener, filter)
 }
 
-/// `inbound:<address>:<port>` to the local app's `localhost:<servicePort>`.
-pub(super) fn inbound(dp: &DataplaneSpec, inbound: &Inbound, protocol: Protocol) -> Listener {
+/// `inbound:<address>:<port>` to the local app's `localhost:<servicePort>`,
+/// and its (typed) network filter.
+pub(super) fn inbound(
+    dp: &DataplaneSpec,
+    inbound: &Inbound,
+    protocol: Protocol,
+) -> (Listener, NetworkFilter) {
     let address = inbound.address.as_deref().unwrap_or(&dp.networking.address);
     let service = inbound.tags.get(SERVICE_TAG).map_or("", String::as_str);
     let local = super::ClusterRef {
@@ -168,13 +167,14 @@ pub(super) fn inbound(dp: &DataplaneSpec, inbound: &Inbound, protocol: Protocol)
     )
 }
 
-/// `outbound:<address>:<port>` to the service's cluster(s).
+/// `outbound:<address>:<port>` to the service's cluster(s), and its
+/// (typed) network filter.
 pub(super) fn outbound(
     outbound: &Outbound,
     service: &str,
     protocol: Protocol,
     targets: &[WeightedTarget],
-) -> Listener {
+) -> (Listener, NetworkFilter) {
     let address = outbound.address.as_deref().unwrap_or("127.0.0.1");
     listener(
         names::outbound_listener(address, outbound.port),
@@ -187,22 +187,25 @@ pub(super) fn outbound(
 
 /// `outbound:<vip>:80`: a service's DNS VIP, reached only through
 /// transparent proxying (`bind_to_port: false`; the redirect listener hands
-/// connections to it by original destination).
+/// connections to it by original destination), and its (typed) network
+/// filter.
 pub(super) fn virtual_outbound(
     vip: &str,
     service: &str,
     protocol: Protocol,
     targets: &[WeightedTarget],
-) -> Listener {
-    Listener {
+) -> (Listener, NetworkFilter) {
+    let filter = filter_for(protocol, "outbound", service, targets);
+    let listener = Listener {
         name: names::outbound_listener(vip, super::VIP_PORT),
         address: Some(socket(vip, super::VIP_PORT)),
         filter_chains: vec![FilterChain {
-            filters: vec![filter_for(protocol, "outbound", service, targets)],
+            filters: vec![filter.placeholder()],
             ..Default::default()
         }],
         traffic_direction: TrafficDirection::Outbound as i32,
         bind_to_port: Some(BoolValue { value: false }),
         ..Default::default()
-    }
+    };
+    (listener, filter)
 }

@@ -16,6 +16,7 @@ mod clusters;
 mod endpoints;
 mod listeners;
 pub mod names;
+mod network_filter;
 mod policies;
 mod protocol;
 mod tls;
@@ -31,6 +32,7 @@ use kuma_core::resource::{
     ProxyTemplateSpec, RetrySpec, SERVICE_TAG, Tags, TimeoutSpec, TrafficLogSpec,
     TrafficPermissionSpec, TrafficRouteConf, TrafficRouteSpec, TrafficTraceSpec, WILDCARD,
 };
+use network_filter::{NetworkFilter, NetworkFilters};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -254,13 +256,31 @@ pub struct ProxyConfig {
     pub clusters: Vec<Cluster>,
     /// Listeners, in generation order.
     pub listeners: Vec<Listener>,
-    /// Listener filter configs the policies are editing, decoded once and
-    /// packed back into `listeners` when the edits are done.
-    pub(crate) unpacked: policies::edit::Unpacked,
+    /// The network filter (tcp_proxy or HTTP connection manager) of each
+    /// generated listener, typed while the policies edit it; until
+    /// [`Self::pack`] the listeners hold placeholders for them.
+    pub(crate) network_filters: NetworkFilters,
+}
+
+impl ProxyConfig {
+    /// Adds a listener whose network filter `filter` stays typed until
+    /// [`Self::pack`] (the listener holds its placeholder).
+    fn push_listener(&mut self, listener: Listener, filter: NetworkFilter) {
+        self.network_filters.insert(self.listeners.len(), filter);
+        self.listeners.push(listener);
+    }
+
+    /// Packs the listeners' typed network filters into their `Any`s, once;
+    /// afterwards `listeners` are complete. Idempotent.
+    pub fn pack(&mut self) {
+        self.network_filters.pack(&mut self.listeners);
+    }
 }
 
 /// Builds a proxy's listeners and clusters (before policies beyond
-/// TrafficRoute are applied) and the EDS clusters it uses.
+/// TrafficRoute are applied) and the EDS clusters it uses. The listeners'
+/// network filters stay typed until [`ProxyConfig::pack`] (which
+/// [`encode`] does).
 pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
     let mut config = ProxyConfig::default();
     let mut eds_clusters = BTreeSet::new();
@@ -273,11 +293,11 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
     for inbound in &dp.networking.inbound {
         let protocol = Protocol::of_tags(&inbound.tags);
         config.clusters.push(clusters::local(inbound, protocol));
-        let mut listener = listeners::inbound(dp, inbound, protocol);
+        let (mut listener, filter) = listeners::inbound(dp, inbound, protocol);
         if let Some(tls) = &tls {
             tls.secure_inbound(&mut listener);
         }
-        config.listeners.push(listener);
+        config.push_listener(listener, filter);
     }
 
     let mut clusters_done = BTreeSet::new();
@@ -301,9 +321,8 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
         let policies = input.outbound_policies.get(service).unwrap_or(&none);
         let targets = route_targets(service, policies.route);
         let protocol = input.protocol(service);
-        config
-            .listeners
-            .push(listeners::outbound(outbound, service, protocol, &targets));
+        let (listener, filter) = listeners::outbound(outbound, service, protocol, &targets);
+        config.push_listener(listener, filter);
         add_clusters(&mut config, targets);
     }
     if dp.networking.transparent_proxying.is_some() {
@@ -311,17 +330,18 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
             let policies = input.outbound_policies.get(service).unwrap_or(&none);
             let targets = route_targets(service, policies.route);
             let protocol = input.protocol(service);
-            config.listeners.push(listeners::virtual_outbound(
-                vip, service, protocol, &targets,
-            ));
+            let (listener, filter) = listeners::virtual_outbound(vip, service, protocol, &targets);
+            config.push_listener(listener, filter);
             add_clusters(&mut config, targets);
         }
     }
     (config, eds_clusters)
 }
 
-/// Encodes a proxy's listeners and clusters, once each.
-pub fn encode(config: &ProxyConfig) -> Vec<Arc<XdsResource>> {
+/// Encodes a proxy's listeners and clusters, once each (packing what is
+/// still typed first).
+pub fn encode(config: &mut ProxyConfig) -> Vec<Arc<XdsResource>> {
+    config.pack();
     let clusters = config
         .clusters
         .iter()
@@ -344,7 +364,7 @@ pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
         eds_clusters.retain(|c| config.clusters.iter().any(|k| k.name == c.name));
     }
     ProxyResources {
-        resources: encode(&config),
+        resources: encode(&mut config),
         eds_clusters,
     }
 }

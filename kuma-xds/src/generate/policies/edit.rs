@@ -5,23 +5,21 @@
 //! A service's clusters are named `<service>` or `<service>;k=v…` (a
 //! subset, see [`crate::generate::names::service_cluster`]). Its outbound
 //! listeners are the `outbound:…` listeners (declared outbounds and DNS VIP
-//! listeners) whose network filter has the service as `stat_prefix`. Filter
-//! configs are `Any`s: they are decoded, edited and packed again; a filter
-//! whose config does not decode is left untouched.
+//! listeners) whose network filter has the service as `stat_prefix`. Their
+//! filter configs are edited typed, before they are packed (see
+//! [`crate::generate::network_filter`]).
 
 use super::super::ProxyConfig;
+use super::super::network_filter::{NetworkFilter, NetworkFilters};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use envoy_types::pb::envoy::config::listener::v3::Filter;
-use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::google::protobuf::Duration;
-use envoy_types::util::pack_any;
 use kuma_core::duration::KumaDuration;
-use prost::{Message, Name};
 
 /// Whether `cluster` is `service`'s cluster or one of its subsets.
 pub(crate) fn is_service_cluster(cluster: &str, service: &str) -> bool {
@@ -41,148 +39,40 @@ pub(crate) fn service_clusters<'a>(
         .filter(move |c| is_service_cluster(&c.name, service))
 }
 
-/// Decodes the typed config of `filter` as a `T`, if it is one.
-fn decode<T: Message + Name + Default>(filter: &Filter) -> Option<T> {
-    match &filter.config_type {
-        Some(ConfigType::TypedConfig(any)) if any.type_url == T::type_url() => {
-            T::decode(any.value.as_slice()).ok()
-        }
-        _ => None,
-    }
+/// The typed network filters (see [`crate::generate::network_filter`]) of
+/// the outbound listeners (`outbound:…`, declared outbounds and DNS VIP
+/// listeners), in listener order.
+pub(crate) fn outbound_filters<'a>(
+    listeners: &'a [Listener],
+    filters: &'a mut NetworkFilters,
+) -> impl Iterator<Item = &'a mut NetworkFilter> + 'a {
+    let outbound = TrafficDirection::Outbound as i32;
+    filters.iter_mut().filter_map(move |(i, filter)| {
+        let listener = listeners.get(i)?;
+        (listener.traffic_direction == outbound && listener.name.starts_with("outbound:"))
+            .then_some(filter)
+    })
 }
 
-/// Only the `stat_prefix` (field 2) of an HTTP connection manager: reading
-/// it skips the rest of the encoded message, so finding a service's
-/// listeners does not decode every listener's routes.
-#[derive(Clone, PartialEq, prost::Message)]
-struct HttpStatPrefix {
-    #[prost(string, tag = "2")]
-    stat_prefix: String,
+/// The typed network filter of the (first) listener named `name`.
+pub(crate) fn listener_filter<'a>(
+    config: &'a mut ProxyConfig,
+    name: &str,
+) -> Option<&'a mut NetworkFilter> {
+    let i = config.listeners.iter().position(|l| l.name == name)?;
+    config.network_filters.get_mut(i)
 }
 
-/// Only the `stat_prefix` (field 1) of a tcp_proxy.
-#[derive(Clone, PartialEq, prost::Message)]
-struct TcpStatPrefix {
-    #[prost(string, tag = "1")]
-    stat_prefix: String,
-}
-
-/// A listener filter config being edited (see [`Unpacked`]).
-#[derive(Debug, Clone)]
-enum Decoded {
-    Http(Box<HttpConnectionManager>),
-    Tcp(Box<TcpProxy>),
-}
-
-/// The filter configs the edits of [`edit_filters`] decoded, by (listener,
-/// filter chain, filter) index: several policies editing the same
-/// connection manager decode and pack it once, not once per edit. While a
-/// filter is here its `Any` in the listener is stale; [`pack`] writes them
-/// back, and must run before anything else reads the listeners' filters.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Unpacked(std::collections::BTreeMap<(usize, usize, usize), Decoded>);
-
-/// A filter config [`edit_filters`] edits.
-trait Editable: Message + Name + Default + Sized {
-    fn stat_prefix(&self) -> &str;
-    fn unpacked(d: &mut Decoded) -> Option<&mut Self>;
-    fn into_decoded(self) -> Decoded;
-}
-
-impl Editable for HttpConnectionManager {
-    fn stat_prefix(&self) -> &str {
-        &self.stat_prefix
-    }
-    fn unpacked(d: &mut Decoded) -> Option<&mut Self> {
-        match d {
-            Decoded::Http(h) => Some(h),
-            Decoded::Tcp(_) => None,
-        }
-    }
-    fn into_decoded(self) -> Decoded {
-        Decoded::Http(Box::new(self))
-    }
-}
-
-impl Editable for TcpProxy {
-    fn stat_prefix(&self) -> &str {
-        &self.stat_prefix
-    }
-    fn unpacked(d: &mut Decoded) -> Option<&mut Self> {
-        match d {
-            Decoded::Tcp(t) => Some(t),
-            Decoded::Http(_) => None,
-        }
-    }
-    fn into_decoded(self) -> Decoded {
-        Decoded::Tcp(Box::new(self))
-    }
-}
-
-/// Packs every filter config the edits decoded back into its listener.
-pub(crate) fn pack(config: &mut ProxyConfig) {
-    for ((l, c, f), d) in std::mem::take(&mut config.unpacked.0) {
-        let Some(filter) = config
-            .listeners
-            .get_mut(l)
-            .and_then(|l| l.filter_chains.get_mut(c))
-            .and_then(|c| c.filters.get_mut(f))
-        else {
-            continue;
-        };
-        let any = match d {
-            Decoded::Http(h) => pack_any(*h),
-            Decoded::Tcp(t) => pack_any(*t),
-        };
-        filter.config_type = Some(ConfigType::TypedConfig(any));
-    }
-}
-
-/// Runs `edit` on every `T` filter of `service`'s outbound listeners
-/// (`stat` reads the stat prefix out of an encoded `T` without decoding
-/// the rest); the edited configs stay decoded in `config.unpacked` until
-/// [`pack`].
-fn edit_filters<T: Editable>(
+/// Runs `edit` on the network filter of every outbound listener of
+/// `service` (those whose filter has the service as `stat_prefix`).
+fn edit_outbound_filters(
     config: &mut ProxyConfig,
     service: &str,
-    stat: fn(&[u8]) -> Option<String>,
-    mut edit: impl FnMut(&mut T),
+    mut edit: impl FnMut(&mut NetworkFilter),
 ) {
-    let outbound = TrafficDirection::Outbound as i32;
-    let ProxyConfig {
-        listeners,
-        unpacked,
-        ..
-    } = config;
-    for (li, listener) in listeners.iter_mut().enumerate() {
-        if listener.traffic_direction != outbound || !listener.name.starts_with("outbound:") {
-            continue;
-        }
-        for (ci, chain) in listener.filter_chains.iter_mut().enumerate() {
-            for (fi, filter) in chain.filters.iter_mut().enumerate() {
-                if let Some(d) = unpacked.0.get_mut(&(li, ci, fi)) {
-                    if let Some(value) = T::unpacked(d)
-                        && value.stat_prefix() == service
-                    {
-                        edit(value);
-                    }
-                    continue;
-                }
-                let is_service = match &filter.config_type {
-                    Some(ConfigType::TypedConfig(any)) if any.type_url == T::type_url() => {
-                        stat(&any.value).is_some_and(|s| s == service)
-                    }
-                    _ => false,
-                };
-                if !is_service {
-                    continue;
-                }
-                let Some(mut value) = decode::<T>(filter) else {
-                    continue;
-                };
-                edit(&mut value);
-                unpacked.0.insert((li, ci, fi), value.into_decoded());
-            }
+    for filter in outbound_filters(&config.listeners, &mut config.network_filters) {
+        if filter.stat_prefix() == service {
+            edit(filter);
         }
     }
 }
@@ -191,14 +81,13 @@ fn edit_filters<T: Editable>(
 pub(crate) fn edit_tcp_proxies(
     config: &mut ProxyConfig,
     service: &str,
-    edit: impl FnMut(&mut TcpProxy),
+    mut edit: impl FnMut(&mut TcpProxy),
 ) {
-    edit_filters::<TcpProxy>(
-        config,
-        service,
-        |b| TcpStatPrefix::decode(b).ok().map(|p| p.stat_prefix),
-        edit,
-    );
+    edit_outbound_filters(config, service, |f| {
+        if let Some(t) = f.tcp_mut() {
+            edit(t);
+        }
+    });
 }
 
 /// Edits the HTTP connection manager of every outbound listener of
@@ -206,14 +95,13 @@ pub(crate) fn edit_tcp_proxies(
 pub(crate) fn edit_http_managers(
     config: &mut ProxyConfig,
     service: &str,
-    edit: impl FnMut(&mut HttpConnectionManager),
+    mut edit: impl FnMut(&mut HttpConnectionManager),
 ) {
-    edit_filters::<HttpConnectionManager>(
-        config,
-        service,
-        |b| HttpStatPrefix::decode(b).ok().map(|p| p.stat_prefix),
-        edit,
-    );
+    edit_outbound_filters(config, service, |f| {
+        if let Some(h) = f.http_mut() {
+            edit(h);
+        }
+    });
 }
 
 /// Edits the inline route configuration of every outbound HTTP listener of
@@ -271,8 +159,9 @@ pub(crate) mod testing {
         DataplanePolicies, OutboundPolicies, Protocol, ProxyConfig, ProxyInput, build,
     };
     use super::*;
-    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
     use kuma_core::resource::{DataplaneSpec, Resource, TrafficRouteSpec};
+    use prost::{Message, Name};
     use std::collections::BTreeMap;
 
     /// Dataplane `web` (inbound 8080 -> app 9000) calling `backend` on
@@ -323,7 +212,7 @@ pub(crate) mod testing {
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);
-        pack(&mut config);
+        config.pack();
         config
     }
 
@@ -345,10 +234,16 @@ pub(crate) mod testing {
             .unwrap_or_else(|| panic!("no listener {name}"))
     }
 
-    /// The first filter's config of listener `name`, decoded as a `T`.
+    /// The first filter's config of listener `name` (packed), decoded as a
+    /// `T`.
     pub(crate) fn filter<T: Message + Name + Default>(config: &ProxyConfig, name: &str) -> T {
-        decode(&listener(config, name).filter_chains[0].filters[0])
-            .unwrap_or_else(|| panic!("listener {name}: not a {}", T::full_name()))
+        match &listener(config, name).filter_chains[0].filters[0].config_type {
+            Some(ConfigType::TypedConfig(any)) if any.type_url == T::type_url() => {
+                T::decode(any.value.as_slice()).ok()
+            }
+            _ => None,
+        }
+        .unwrap_or_else(|| panic!("listener {name}: not a {}", T::full_name()))
     }
 
     /// The names of both outbound listeners of `backend`.

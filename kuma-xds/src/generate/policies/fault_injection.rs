@@ -13,8 +13,7 @@
 //! `round(p * 10000)/MILLION`.
 
 use super::super::{ProxyConfig, ProxyInput, names};
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+use super::edit::listener_filter;
 use envoy_types::pb::envoy::config::route::v3::HeaderMatcher;
 use envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
@@ -37,10 +36,7 @@ use envoy_types::util::pack_any;
 use kuma_core::resource::{
     FaultInjectionConf, FaultInjectionSpec, Tags, WILDCARD, parse_bandwidth_kbps,
 };
-use prost::Message;
 
-/// The HTTP connection manager's network filter name.
-const HCM: &str = "envoy.filters.network.http_connection_manager";
 /// The fault filter's name.
 pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
 /// The router filter's name.
@@ -61,8 +57,9 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
         }
         let address = inbound.address.as_deref().unwrap_or(&dp.networking.address);
         let name = names::inbound_listener(address, inbound.port);
-        if let Some(listener) = config.listeners.iter_mut().find(|l| l.name == name) {
-            add_before_router(listener, &filters);
+        // Listeners without a connection manager (TCP) are left alone.
+        if let Some(hcm) = listener_filter(config, &name).and_then(|f| f.http_mut()) {
+            add_before_router(hcm, filters);
         }
     }
 }
@@ -197,36 +194,25 @@ fn http_fault(conf: &FaultInjectionConf, headers: Vec<HeaderMatcher>) -> Option<
     })
 }
 
-/// Inserts `filters` into the listener's HTTP connection manager(s), just
-/// before the router. Listeners without one (TCP) are left alone.
-fn add_before_router(listener: &mut Listener, filters: &[HttpFilter]) {
-    for chain in &mut listener.filter_chains {
-        for filter in &mut chain.filters {
-            if filter.name != HCM {
-                continue;
-            }
-            let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type else {
-                continue;
-            };
-            let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
-                continue;
-            };
-            let at = hcm
-                .http_filters
-                .iter()
-                .position(|f| f.name == ROUTER)
-                .unwrap_or(hcm.http_filters.len());
-            hcm.http_filters.splice(at..at, filters.iter().cloned());
-            *any = pack_any(hcm);
-        }
-    }
+/// Inserts `filters` into the HTTP connection manager just before the
+/// router.
+fn add_before_router(hcm: &mut HttpConnectionManager, filters: Vec<HttpFilter>) {
+    let at = hcm
+        .http_filters
+        .iter()
+        .position(|f| f.name == ROUTER)
+        .unwrap_or(hcm.http_filters.len());
+    hcm.http_filters.splice(at..at, filters);
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::super::network_filter::HCM;
     use super::super::super::{DataplanePolicies, InboundPolicies, Protocol, build};
     use super::*;
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
     use kuma_core::resource::{DataplaneSpec, Resource};
+    use prost::Message;
     use std::collections::BTreeMap;
 
     fn spec<T: kuma_core::resource::Spec + Clone>(yaml: &str) -> T {
@@ -281,6 +267,7 @@ mod tests {
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);
+        config.pack();
         config
     }
 

@@ -28,11 +28,12 @@ pub(super) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     circuit_breaker::apply(config, input);
     retry::apply(config, input);
     timeout::apply(config, input);
-    // The policies below read listener filters directly.
-    edit::pack(config);
     traffic_log::apply(config, input);
     traffic_trace::apply(config, input);
-    // Last: its modifications see every other policy's result.
+    // The policies above edit the listeners' network filters typed; they
+    // are packed once, here.
+    config.pack();
+    // Last: its modifications see every other policy's result (packed, as
+    // Envoy would).
     proxy_template::apply(config, input);
-    edit::pack(config);
 }

@@ -71,6 +71,9 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     let Some(spec) = input.dataplane_policies.proxy_template else {
         return;
     };
+    // The template sees (and patches) the listeners' filters packed, as
+    // Envoy would.
+    config.pack();
     let empty = ProxyTemplateConf::default();
     let conf = spec.conf.as_ref().unwrap_or(&empty);
     let mut ctx = Context::new(input);

@@ -21,30 +21,23 @@
 //!   protocol (Fluentd, Fluent Bit, Logstash's fluent codec), unlike Kuma's
 //!   plain-text stream.
 
-use super::super::{ProxyConfig, ProxyInput, names, outbound_service};
+use super::super::network_filter::NetworkFilter;
+use super::super::{ProxyConfig, ProxyInput};
+use super::edit::outbound_filters;
 use super::traffic_trace::collector_cluster;
 use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::accesslog::v3::access_log::ConfigType as AccessLogConfig;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::config::core::v3::substitution_format_string::Format;
 use envoy_types::pb::envoy::config::core::v3::{DataSource, SubstitutionFormatString};
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::file_access_log::AccessLogFormat;
 use envoy_types::pb::envoy::extensions::access_loggers::fluentd::v3::FluentdAccessLogConfig;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
 use envoy_types::util::pack_any;
 use kuma_core::resource::{LoggingBackend, SERVICE_TAG};
-use prost::Message;
 
-/// The HTTP connection manager's network filter name.
-const HCM: &str = "envoy.filters.network.http_connection_manager";
-/// The tcp_proxy's network filter name.
-const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 /// The Fluentd tag of TCP-backend records.
 const FLUENTD_TAG: &str = "kuma.access_log";
 
@@ -64,25 +57,16 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     let Some(mesh) = input.mesh_spec else {
         return;
     };
-    let dp = input.dataplane;
-    // (listener name, service) of every outbound listener.
-    let mut outbounds: Vec<(String, &str)> = Vec::new();
-    for o in &dp.networking.outbound {
-        if let Some(service) = outbound_service(o) {
-            let address = o.address.as_deref().unwrap_or("127.0.0.1");
-            outbounds.push((names::outbound_listener(address, o.port), service));
-        }
-    }
-    if dp.networking.transparent_proxying.is_some() {
-        for (service, vip) in input.vips {
-            outbounds.push((
-                names::outbound_listener(vip, super::super::VIP_PORT),
-                service.as_str(),
-            ));
-        }
-    }
     let source = source_service(input);
-    for (listener_name, service) in outbounds {
+    let ProxyConfig {
+        clusters,
+        listeners,
+        network_filters,
+    } = config;
+    // Every outbound listener (declared outbounds and DNS VIP listeners)
+    // has the service it calls as its filter's stat prefix.
+    for filter in outbound_filters(listeners, network_filters) {
+        let service = filter.stat_prefix();
         let Some(log) = input
             .outbound_policies
             .get(service)
@@ -97,24 +81,20 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
             mesh: input.mesh,
             source: &source,
             destination: service,
-            address: &dp.networking.address,
+            address: &input.dataplane.networking.address,
         };
-        let Some(listener) = config
-            .listeners
-            .iter_mut()
-            .find(|l| l.name == listener_name)
-        else {
+        let http = matches!(filter, NetworkFilter::Http(_));
+        let Some((log, collector)) = access_log(backend, http, &vars) else {
             continue;
         };
-        let Some(cluster) = add_access_log(listener, backend, &vars) else {
-            continue;
-        };
-        if let Some(c) = cluster
-            && !config.clusters.iter().any(|x| x.name == c.name)
+        match filter {
+            NetworkFilter::Http(hcm) => hcm.access_log.push(log),
+            NetworkFilter::Tcp(proxy) => proxy.access_log.push(log),
+        }
+        if let Some(c) = collector
+            && !clusters.iter().any(|x| x.name == c.name)
         {
-            config
-                .clusters
-                .push(collector_cluster(&c.name, &c.host, c.port));
+            clusters.push(collector_cluster(&c.name, &c.host, c.port));
         }
     }
 }
@@ -240,49 +220,16 @@ pub(crate) fn access_log(
     Some((log, Some(collector)))
 }
 
-/// Adds `backend`'s access log to the listener's tcp_proxy or HCM; `None`
-/// when nothing was added, else the collector cluster it needs (if any).
-fn add_access_log(
-    listener: &mut Listener,
-    backend: &LoggingBackend,
-    vars: &Vars<'_>,
-) -> Option<Option<Collector>> {
-    let mut needs = None;
-    let mut added = false;
-    for chain in &mut listener.filter_chains {
-        for filter in &mut chain.filters {
-            let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type else {
-                continue;
-            };
-            if filter.name == HCM {
-                let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
-                    continue;
-                };
-                let (log, cluster) = access_log(backend, true, vars)?;
-                hcm.access_log.push(log);
-                *any = pack_any(hcm);
-                needs = needs.or(cluster);
-                added = true;
-            } else if filter.name == TCP_PROXY {
-                let Ok(mut proxy) = TcpProxy::decode(any.value.as_slice()) else {
-                    continue;
-                };
-                let (log, cluster) = access_log(backend, false, vars)?;
-                proxy.access_log.push(log);
-                *any = pack_any(proxy);
-                needs = needs.or(cluster);
-                added = true;
-            }
-        }
-    }
-    added.then_some(needs)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::super::network_filter::HCM;
     use super::super::super::{DataplanePolicies, OutboundPolicies, Protocol, build};
     use super::*;
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
     use kuma_core::resource::{DataplaneSpec, MeshSpec, Resource, Spec, TrafficLogSpec};
+    use prost::Message;
     use std::collections::BTreeMap;
 
     fn spec<T: Spec + Clone>(yaml: &str) -> T {
@@ -337,6 +284,7 @@ mod tests {
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);
+        config.pack();
         config
     }
 

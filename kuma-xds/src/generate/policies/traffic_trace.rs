@@ -17,23 +17,17 @@ use super::super::endpoints::static_assignment;
 use super::super::{ProxyConfig, ProxyInput};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
 use envoy_types::pb::envoy::config::trace::v3::ZipkinConfig as EnvoyZipkin;
 use envoy_types::pb::envoy::config::trace::v3::tracing::Http as TracingProvider;
 use envoy_types::pb::envoy::config::trace::v3::tracing::http::ConfigType as ProviderConfig;
 use envoy_types::pb::envoy::config::trace::v3::zipkin_config::CollectorEndpointVersion;
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{BoolValue, Duration};
 use envoy_types::util::pack_any;
 use kuma_core::resource::TracingBackend;
-use prost::Message;
 use std::net::IpAddr;
 
-/// The HTTP connection manager's network filter name.
-const HCM: &str = "envoy.filters.network.http_connection_manager";
 /// The Zipkin tracer's name.
 const ZIPKIN: &str = "envoy.tracers.zipkin";
 /// The span path used when the backend URL has none.
@@ -147,42 +141,26 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
         return;
     };
     let mut traced = false;
-    for listener in &mut config.listeners {
-        traced |= set_tracing(listener, &tracing);
+    for (_, filter) in config.network_filters.iter_mut() {
+        if let Some(hcm) = filter.http_mut() {
+            hcm.tracing = Some(tracing.clone());
+            traced = true;
+        }
     }
     if traced && !config.clusters.iter().any(|c| c.name == cluster.name) {
         config.clusters.push(cluster);
     }
 }
 
-/// Sets `tracing` on the listener's HTTP connection managers; whether it
-/// had one.
-fn set_tracing(listener: &mut Listener, tracing: &Tracing) -> bool {
-    let mut found = false;
-    for chain in &mut listener.filter_chains {
-        for filter in &mut chain.filters {
-            if filter.name != HCM {
-                continue;
-            }
-            let Some(FilterConfig::TypedConfig(any)) = &mut filter.config_type else {
-                continue;
-            };
-            let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
-                continue;
-            };
-            hcm.tracing = Some(tracing.clone());
-            *any = pack_any(hcm);
-            found = true;
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::super::network_filter::HCM;
     use super::super::super::{DataplanePolicies, Protocol, build};
     use super::*;
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
     use kuma_core::resource::{DataplaneSpec, MeshSpec, Resource, Spec, TrafficTraceSpec};
+    use prost::Message;
     use std::collections::BTreeMap;
 
     fn spec<T: Spec + Clone>(yaml: &str) -> T {
@@ -219,6 +197,7 @@ mod tests {
         };
         let (mut config, _) = build(&input);
         apply(&mut config, &input);
+        config.pack();
         config
     }
 
