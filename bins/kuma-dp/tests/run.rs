@@ -293,7 +293,15 @@ fn runs_envoy_with_the_bootstrap_and_forwards_sigterm() {
     );
     assert_eq!(
         args[2..],
-        ["--disable-hot-restart", "--log-level", "info"],
+        [
+            "--disable-hot-restart",
+            "--log-level",
+            "info",
+            "--drain-strategy",
+            "immediate",
+            "--drain-time-s",
+            "30"
+        ],
         "{args:?}"
     );
 
@@ -388,6 +396,8 @@ fn exits_with_envoys_exit_code() {
             config_dir.to_str().unwrap(),
             "--concurrency",
             "2",
+            "--drain-time",
+            "5s",
             "--envoy-log-level",
             "debug",
             "--xds-delta",
@@ -407,6 +417,10 @@ fn exits_with_envoys_exit_code() {
             "--disable-hot-restart",
             "--log-level",
             "debug",
+            "--drain-strategy",
+            "immediate",
+            "--drain-time-s",
+            "5",
             "--concurrency",
             "2"
         ]
