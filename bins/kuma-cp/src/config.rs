@@ -290,12 +290,25 @@ pub struct GeneralConfig {
     /// reach this control plane (default localhost).
     #[serde(deserialize_with = "de_string")]
     pub advertised_hostname: String,
+    /// `general.tlsCertFile`: PEM certificate (chain) of the control plane's
+    /// TLS servers (SDS). Unset: a CA and certificate are generated at every
+    /// start, so proxies bootstrapped before a restart must be restarted to
+    /// trust the new one. The last certificate of the file is the one
+    /// proxies are told to trust (the CA of a chain, or a self-signed
+    /// certificate).
+    #[serde(deserialize_with = "de_opt_string")]
+    pub tls_cert_file: Option<String>,
+    /// `general.tlsKeyFile`: the private key (PEM) of `tlsCertFile`.
+    #[serde(deserialize_with = "de_opt_string")]
+    pub tls_key_file: Option<String>,
 }
 
 impl Default for GeneralConfig {
     fn default() -> Self {
         GeneralConfig {
             advertised_hostname: "localhost".to_owned(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -762,6 +775,22 @@ pub static ENV_KEYS: &[EnvKey] = &[
         general.advertised_hostname,
         parse_string,
         show_display
+    ),
+    env_key!(
+        "general.tlsCertFile",
+        "KUMA_GENERAL_TLS_CERT_FILE",
+        "/etc/kuma/cp.crt",
+        general.tls_cert_file,
+        parse_opt_string,
+        show_opt
+    ),
+    env_key!(
+        "general.tlsKeyFile",
+        "KUMA_GENERAL_TLS_KEY_FILE",
+        "/etc/kuma/cp.key",
+        general.tls_key_file,
+        parse_opt_string,
+        show_opt
     ),
     env_key!(
         "monitoringAssignmentServer.grpcPort",
@@ -1543,6 +1572,8 @@ mod tests {
             "KUMA_STORE_POSTGRES_PASSWORD",
             "KUMA_STORE_POSTGRES_DB_NAME",
             "KUMA_GENERAL_ADVERTISED_HOSTNAME",
+            "KUMA_GENERAL_TLS_CERT_FILE",
+            "KUMA_GENERAL_TLS_KEY_FILE",
             "KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT",
             "KUMA_SDS_SERVER_GRPC_PORT",
             "KUMA_XDS_SERVER_GRPC_PORT",
@@ -1897,7 +1928,7 @@ mod tests {
             ("PATH", "/bin"),
             ("KUMA_API_SERVER_PORT", "1234"),
             ("KUMA_REPORTS_ENABLED", "true"),
-            ("KUMA_GENERAL_TLS_CERT_FILE", "/x"),
+            ("KUMA_GENERAL_WORK_DIR", "/x"),
             ("kuma_mode", "global"),
             ("KUMA_LOG_LEVEL", "debug"),
         ])
@@ -1906,7 +1937,7 @@ mod tests {
         assert_eq!(c.mode, Mode::Standalone, "env names are case-sensitive");
         assert_eq!(
             c.ignored_env,
-            vec!["KUMA_GENERAL_TLS_CERT_FILE", "KUMA_REPORTS_ENABLED"]
+            vec!["KUMA_GENERAL_WORK_DIR", "KUMA_REPORTS_ENABLED"]
         );
     }
 

@@ -4,7 +4,7 @@
 //! the reconciler that turns store events into proxy snapshots.
 
 use crate::config::KumaCpConfig;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use kuma_core::manager::ResourceManager;
 use kuma_core::store::ResourceStore;
 use kuma_core::tokens::DataplaneAuth;
@@ -33,10 +33,14 @@ pub struct XdsListeners {
     sds: TcpListener,
     /// Where SDS listens.
     pub sds_addr: SocketAddr,
+    /// SDS's TLS identity and the certificate proxies trust (see [`sds_tls`]).
+    sds_tls: (Identity, String),
 }
 
-/// Binds the ADS, SDS and bootstrap ports (0: ephemeral).
+/// Loads or generates SDS's TLS material, then binds the ADS, SDS and
+/// bootstrap ports (0: ephemeral).
 pub async fn bind(config: &KumaCpConfig) -> Result<XdsListeners> {
+    let sds_tls = sds_tls(config)?;
     let (xds, xds_addr) =
         crate::server::bind("xdsServer.grpcPort", config.xds_server.grpc_port).await?;
     let (bootstrap, bootstrap_addr) =
@@ -50,6 +54,7 @@ pub async fn bind(config: &KumaCpConfig) -> Result<XdsListeners> {
         bootstrap_addr,
         sds,
         sds_addr,
+        sds_tls,
     })
 }
 
@@ -79,7 +84,7 @@ pub fn start(
     let (sds_task, sds_ca_pem) = start_sds(
         listeners.sds,
         listeners.sds_addr,
-        config,
+        listeners.sds_tls,
         manager,
         auth.clone(),
         stop.clone(),
@@ -124,32 +129,21 @@ pub fn start(
 /// every start, so this only has to outlive the process.
 const SDS_TLS_VALIDITY: std::time::Duration = kuma_core::pki::DEFAULT_CA_VALIDITY;
 
-/// Generates the SDS server's TLS material (a CA of its own and a server
-/// certificate for `localhost`, `127.0.0.1`, `::1`, the advertised hostname
-/// and the bootstrap's xDS host) and serves SDS over TLS on `listener`.
-/// Returns the server task and the CA certificate (PEM) proxies trust.
+/// Serves SDS over TLS with `identity` on `listener`. Returns the server
+/// task and the certificate (PEM) proxies trust, as given.
 fn start_sds(
     listener: TcpListener,
     addr: SocketAddr,
-    config: &KumaCpConfig,
+    (identity, trusted_pem): (Identity, String),
     manager: &ResourceManager,
     auth: DataplaneAuth,
     stop: watch::Receiver<bool>,
 ) -> Result<(JoinHandle<()>, String)> {
-    let mut sans = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-        config.general.advertised_hostname.clone(),
-    ];
-    sans.extend(config.bootstrap_server.params.xds_host.clone());
-    let (ca, server) = kuma_core::pki::generate_server_tls(&sans, SDS_TLS_VALIDITY)
-        .context("generating the SDS server's TLS certificate")?;
-    let tls = ServerTlsConfig::new().identity(Identity::from_pem(server.cert_pem, server.key_pem));
+    let tls = ServerTlsConfig::new().identity(identity);
     let sds = SdsServer::new(manager.clone(), auth).with_shutdown(stop.clone());
     let builder = tonic::transport::Server::builder()
         .tls_config(tls)
-        .context("configuring TLS for sdsServer.grpcPort")?;
+        .context("configuring TLS for sdsServer.grpcPort (check general.tlsCertFile and general.tlsKeyFile if set)")?;
     let mut sds_stop = stop;
     let incoming = TcpListenerStream::new(listener);
     let task = tokio::spawn(async move {
@@ -165,5 +159,74 @@ fn start_sds(
         }
     });
     info!(server = "sds", address = %addr, "listening");
-    Ok((task, ca.cert_pem))
+    Ok((task, trusted_pem))
+}
+
+/// The SDS server's TLS identity and the certificate (PEM) proxies are
+/// told to trust: from `general.tlsCertFile`/`tlsKeyFile` when set (the
+/// last certificate of the file is trusted), else generated now (a CA of
+/// its own and a server certificate for `localhost`, `127.0.0.1`, `::1`,
+/// the advertised hostname and the bootstrap's xDS host).
+fn sds_tls(config: &KumaCpConfig) -> Result<(Identity, String)> {
+    let general = &config.general;
+    match (&general.tls_cert_file, &general.tls_key_file) {
+        (Some(_), None) => bail!("general.tlsKeyFile: must be set when general.tlsCertFile is"),
+        (None, Some(_)) => bail!("general.tlsCertFile: must be set when general.tlsKeyFile is"),
+        _ => {}
+    }
+    if let (Some(cert_file), Some(key_file)) = (&general.tls_cert_file, &general.tls_key_file) {
+        let cert = std::fs::read_to_string(cert_file)
+            .with_context(|| format!("general.tlsCertFile: cannot read {cert_file:?}"))?;
+        let key = std::fs::read_to_string(key_file)
+            .with_context(|| format!("general.tlsKeyFile: cannot read {key_file:?}"))?;
+        let trusted = last_certificate(&cert).with_context(|| {
+            format!("general.tlsCertFile: {cert_file:?} holds no PEM certificate")
+        })?;
+        if !key.contains("PRIVATE KEY-----") {
+            bail!("general.tlsKeyFile: {key_file:?} holds no PEM private key");
+        }
+        return Ok((Identity::from_pem(cert, key), trusted));
+    }
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        config.general.advertised_hostname.clone(),
+    ];
+    sans.extend(config.bootstrap_server.params.xds_host.clone());
+    let (ca, server) = kuma_core::pki::generate_server_tls(&sans, SDS_TLS_VALIDITY)
+        .context("generating the SDS server's TLS certificate")?;
+    Ok((
+        Identity::from_pem(server.cert_pem, server.key_pem),
+        ca.cert_pem,
+    ))
+}
+
+/// The last `CERTIFICATE` PEM block of `pem`, with its armour.
+fn last_certificate(pem: &str) -> Option<String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let start = pem.rfind(BEGIN)?;
+    let end = pem[start..].find(END)? + start + END.len();
+    Some(format!("{}\n", &pem[start..end]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_certificate;
+
+    #[test]
+    fn the_last_certificate_of_a_chain_is_trusted() {
+        let chain = "-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
+                     -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            last_certificate(chain).unwrap(),
+            "-----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(last_certificate("-----BEGIN PRIVATE KEY-----\nx\n"), None);
+        assert_eq!(
+            last_certificate("-----BEGIN CERTIFICATE-----\nno end"),
+            None
+        );
+    }
 }

@@ -113,6 +113,11 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_key() {
             None,
             "dpServer.auth.type",
         ),
+        (
+            Some(("KUMA_GENERAL_TLS_CERT_FILE", "/etc/hostname")),
+            None,
+            "general.tlsKeyFile",
+        ),
     ];
     for (env, file, key) in cases {
         let mut cmd = kuma_cp_command(env.as_slice());

@@ -42,9 +42,46 @@ fn server_address(cp: &ControlPlane, server: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sds_over_tls_serves_a_proxy_its_certificate() {
-    let cp = tokio::task::spawn_blocking(|| ControlPlane::start(&[]))
-        .await
-        .unwrap();
+    sds_through_the_bootstrap(Vec::new()).await;
+}
+
+/// With `general.tlsCertFile`/`tlsKeyFile`, SDS presents that certificate
+/// and bootstraps trust the last certificate of the file (here the CA of a
+/// chain), so they stay valid across control-plane restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sds_uses_the_configured_tls_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, server) =
+        kuma_core::pki::generate_server_tls(&["localhost".into()], Duration::from_secs(3600))
+            .unwrap();
+    let cert_file = dir.path().join("cp.crt");
+    let key_file = dir.path().join("cp.key");
+    std::fs::write(&cert_file, format!("{}{}", server.cert_pem, ca.cert_pem)).unwrap();
+    std::fs::write(&key_file, &server.key_pem).unwrap();
+    let trusted = sds_through_the_bootstrap(vec![
+        (
+            "KUMA_GENERAL_TLS_CERT_FILE".into(),
+            cert_file.display().to_string(),
+        ),
+        (
+            "KUMA_GENERAL_TLS_KEY_FILE".into(),
+            key_file.display().to_string(),
+        ),
+    ])
+    .await;
+    assert_eq!(trusted.trim(), ca.cert_pem.trim());
+}
+
+/// Starts kuma-cp with `env`, enables mTLS, bootstraps a proxy and fetches
+/// its secrets over SDS trusting only what the bootstrap says; returns the
+/// trusted certificate (PEM).
+async fn sds_through_the_bootstrap(env: Vec<(String, String)>) -> String {
+    let cp = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ControlPlane::start(&env)
+    })
+    .await
+    .unwrap();
     let sds_addr = server_address(&cp, "sds");
     let bootstrap_addr = server_address(&cp, "bootstrap");
     let admin_addr = server_address(&cp, "admin");
@@ -154,4 +191,5 @@ async fn sds_over_tls_serves_a_proxy_its_certificate() {
         Some(SecretType::ValidationContext(_))
     ));
     drop(tx);
+    ca_pem.to_string()
 }
