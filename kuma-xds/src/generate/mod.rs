@@ -282,9 +282,22 @@ impl ProxyConfig {
 /// network filters stay typed until [`ProxyConfig::pack`] (which
 /// [`encode`] does).
 pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
-    let mut config = ProxyConfig::default();
-    let mut eds_clusters = BTreeSet::new();
     let dp = input.dataplane;
+    let vips = if dp.networking.transparent_proxying.is_some() {
+        input.vips.len()
+    } else {
+        0
+    };
+    // Sized up front: a `Listener` is large, and growing the vector moves
+    // every listener built so far.
+    let listeners = dp.networking.inbound.len() + dp.networking.outbound.len() + vips;
+    let mut config = ProxyConfig {
+        // A local cluster per inbound, about one per outbound, collectors.
+        clusters: Vec::with_capacity(listeners + 2),
+        listeners: Vec::with_capacity(listeners),
+        network_filters: NetworkFilters::with_capacity(listeners),
+    };
+    let mut eds_clusters = BTreeSet::new();
     let none = OutboundPolicies::default();
     // With mTLS on, inbound listeners terminate mTLS and clusters of mesh
     // services originate it (the local app's clusters stay plain).

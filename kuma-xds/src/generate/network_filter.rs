@@ -105,6 +105,11 @@ impl NetworkFilter {
 pub(crate) struct NetworkFilters(Vec<Option<NetworkFilter>>);
 
 impl NetworkFilters {
+    /// Room for `n` listeners.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self(Vec::with_capacity(n))
+    }
+
     /// Records `filter` as the typed config of listener `index`.
     pub(crate) fn insert(&mut self, index: usize, filter: NetworkFilter) {
         if self.0.len() <= index {

@@ -123,13 +123,45 @@ pub(crate) struct Vars<'a> {
 }
 
 /// `format` with Kuma's placeholders filled in and a final newline.
+///
+/// One pass over `format` (this runs for every outbound of every proxy),
+/// left to right: each `%KUMA_…%` placeholder is replaced by its value,
+/// anything else is copied as is; values are not searched for
+/// placeholders. This is what replacing each placeholder in turn gives,
+/// except for formats where placeholders share a `%`
+/// (`%KUMA_MESH%KUMA_MESH%`: here the first is replaced and the rest is
+/// text) or values that contain or complete one.
 pub(crate) fn render_format(format: &str, vars: &Vars<'_>) -> String {
-    let mut out = format
-        .replace("%KUMA_MESH%", vars.mesh)
-        .replace("%KUMA_SOURCE_SERVICE%", vars.source)
-        .replace("%KUMA_DESTINATION_SERVICE%", vars.destination)
-        .replace("%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%", vars.address)
-        .replace("%KUMA_SOURCE_ADDRESS%", vars.address);
+    const PREFIX: &str = "%KUMA_";
+    // Each name ends with its `%`: none is a prefix of another.
+    let placeholders: [(&str, &str); 5] = [
+        ("MESH%", vars.mesh),
+        ("SOURCE_SERVICE%", vars.source),
+        ("DESTINATION_SERVICE%", vars.destination),
+        ("SOURCE_ADDRESS_WITHOUT_PORT%", vars.address),
+        ("SOURCE_ADDRESS%", vars.address),
+    ];
+    let mut out = String::with_capacity(format.len() + 64);
+    let mut rest = format;
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + PREFIX.len()..];
+        match placeholders
+            .iter()
+            .find(|(name, _)| after.starts_with(name))
+        {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &after[name.len()..];
+            }
+            None => {
+                // Not a placeholder: keep the `%`, look again after it.
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
     if !out.ends_with('\n') {
         out.push('\n');
     }
@@ -386,6 +418,62 @@ mod tests {
                 .clusters
                 .iter()
                 .any(|c| c.name.starts_with("access_log:"))
+        );
+    }
+
+    /// Kuma's rendering: each placeholder replaced in turn.
+    fn replaced(format: &str, vars: &Vars<'_>) -> String {
+        let mut out = format
+            .replace("%KUMA_MESH%", vars.mesh)
+            .replace("%KUMA_SOURCE_SERVICE%", vars.source)
+            .replace("%KUMA_DESTINATION_SERVICE%", vars.destination)
+            .replace("%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%", vars.address)
+            .replace("%KUMA_SOURCE_ADDRESS%", vars.address);
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn one_pass_rendering_is_replacing_in_turn() {
+        let vars = Vars {
+            mesh: "m",
+            source: "web",
+            destination: "redis",
+            address: "10.0.0.1",
+        };
+        for format in [
+            DEFAULT_HTTP_FORMAT,
+            DEFAULT_TCP_FORMAT,
+            "",
+            "%",
+            "%KUMA_",
+            "%KUMA_MESH",
+            "%%KUMA_MESH%%",
+            "%KUMA_FOO%KUMA_MESH%",
+            "%KUMA_SOURCE_ADDRESS%-%KUMA_SOURCE_ADDRESS_WITHOUT_PORT%\n",
+            "é%KUMA_DESTINATION_SERVICE%ü%KUMA_SOURCE_SERVICE%",
+        ] {
+            assert_eq!(
+                render_format(format, &vars),
+                replaced(format, &vars),
+                "{format}"
+            );
+        }
+    }
+
+    #[test]
+    fn placeholders_sharing_a_percent_sign_are_read_left_to_right() {
+        let vars = Vars {
+            mesh: "m",
+            source: "web",
+            destination: "redis",
+            address: "10.0.0.1",
+        };
+        assert_eq!(
+            render_format("%KUMA_MESH%KUMA_SOURCE_SERVICE%", &vars),
+            "mKUMA_SOURCE_SERVICE%\n"
         );
     }
 
