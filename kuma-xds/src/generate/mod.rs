@@ -283,22 +283,48 @@ impl ProxyConfig {
 /// [`encode`] does).
 pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
     let dp = input.dataplane;
-    let vips = if dp.networking.transparent_proxying.is_some() {
-        input.vips.len()
-    } else {
-        0
+    let none = OutboundPolicies::default();
+    let targets_of = |service: &str| {
+        let policies = input.outbound_policies.get(service).unwrap_or(&none);
+        route_targets(service, policies.route)
     };
-    // Sized up front: a `Listener` is large, and growing the vector moves
-    // every listener built so far.
-    let listeners = dp.networking.inbound.len() + dp.networking.outbound.len() + vips;
+    // Where each outbound goes, first: it tells how many clusters there
+    // will be.
+    let outbounds: Vec<(&Outbound, &str, Vec<WeightedTarget>)> = dp
+        .networking
+        .outbound
+        .iter()
+        .filter_map(|o| {
+            let service = outbound_service(o)?;
+            Some((o, service, targets_of(service)))
+        })
+        .collect();
+    let vips: Vec<(&str, &str, Vec<WeightedTarget>)> =
+        if dp.networking.transparent_proxying.is_some() {
+            input
+                .vips
+                .iter()
+                .map(|(service, vip)| (vip.as_str(), service.as_str(), targets_of(service)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+    // Sized up front: listeners and clusters are large (kilobytes), and
+    // growing a vector moves every element built so far. Clusters: one
+    // per inbound, at most one per target, and room for the collectors
+    // TrafficLog and TrafficTrace add.
+    let listeners = dp.networking.inbound.len() + outbounds.len() + vips.len();
+    let targets: usize = outbounds
+        .iter()
+        .map(|(_, _, t)| t.len())
+        .chain(vips.iter().map(|(_, _, t)| t.len()))
+        .sum();
     let mut config = ProxyConfig {
-        // A local cluster per inbound, about one per outbound, collectors.
-        clusters: Vec::with_capacity(listeners + 2),
+        clusters: Vec::with_capacity(dp.networking.inbound.len() + targets + 2),
         listeners: Vec::with_capacity(listeners),
         network_filters: NetworkFilters::with_capacity(listeners),
     };
     let mut eds_clusters = BTreeSet::new();
-    let none = OutboundPolicies::default();
     // With mTLS on, inbound listeners terminate mTLS and clusters of mesh
     // services originate it (the local app's clusters stay plain).
     let tls = tls::MeshTls::of(input);
@@ -327,26 +353,17 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
             eds_clusters.insert(t.cluster);
         }
     };
-    for outbound in &dp.networking.outbound {
-        let Some(service) = outbound_service(outbound) else {
-            continue;
-        };
-        let policies = input.outbound_policies.get(service).unwrap_or(&none);
-        let targets = route_targets(service, policies.route);
+    for (outbound, service, targets) in outbounds {
         let protocol = input.protocol(service);
         let (listener, filter) = listeners::outbound(outbound, service, protocol, &targets);
         config.push_listener(listener, filter);
         add_clusters(&mut config, targets);
     }
-    if dp.networking.transparent_proxying.is_some() {
-        for (service, vip) in input.vips {
-            let policies = input.outbound_policies.get(service).unwrap_or(&none);
-            let targets = route_targets(service, policies.route);
-            let protocol = input.protocol(service);
-            let (listener, filter) = listeners::virtual_outbound(vip, service, protocol, &targets);
-            config.push_listener(listener, filter);
-            add_clusters(&mut config, targets);
-        }
+    for (vip, service, targets) in vips {
+        let protocol = input.protocol(service);
+        let (listener, filter) = listeners::virtual_outbound(vip, service, protocol, &targets);
+        config.push_listener(listener, filter);
+        add_clusters(&mut config, targets);
     }
     (config, eds_clusters)
 }

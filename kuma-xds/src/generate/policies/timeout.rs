@@ -30,7 +30,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::http_protocol_optio
 };
 use envoy_types::util::pack_any;
 use kuma_core::duration::KumaDuration;
-use kuma_core::resource::TimeoutConf;
+use kuma_core::resource::{GrpcTimeouts, HttpTimeouts, TimeoutConf};
 use prost::{Message, Name};
 
 /// Applies the selected Timeout of every outbound service.
@@ -56,10 +56,13 @@ fn apply_one(config: &mut ProxyConfig, service: &str, protocol: Protocol, conf: 
         }
         return;
     }
-    let http = conf.http.clone().unwrap_or_default();
-    let grpc = conf.grpc.clone().unwrap_or_default();
+    let (no_http, no_grpc) = (HttpTimeouts::default(), GrpcTimeouts::default());
+    let http = conf.http.as_ref().unwrap_or(&no_http);
+    let grpc = conf.grpc.as_ref().unwrap_or(&no_grpc);
     let is_grpc = protocol == Protocol::Grpc;
-    let nonzero = |d: &Option<KumaDuration>| d.clone().filter(|d| !d.as_duration().is_zero());
+    fn nonzero(d: &Option<KumaDuration>) -> Option<&KumaDuration> {
+        d.as_ref().filter(|d| !d.as_duration().is_zero())
+    }
 
     if let Some(request) = &http.request_timeout {
         let request = duration(request);
@@ -96,7 +99,6 @@ fn apply_one(config: &mut ProxyConfig, service: &str, protocol: Protocol, conf: 
         None if is_grpc => nonzero(&grpc.max_stream_duration),
         None => None,
     }
-    .as_ref()
     .map(duration);
     if idle.is_some() || max_stream.is_some() {
         for cluster in service_clusters(config, service) {
