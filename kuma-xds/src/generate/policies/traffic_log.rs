@@ -58,6 +58,8 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
         return;
     };
     let source = source_service(input);
+    // The sinks of the backends used so far (few: usually the default).
+    let mut sinks: Vec<(&LoggingBackend, Option<Sink>)> = Vec::new();
     let ProxyConfig {
         clusters,
         listeners,
@@ -83,15 +85,21 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
             destination: service,
             address: &input.dataplane.networking.address,
         };
-        let http = matches!(filter, NetworkFilter::Http(_));
-        let Some((log, collector)) = access_log(backend, http, &vars) else {
+        let known = sinks.iter().position(|(b, _)| std::ptr::eq(*b, backend));
+        let i = known.unwrap_or_else(|| {
+            sinks.push((backend, Sink::of(backend)));
+            sinks.len() - 1
+        });
+        let Some(sink) = &sinks[i].1 else {
             continue;
         };
+        let http = matches!(filter, NetworkFilter::Http(_));
+        let log = sink.access_log(backend, http, &vars);
         match filter {
             NetworkFilter::Http(hcm) => hcm.access_log.push(log),
             NetworkFilter::Tcp(proxy) => proxy.access_log.push(log),
         }
-        if let Some(c) = collector
+        if let Some(c) = sink.collector()
             && !clusters.iter().any(|x| x.name == c.name)
         {
             clusters.push(collector_cluster(&c.name, &c.host, c.port));
@@ -179,77 +187,97 @@ pub(crate) struct Collector {
     pub port: u32,
 }
 
-/// The access log of `backend` (`None` for an unusable backend) and, for a
-/// `tcp` backend, the collector cluster it needs.
-pub(crate) fn access_log(
-    backend: &LoggingBackend,
-    http: bool,
-    vars: &Vars<'_>,
-) -> Option<(AccessLog, Option<Collector>)> {
-    let default = if http {
-        DEFAULT_HTTP_FORMAT
-    } else {
-        DEFAULT_TCP_FORMAT
-    };
-    let format = render_format(
-        backend
-            .format
-            .as_deref()
-            .filter(|f| !f.is_empty())
-            .unwrap_or(default),
-        vars,
-    );
-    if let Some(file) = backend.file_config() {
-        let path = file.path.filter(|p| !p.is_empty())?;
-        let cfg = FileAccessLog {
-            path,
-            access_log_format: Some(AccessLogFormat::LogFormat(SubstitutionFormatString {
-                format: Some(Format::TextFormatSource(DataSource {
-                    specifier: Some(Specifier::InlineString(format)),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            })),
-        };
-        let log = AccessLog {
-            name: "envoy.access_loggers.file".into(),
-            config_type: Some(AccessLogConfig::TypedConfig(pack_any(cfg))),
-            ..Default::default()
-        };
-        return Some((log, None));
+/// Where a logging backend's entries go: its `conf`, parsed (once per
+/// proxy, not once per outbound).
+enum Sink {
+    /// A file at this path.
+    File(String),
+    /// A Fluentd collector.
+    Fluentd(Collector),
+}
+
+impl Sink {
+    /// The sink of `backend`; `None` for an unusable backend.
+    fn of(backend: &LoggingBackend) -> Option<Self> {
+        if let Some(file) = backend.file_config() {
+            return file.path.filter(|p| !p.is_empty()).map(Self::File);
+        }
+        let tcp = backend.tcp_config()?;
+        let (host, port) = tcp.address.as_deref()?.rsplit_once(':')?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Some(Self::Fluentd(Collector {
+            name: cluster_name(&backend.name),
+            host: host.to_string(),
+            port: port.parse().ok()?,
+        }))
     }
-    let tcp = backend.tcp_config()?;
-    let (host, port) = tcp.address.as_deref()?.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port: u32 = port.parse().ok()?;
-    let cluster = cluster_name(&backend.name);
-    let record = Struct {
-        fields: [(
-            "message".to_string(),
-            Value {
-                kind: Some(Kind::StringValue(format)),
-            },
-        )]
-        .into(),
-    };
-    let cfg = FluentdAccessLogConfig {
-        cluster: cluster.clone(),
-        tag: FLUENTD_TAG.into(),
-        stat_prefix: cluster.clone(),
-        record: Some(record),
-        ..Default::default()
-    };
-    let log = AccessLog {
-        name: "envoy.access_loggers.fluentd".into(),
-        config_type: Some(AccessLogConfig::TypedConfig(pack_any(cfg))),
-        ..Default::default()
-    };
-    let collector = Collector {
-        name: cluster,
-        host: host.to_string(),
-        port,
-    };
-    Some((log, Some(collector)))
+
+    /// The access log writing `backend`'s entries here.
+    fn access_log(&self, backend: &LoggingBackend, http: bool, vars: &Vars<'_>) -> AccessLog {
+        let default = if http {
+            DEFAULT_HTTP_FORMAT
+        } else {
+            DEFAULT_TCP_FORMAT
+        };
+        let format = render_format(
+            backend
+                .format
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .unwrap_or(default),
+            vars,
+        );
+        match self {
+            Self::File(path) => {
+                let cfg = FileAccessLog {
+                    path: path.clone(),
+                    access_log_format: Some(AccessLogFormat::LogFormat(SubstitutionFormatString {
+                        format: Some(Format::TextFormatSource(DataSource {
+                            specifier: Some(Specifier::InlineString(format)),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    })),
+                };
+                AccessLog {
+                    name: "envoy.access_loggers.file".into(),
+                    config_type: Some(AccessLogConfig::TypedConfig(pack_any(cfg))),
+                    ..Default::default()
+                }
+            }
+            Self::Fluentd(collector) => {
+                let record = Struct {
+                    fields: [(
+                        "message".to_string(),
+                        Value {
+                            kind: Some(Kind::StringValue(format)),
+                        },
+                    )]
+                    .into(),
+                };
+                let cfg = FluentdAccessLogConfig {
+                    cluster: collector.name.clone(),
+                    tag: FLUENTD_TAG.into(),
+                    stat_prefix: collector.name.clone(),
+                    record: Some(record),
+                    ..Default::default()
+                };
+                AccessLog {
+                    name: "envoy.access_loggers.fluentd".into(),
+                    config_type: Some(AccessLogConfig::TypedConfig(pack_any(cfg))),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    /// The collector cluster the sink needs, if any.
+    fn collector(&self) -> Option<&Collector> {
+        match self {
+            Self::File(_) => None,
+            Self::Fluentd(c) => Some(c),
+        }
+    }
 }
 
 #[cfg(test)]
