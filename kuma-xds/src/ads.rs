@@ -21,28 +21,27 @@
 //!   listeners, routes, so that what a listener uses exists before it.
 
 use crate::cache::SnapshotCache;
+use crate::grpc::{Outgoing, RequestDecoder, ResponseBody, ResponseSender};
 use crate::insight::InsightRecorder;
 use crate::reconcile::ProxyEvent;
 use crate::resource::{Snapshot, XdsType};
 use crate::session::{AdsProtocol, Session, Shared, StreamAuth, drive};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use kuma_core::manager::ResourceManager;
 use kuma_core::tokens::DataplaneAuth;
 use std::collections::{BTreeSet, HashMap};
+use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use tokio::sync::{Mutex, mpsc, watch};
-use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::codegen::http;
+use tonic::metadata::MetadataMap;
+use tonic::server::NamedService;
+use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
 pub use crate::session::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
@@ -105,62 +104,90 @@ impl AdsServer {
     }
 
     /// The tonic service to add to a server.
-    pub fn into_service(
-        self,
-    ) -> envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer<Self>
+    pub fn into_service(self) -> AdsService {
+        AdsService { server: self }
+    }
+
+    /// Starts one stream of protocol `P` for `request`; the response body
+    /// is fed by the stream's task.
+    fn serve<P: AdsProtocol + 'static>(
+        &self,
+        request: http::Request<tonic::body::Body>,
+        protocol: impl FnOnce(Arc<Shared>, ResponseSender) -> P,
+    ) -> http::Response<tonic::body::Body>
+    where
+        P::Request: prost::Message + Default,
     {
-        envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(16 * 1024 * 1024)
+        let (parts, body) = request.into_parts();
+        let metadata = MetadataMap::from_headers(parts.headers);
+        let credentials = StreamAuth::from_metadata(&self.auth, &metadata);
+        let inbound = Streaming::new_request(
+            RequestDecoder::<P::Request>::default(),
+            body,
+            None,
+            Some(MAX_REQUEST_SIZE),
+        );
+        let (tx, response) = ResponseBody::channel(RESPONSE_QUEUE);
+        let shared = self.shared.clone();
+        let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        let protocol = protocol(shared.clone(), tx);
+        tokio::spawn(drive(
+            protocol,
+            shared,
+            id,
+            self.stop.clone(),
+            inbound,
+            credentials,
+        ));
+        response.into_response()
     }
 }
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+/// Largest request accepted (the first one carries the node and possibly a
+/// Dataplane).
+const MAX_REQUEST_SIZE: usize = 16 * 1024 * 1024;
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+/// Responses a stream may queue before its task waits for HTTP/2 to take
+/// them (each is held, encoded, until written).
+const RESPONSE_QUEUE: usize = 4;
 
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let shared = self.shared.clone();
-        let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
-        let stop = self.stop.clone();
-        let credentials = StreamAuth::from_metadata(&self.auth, request.metadata());
-        let protocol = SotwStream::new(shared.clone(), tx);
-        tokio::spawn(drive(
-            protocol,
-            shared,
-            id,
-            stop,
-            request.into_inner(),
-            credentials,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+const SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+
+/// The `envoy.service.discovery.v3.AggregatedDiscoveryService` gRPC
+/// service (both methods), for `tonic::transport::Server::add_service`.
+///
+/// Hand-written rather than generated so that a stream keeps no encode
+/// buffer between responses (see `crate::grpc`); requests are decoded by
+/// tonic.
+#[derive(Clone, Debug)]
+pub struct AdsService {
+    server: AdsServer,
+}
+
+impl NamedService for AdsService {
+    const NAME: &'static str = SERVICE;
+}
+
+impl tonic::codegen::Service<http::Request<tonic::body::Body>> for AdsService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(16);
-        let shared = self.shared.clone();
-        let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
-        let stop = self.stop.clone();
-        let credentials = StreamAuth::from_metadata(&self.auth, request.metadata());
-        let protocol = crate::delta::DeltaStream::new(shared.clone(), tx);
-        tokio::spawn(drive(
-            protocol,
-            shared,
-            id,
-            stop,
-            request.into_inner(),
-            credentials,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let response = match request.uri().path() {
+            SOTW_PATH => self.server.serve(request, SotwStream::new),
+            DELTA_PATH => self.server.serve(request, crate::delta::DeltaStream::new),
+            path => Status::unimplemented(format!("no method {path}")).into_http(),
+        };
+        std::future::ready(Ok(response))
     }
 }
 
@@ -174,7 +201,7 @@ struct TypeState {
 
 struct SotwStream {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    tx: ResponseSender,
     nonce: u64,
     types: HashMap<XdsType, TypeState>,
 }
@@ -204,12 +231,12 @@ impl AdsProtocol for SotwStream {
     }
 
     async fn fail(&self, status: Status) {
-        let _ = self.tx.send(Err(status)).await;
+        let _ = self.tx.send(Outgoing::End(status)).await;
     }
 }
 
 impl SotwStream {
-    fn new(shared: Arc<Shared>, tx: mpsc::Sender<Result<DiscoveryResponse, Status>>) -> Self {
+    fn new(shared: Arc<Shared>, tx: ResponseSender) -> Self {
         Self {
             shared,
             tx,
@@ -290,15 +317,8 @@ impl SotwStream {
         }
         self.nonce += 1;
         let nonce = self.nonce.to_string();
-        let response = DiscoveryResponse {
+        let head = DiscoveryResponse {
             version_info: version.clone(),
-            resources: items
-                .iter()
-                .map(|r| Any {
-                    type_url: t.type_url().to_string(),
-                    value: r.body.to_vec(),
-                })
-                .collect(),
             type_url: t.type_url().to_string(),
             nonce: nonce.clone(),
             control_plane: Some(ControlPlane {
@@ -306,9 +326,10 @@ impl SotwStream {
             }),
             ..Default::default()
         };
+        let response = crate::grpc::sotw_response(&head, t.type_url(), &items);
         st.sent_version = Some(version);
         st.nonce = nonce;
         insight.sent(t);
-        self.tx.send(Ok(response)).await.is_ok()
+        self.tx.send(Outgoing::Message(response)).await.is_ok()
     }
 }

@@ -18,19 +18,18 @@
 //! - after a NACK the rejected versions are not sent again; the next change
 //!   is.
 
+use crate::grpc::{DeltaItem, Outgoing, ResponseSender};
 use crate::insight::InsightRecorder;
 use crate::resource::{Snapshot, XdsResource, XdsType};
 use crate::session::{AdsProtocol, Session, Shared};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::Any;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{debug, warn};
 
@@ -57,7 +56,7 @@ fn version(r: &XdsResource) -> String {
 /// One delta ADS stream.
 pub(crate) struct DeltaStream {
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
+    tx: ResponseSender,
     nonce: u64,
     types: HashMap<XdsType, TypeState>,
 }
@@ -87,15 +86,12 @@ impl AdsProtocol for DeltaStream {
     }
 
     async fn fail(&self, status: Status) {
-        let _ = self.tx.send(Err(status)).await;
+        let _ = self.tx.send(Outgoing::End(status)).await;
     }
 }
 
 impl DeltaStream {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        tx: mpsc::Sender<Result<DeltaDiscoveryResponse, Status>>,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, tx: ResponseSender) -> Self {
         Self {
             shared,
             tx,
@@ -187,19 +183,11 @@ impl DeltaStream {
         let st = self.types.entry(t).or_default();
         let all = snapshot.resources(t);
         let wanted = |name: &str| st.wildcard || st.names.contains(name);
-        let mut resources = Vec::new();
+        let mut changed: Vec<(&String, &Arc<XdsResource>, String)> = Vec::new();
         for (name, r) in all.iter().filter(|(n, _)| wanted(n)) {
             let v = version(r);
             if st.known.get(name) != Some(&v) {
-                resources.push(Resource {
-                    name: name.clone(),
-                    version: v,
-                    resource: Some(Any {
-                        type_url: t.type_url().to_string(),
-                        value: r.body.to_vec(),
-                    }),
-                    ..Default::default()
-                });
+                changed.push((name, r, v));
             }
         }
         let removed: Vec<String> = st
@@ -208,11 +196,8 @@ impl DeltaStream {
             .filter(|n| !(wanted(n) && all.contains_key(*n)))
             .cloned()
             .collect();
-        if resources.is_empty() && removed.is_empty() {
+        if changed.is_empty() && removed.is_empty() {
             return true;
-        }
-        for r in &resources {
-            st.known.insert(r.name.clone(), r.version.clone());
         }
         for n in &removed {
             st.known.remove(n);
@@ -220,9 +205,8 @@ impl DeltaStream {
         self.nonce += 1;
         st.nonce = self.nonce.to_string();
         st.sent_version = snapshot.version(t).to_string();
-        let response = DeltaDiscoveryResponse {
+        let head = DeltaDiscoveryResponse {
             system_version_info: snapshot.version(t).to_string(),
-            resources,
             type_url: t.type_url().to_string(),
             removed_resources: removed,
             nonce: st.nonce.clone(),
@@ -231,7 +215,19 @@ impl DeltaStream {
             }),
             ..Default::default()
         };
+        let items: Vec<DeltaItem<'_>> = changed
+            .iter()
+            .map(|(name, r, v)| DeltaItem {
+                name,
+                version: v,
+                resource: r,
+            })
+            .collect();
+        let response = crate::grpc::delta_response(&head, t.type_url(), &items);
+        for (name, _, v) in changed {
+            st.known.insert(name.clone(), v);
+        }
         insight.sent(t);
-        self.tx.send(Ok(response)).await.is_ok()
+        self.tx.send(Outgoing::Message(response)).await.is_ok()
     }
 }

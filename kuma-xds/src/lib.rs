@@ -35,6 +35,7 @@ pub mod bootstrap;
 pub mod cache;
 mod delta;
 pub mod generate;
+mod grpc;
 pub mod insight;
 pub mod reconcile;
 pub mod resource;

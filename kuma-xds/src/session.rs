@@ -335,19 +335,26 @@ pub(crate) async fn drive<P: AdsProtocol>(
         Ok(Some(r)) => r,
         _ => return,
     };
-    let mut session = match Session::open(&shared, P::node(&first), stream, &credentials).await {
+    // The sub-futures below are boxed: awaited in place they would all be
+    // laid out in this task's future, which lives as long as the stream
+    // (~8.7 KB each when inline; the stream's state is what stays).
+    let mut session = match Box::pin(Session::open(
+        &shared,
+        P::node(&first),
+        stream,
+        &credentials,
+    ))
+    .await
+    {
         Ok(s) => s,
-        Err(status) => return protocol.fail(status).await,
+        Err(status) => return Box::pin(protocol.fail(status)).await,
     };
     let mut flush = tokio::time::interval(INSIGHT_FLUSH);
     let mut pending = Some(first);
     loop {
         if let Some(req) = pending.take() {
             let snapshot = session.watch.borrow().clone();
-            if !protocol
-                .on_request(req, snapshot.as_deref(), &mut session)
-                .await
-            {
+            if !Box::pin(protocol.on_request(req, snapshot.as_deref(), &mut session)).await {
                 break;
             }
         }
@@ -366,17 +373,17 @@ pub(crate) async fn drive<P: AdsProtocol>(
                 }
                 let snapshot = session.watch.borrow_and_update().clone();
                 if let Some(s) = snapshot
-                    && !protocol.push_all(&s, &mut session.insight).await
+                    && !Box::pin(protocol.push_all(&s, &mut session.insight)).await
                 {
                     break;
                 }
             },
-            _ = flush.tick() => session.flush().await,
+            _ = flush.tick() => Box::pin(session.flush()).await,
             () = stopped(&mut stop) => {
                 protocol.fail(Status::unavailable("the control plane is shutting down")).await;
                 break;
             }
         }
     }
-    session.close(stream).await;
+    Box::pin(session.close(stream)).await;
 }
