@@ -20,14 +20,14 @@ use crate::generate::{
     self, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, Named, OutboundPolicies,
     Protocol, ProxyInput, ProxyResources, outbound_service,
 };
-use crate::resource::{Snapshot, XdsResource};
+use crate::resource::{Snapshot, XdsResource, XdsType};
 use kuma_core::matching::PolicyIndex;
 use kuma_core::resource::{
     ConfigSpec, DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG, Spec,
 };
 use kuma_core::store::{ListRequest, ResourceStore, StoreError, StoreEvent};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Weak};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -78,7 +78,8 @@ struct ProxyState {
     /// [`ProxyEvent::Connected`]).
     token: Option<Arc<str>>,
     own: Vec<Arc<XdsResource>>,
-    eds: BTreeSet<ClusterRef>,
+    /// The proxy's EDS clusters, sorted.
+    eds: Vec<Arc<ClusterRef>>,
 }
 
 impl std::fmt::Debug for ProxyState {
@@ -114,6 +115,73 @@ struct MeshState {
     /// service -> the connected proxies with an EDS cluster of it (the
     /// `eds` of `proxies`, inverted): who needs a service's new endpoints.
     consumers: HashMap<String, BTreeSet<String>>,
+    /// The listeners and clusters of `proxies`, each stored once.
+    interned: Interner,
+    /// The EDS clusters of `proxies`, each stored once.
+    cluster_refs: ClusterRefs,
+}
+
+/// Shares byte-identical resources between proxies.
+///
+/// Generation encodes every proxy's listeners and clusters afresh, but many
+/// are identical across proxies: a service's cluster, the outbound
+/// listeners of a service's instances (unless they carry the proxy's own
+/// address, as access-log formats do). Interned, such a resource is stored
+/// once and proxies hold an `Arc`. Entries are weak, so a resource lives
+/// only as long as a snapshot uses it; one slot per content hash keeps an
+/// entry at 16 bytes for the many resources that are never shared.
+#[derive(Debug, Default)]
+struct Interner {
+    /// (type, content hash) -> the resource with that hash. On a hash
+    /// collision (told apart by name and bytes) the second resource simply
+    /// stays unshared.
+    by_hash: HashMap<(XdsType, u64), Weak<XdsResource>>,
+    /// Entries after the last sweep.
+    swept: usize,
+}
+
+impl Interner {
+    /// The shared copy of `r`: an existing identical resource, or `r`
+    /// itself, remembered for the next ones.
+    fn intern(&mut self, r: Arc<XdsResource>) -> Arc<XdsResource> {
+        let slot = self.by_hash.entry((r.xds_type, r.hash)).or_default();
+        match slot.upgrade() {
+            Some(s) if s.name == r.name && s.body == r.body => return s,
+            Some(_) => return r,
+            None => *slot = Arc::downgrade(&r),
+        }
+        // Dead entries are dropped once they may make up half the map, so
+        // sweeping costs O(1) amortised per insertion.
+        if self.by_hash.len() > 2 * self.swept.max(1024) {
+            self.by_hash.retain(|_, w| w.strong_count() > 0);
+            self.swept = self.by_hash.len();
+        }
+        r
+    }
+}
+
+/// Shares the [`ClusterRef`]s of proxies (every proxy calling a service
+/// names the same cluster), dropping those no proxy uses any more.
+#[derive(Debug, Default)]
+struct ClusterRefs {
+    set: HashSet<Arc<ClusterRef>>,
+    /// Entries after the last sweep.
+    swept: usize,
+}
+
+impl ClusterRefs {
+    fn share(&mut self, c: ClusterRef) -> Arc<ClusterRef> {
+        if let Some(shared) = self.set.get(&c) {
+            return shared.clone();
+        }
+        if self.set.len() > 2 * self.swept.max(64) {
+            self.set.retain(|c| Arc::strong_count(c) > 1);
+            self.swept = self.set.len();
+        }
+        let c = Arc::new(c);
+        self.set.insert(c.clone());
+        c
+    }
 }
 
 /// The mesh whose DNS VIPs a Config resource holds, if it is such a Config.
@@ -228,6 +296,13 @@ impl MeshState {
     /// Sets the EDS clusters of a connected proxy, keeping `consumers` in
     /// step.
     fn set_eds(&mut self, name: &str, eds: BTreeSet<ClusterRef>) {
+        if !self.proxies.contains_key(name) {
+            return;
+        }
+        let eds: Vec<Arc<ClusterRef>> = eds
+            .into_iter()
+            .map(|c| self.cluster_refs.share(c))
+            .collect();
         let Some(p) = self.proxies.get_mut(name) else {
             return;
         };
@@ -310,8 +385,13 @@ impl MeshState {
                     self.set_eds(name, BTreeSet::new());
                 }
                 (Some(_), Some(out)) => {
+                    let own: Vec<Arc<XdsResource>> = out
+                        .resources
+                        .into_iter()
+                        .map(|r| self.interned.intern(r))
+                        .collect();
                     if let Some(p) = self.proxies.get_mut(*name) {
-                        p.own = out.resources;
+                        p.own = own;
                     }
                     self.set_eds(name, out.eds_clusters);
                 }
@@ -323,7 +403,7 @@ impl MeshState {
     fn snapshot(&mut self, name: &str) -> Option<Snapshot> {
         let (own, eds) = {
             let p = self.proxies.get(name)?;
-            (p.own.clone(), p.eds.iter().cloned().collect::<Vec<_>>())
+            (p.own.clone(), p.eds.clone())
         };
         let mut resources = own;
         for c in &eds {
