@@ -16,7 +16,12 @@
 //! - after the mesh-wide Timeout changes: the time until every stream has
 //!   ACKed clusters with the new connect timeout;
 //! - kuma-cp's RSS (`VmRSS`) empty, after registration, with every stream
-//!   served, and at the end; per Dataplane.
+//!   served, and at the end; per Dataplane, and per connected proxy (RSS
+//!   serving minus RSS registered, over the streams served).
+//!
+//! `--no-changes` stops after the streams are served (RSS measured), which
+//! is the state to look at under a heap profiler (`--kuma-cp` may name a
+//! script that runs kuma-cp under one).
 //!
 //! Everything is on loopback and bounded by `--deadline` seconds per phase;
 //! the tool stops kuma-cp and exits by itself. Use `benches/xds-load.sh`,
@@ -57,13 +62,14 @@ struct Args {
     kuma_cp: String,
     deadline: Duration,
     connect_concurrency: usize,
+    no_changes: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: xds-load [--services N(1000)] [--instances N(10)] [--outbounds N(20)] \
          [--kuma-cp PATH(target/release/kuma-cp)] [--deadline SECS(300)] \
-         [--connect-concurrency N(256)]"
+         [--connect-concurrency N(256)] [--no-changes]"
     );
     std::process::exit(2)
 }
@@ -74,6 +80,7 @@ fn args() -> Result<Args> {
         kuma_cp: "target/release/kuma-cp".into(),
         deadline: Duration::from_secs(300),
         connect_concurrency: 256,
+        no_changes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -85,6 +92,7 @@ fn args() -> Result<Args> {
             "--kuma-cp" => a.kuma_cp = value(),
             "--deadline" => a.deadline = Duration::from_secs(value().parse()?),
             "--connect-concurrency" => a.connect_concurrency = value().parse()?,
+            "--no-changes" => a.no_changes = true,
             _ => usage(),
         }
     }
@@ -515,6 +523,18 @@ async fn run(args: Args) -> Result<()> {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_served = rss_kb(pid);
+    let per_connected =
+        rss_served.saturating_sub(rss_registered) as f64 * 1024.0 / reached.max(1) as f64 / 1000.0;
+    println!(
+        "kuma-cp RSS: registered {} MB, serving {reached} streams {} MB: {per_connected:.1} KB per connected proxy",
+        rss_registered / 1024,
+        rss_served / 1024
+    );
+    if args.no_changes {
+        m.stopping.store(true, Ordering::Relaxed);
+        drop(cp);
+        std::process::exit(0);
+    }
 
     // An endpoint change.
     let api = cp.api.clone();
