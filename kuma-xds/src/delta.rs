@@ -193,7 +193,7 @@ impl DeltaStream {
         let removed: Vec<String> = st
             .known
             .keys()
-            .filter(|n| !(wanted(n) && all.contains_key(*n)))
+            .filter(|n| !(wanted(n) && all.contains_key(n)))
             .cloned()
             .collect();
         if changed.is_empty() && removed.is_empty() {

@@ -7,7 +7,6 @@
 
 use bytes::Bytes;
 use prost::{Message, Name};
-use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -112,8 +111,121 @@ impl XdsResource {
     }
 }
 
-/// The resources of one type in a snapshot, by name.
-pub type ResourceMap = BTreeMap<String, Arc<XdsResource>>;
+/// The resources of one type in a snapshot, one per name, in name order.
+///
+/// A sorted vector of the shared resources rather than a `BTreeMap` keyed
+/// by a copy of each name: a proxy's snapshot is ~8 bytes per resource
+/// instead of ~80 (tree nodes and name copies were ~5 KB per connected
+/// proxy). Names are looked up by binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceMap {
+    items: Vec<Arc<XdsResource>>,
+}
+
+impl ResourceMap {
+    /// An empty map.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A map of `resources`; of two with the same name the later one stays.
+    pub fn from_resources(resources: impl IntoIterator<Item = Arc<XdsResource>>) -> Self {
+        let mut items: Vec<Arc<XdsResource>> = resources.into_iter().collect();
+        // Stable: equal names keep their order, so the last one is the
+        // later one.
+        items.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut deduped: Vec<Arc<XdsResource>> = Vec::with_capacity(items.len());
+        for r in items {
+            match deduped.last_mut() {
+                Some(last) if last.name == r.name => *last = r,
+                _ => deduped.push(r),
+            }
+        }
+        deduped.shrink_to_fit();
+        Self { items: deduped }
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.items.binary_search_by(|r| r.name.as_str().cmp(name))
+    }
+
+    /// Adds a resource, returning the one of that name it replaces.
+    pub fn insert(&mut self, r: Arc<XdsResource>) -> Option<Arc<XdsResource>> {
+        match self.position(&r.name) {
+            Ok(i) => Some(std::mem::replace(&mut self.items[i], r)),
+            Err(i) => {
+                self.items.insert(i, r);
+                None
+            }
+        }
+    }
+
+    /// The resource of a name.
+    pub fn get(&self, name: &str) -> Option<&Arc<XdsResource>> {
+        self.position(name).ok().map(|i| &self.items[i])
+    }
+
+    /// Whether a resource of that name is there.
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// How many resources.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The resources, in name order.
+    pub fn values(&self) -> std::slice::Iter<'_, Arc<XdsResource>> {
+        self.items.iter()
+    }
+
+    /// (name, resource) pairs, in name order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(self.items.iter())
+    }
+}
+
+impl std::ops::Index<&str> for ResourceMap {
+    type Output = Arc<XdsResource>;
+
+    fn index(&self, name: &str) -> &Arc<XdsResource> {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no resource named {name:?}"))
+    }
+}
+
+/// The (name, resource) pairs of a [`ResourceMap`], in name order.
+#[derive(Debug, Clone)]
+pub struct Iter<'a>(std::slice::Iter<'a, Arc<XdsResource>>);
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a String, &'a Arc<XdsResource>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|r| (&r.name, r))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a ResourceMap {
+    type Item = (&'a String, &'a Arc<XdsResource>);
+    type IntoIter = Iter<'a>;
+
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
 
 /// Version over a set of resources: changes iff the set changes.
 pub fn version_of<'a>(items: impl IntoIterator<Item = &'a Arc<XdsResource>>) -> String {
@@ -138,12 +250,13 @@ pub struct Snapshot {
 impl Snapshot {
     /// A snapshot from resources (any order, any types).
     pub fn new(resources: impl IntoIterator<Item = Arc<XdsResource>>) -> Self {
-        let mut s = Self::default();
+        let mut per_type: [Vec<Arc<XdsResource>>; 5] = Default::default();
         for r in resources {
-            s.types[r.xds_type.index()].insert(r.name.clone(), r);
+            per_type[r.xds_type.index()].push(r);
         }
-        for t in XdsType::PUSH_ORDER {
-            s.versions[t.index()] = version_of(s.types[t.index()].values());
+        let mut s = Self::default();
+        for (t, items) in XdsType::PUSH_ORDER.into_iter().zip(per_type) {
+            s.set_type(t, ResourceMap::from_resources(items));
         }
         s
     }
@@ -211,6 +324,26 @@ mod tests {
     }
 
     #[test]
+    fn resource_maps_are_sorted_by_name_and_later_wins() {
+        let m = ResourceMap::from_resources([
+            cluster("b", 1),
+            cluster("a", 1),
+            cluster("c", 1),
+            cluster("a", 2),
+        ]);
+        let names: Vec<&String> = m.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(m["a"], cluster("a", 2));
+        assert!(m.contains_key("c") && !m.contains_key("d") && m.get("d").is_none());
+        let mut m2 = m.clone();
+        assert_eq!(m2.insert(cluster("bb", 1)), None);
+        assert_eq!(m2.insert(cluster("b", 3)), Some(cluster("b", 1)));
+        let names: Vec<&str> = m2.values().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "bb", "c"]);
+        assert_eq!(m2.len(), 4);
+    }
+
+    #[test]
     fn named_selection_versions_only_the_subset() {
         let mut s = Snapshot::default();
         let eds = |n: &str| XdsResource {
@@ -221,20 +354,17 @@ mod tests {
         };
         let mut m = ResourceMap::new();
         for n in ["x", "yy"] {
-            m.insert(n.into(), Arc::new(eds(n)));
+            m.insert(Arc::new(eds(n)));
         }
         s.set_type(XdsType::Endpoint, m);
         let only_x: std::collections::BTreeSet<String> = ["x".to_string()].into();
         let (v1, items) = s.select(XdsType::Endpoint, &only_x);
         assert_eq!(items.len(), 1);
         let mut m2 = s.resources(XdsType::Endpoint).clone();
-        m2.insert(
-            "yy".into(),
-            Arc::new(XdsResource {
-                hash: 99,
-                ..eds("yy")
-            }),
-        );
+        m2.insert(Arc::new(XdsResource {
+            hash: 99,
+            ..eds("yy")
+        }));
         s.set_type(XdsType::Endpoint, m2);
         assert_eq!(
             s.select(XdsType::Endpoint, &only_x).0,
