@@ -327,6 +327,10 @@ impl SotwStream {
             ..Default::default()
         };
         let response = crate::grpc::sotw_response(&head, t.type_url(), &items);
+        // Not held while waiting for room in the response queue: a stream
+        // stuck behind a slow proxy then keeps its encoded response only,
+        // not the resources of a snapshot that may since have been replaced.
+        drop(items);
         st.sent_version = Some(version);
         st.nonce = nonce;
         insight.sent(t);
