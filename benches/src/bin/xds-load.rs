@@ -592,6 +592,9 @@ async fn run(args: Args) -> Result<()> {
         connected.len(),
         percentiles(lat)
     );
+    // As for "serving": let the pushes that follow the ACKed clusters
+    // (endpoints, listeners) finish before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_end = rss_kb(pid);
     let per = |kb: u64| kb.saturating_sub(rss_empty) as f64 * 1024.0 / n as f64 / 1000.0;
     println!(
