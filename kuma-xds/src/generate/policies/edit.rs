@@ -160,9 +160,18 @@ pub(crate) mod testing {
     };
     use super::*;
     use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
-    use kuma_core::resource::{DataplaneSpec, Resource, TrafficRouteSpec};
+    use kuma_core::resource::{DataplaneSpec, Resource, Spec, TrafficRouteSpec};
     use prost::{Message, Name};
     use std::collections::BTreeMap;
+
+    /// The spec of the resource `yaml` describes, as a `T`.
+    pub(crate) fn spec<T: Spec + Clone>(yaml: &str) -> T {
+        Resource::from_yaml(yaml)
+            .unwrap()
+            .spec_as::<T>()
+            .unwrap()
+            .clone()
+    }
 
     /// Dataplane `web` (inbound 8080 -> app 9000) calling `backend` on
     /// `127.0.0.1:10001` and through the VIP `240.0.0.1:80`; a TrafficRoute

@@ -211,17 +211,11 @@ mod tests {
     use super::super::super::{DataplanePolicies, InboundPolicies, Protocol, build};
     use super::*;
     use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
-    use kuma_core::resource::{DataplaneSpec, Resource};
+    use kuma_core::resource::DataplaneSpec;
     use prost::Message;
     use std::collections::BTreeMap;
 
-    fn spec<T: kuma_core::resource::Spec + Clone>(yaml: &str) -> T {
-        Resource::from_yaml(yaml)
-            .unwrap()
-            .spec_as::<T>()
-            .unwrap()
-            .clone()
-    }
+    use super::super::edit::testing::spec;
 
     const DP: &str = "type: Dataplane\nmesh: m\nname: backend-1\nnetworking:\n  address: 10.0.0.2\n  inbound:\n  - port: 8080\n    servicePort: 8081\n    tags:\n      kuma.io/service: backend\n      kuma.io/protocol: http\n  - port: 9090\n    servicePort: 9091\n    tags:\n      kuma.io/service: db\n";
 

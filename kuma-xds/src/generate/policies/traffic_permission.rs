@@ -132,19 +132,11 @@ mod tests {
     use envoy_types::pb::envoy::config::listener::v3::Listener;
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
     use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
-    use kuma_core::resource::{
-        DataplaneSpec, FaultInjectionSpec, MeshSpec, ProxyTemplateSpec, Resource, Spec,
-    };
+    use kuma_core::resource::{DataplaneSpec, FaultInjectionSpec, MeshSpec, ProxyTemplateSpec};
     use prost::Message;
     use std::collections::BTreeMap;
 
-    fn spec<T: Spec + Clone>(yaml: &str) -> T {
-        Resource::from_yaml(yaml)
-            .unwrap()
-            .spec_as::<T>()
-            .unwrap()
-            .clone()
-    }
+    use super::super::edit::testing::spec;
 
     const DP: &str = "type: Dataplane\nmesh: m\nname: backend-1\nnetworking:\n  address: 10.0.0.2\n  inbound:\n  - port: 8080\n    servicePort: 8081\n    tags:\n      kuma.io/service: backend\n      kuma.io/protocol: http\n  - port: 9090\n    servicePort: 9091\n    tags:\n      kuma.io/service: db\n";
 

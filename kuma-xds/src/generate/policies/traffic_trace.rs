@@ -159,17 +159,11 @@ mod tests {
     use super::*;
     use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
     use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
-    use kuma_core::resource::{DataplaneSpec, MeshSpec, Resource, Spec, TrafficTraceSpec};
+    use kuma_core::resource::{DataplaneSpec, MeshSpec, TrafficTraceSpec};
     use prost::Message;
     use std::collections::BTreeMap;
 
-    fn spec<T: Spec + Clone>(yaml: &str) -> T {
-        Resource::from_yaml(yaml)
-            .unwrap()
-            .spec_as::<T>()
-            .unwrap()
-            .clone()
-    }
+    use super::super::edit::testing::spec;
 
     const DP: &str = "type: Dataplane\nmesh: m\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 9000\n    tags:\n      kuma.io/service: web\n      kuma.io/protocol: http\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n  - port: 10002\n    tags:\n      kuma.io/service: redis\n";
 
