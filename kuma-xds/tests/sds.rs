@@ -136,6 +136,16 @@ impl Stream {
             .map(|m| m.expect("stream still open"))
     }
 
+    /// Asserts that nothing arrives for a while.
+    async fn assert_silent(&mut self, why: &str) {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), self.rx.message())
+                .await
+                .is_err(),
+            "{why}"
+        );
+    }
+
     async fn ack(&self, r: &DiscoveryResponse, names: &[&str]) {
         self.tx
             .send(request(names, &r.version_info, &r.nonce))
@@ -285,12 +295,7 @@ async fn serves_the_proxy_identity_and_the_mesh_ca() {
     let mut s2 = open(cp.addr, None, &["identity_cert"]).await.unwrap();
     let r2 = s2.next().await.unwrap();
     assert_eq!(identity(&secrets(&r2)[0]).0, cert);
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), s.rx.message())
-            .await
-            .is_err(),
-        "no response to an ACK"
-    );
+    s.assert_silent("no response to an ACK").await;
 
     // The Dataplane's services change: a new certificate is pushed.
     let mut dp = (*cp
@@ -339,11 +344,7 @@ async fn rotation_pushes_a_new_certificate() {
     })
     .await
     .unwrap();
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), s.rx.message())
-            .await
-            .is_err()
-    );
+    s.assert_silent("a NACK is not answered").await;
 }
 
 #[tokio::test]
@@ -352,12 +353,7 @@ async fn nothing_is_sent_until_the_mesh_enables_mtls() {
     let mut s = open(cp.addr, None, &["identity_cert", "mesh_ca"])
         .await
         .unwrap();
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), s.rx.message())
-            .await
-            .is_err(),
-        "nothing while mTLS is off"
-    );
+    s.assert_silent("nothing while mTLS is off").await;
     let mut m = (*cp
         .manager
         .get(&ResourceKey::new(ResourceType::Mesh, None, "demo"))

@@ -127,19 +127,6 @@ fn get(port: u16) -> Result<Response, String> {
     })
 }
 
-fn kumactl_bin() -> PathBuf {
-    let bin = support::kuma_dp_bin()
-        .parent()
-        .expect("kuma-dp has a parent directory")
-        .join("kumactl");
-    assert!(
-        bin.exists(),
-        "kumactl not found at {} (run `cargo build --workspace --bins` first)",
-        bin.display()
-    );
-    bin
-}
-
 /// A ProxyTemplate for the frontend with these modifications.
 fn template(name: &str, modifications: Value) -> Value {
     json!({
@@ -202,7 +189,7 @@ impl Mesh {
     }
 
     fn kumactl_inspect(&self) -> String {
-        let out = Command::new(kumactl_bin())
+        let out = Command::new(support::kumactl_bin())
             .arg("--config-file")
             .arg(self.dir.join("kumactl.config"))
             .arg("--api-url")

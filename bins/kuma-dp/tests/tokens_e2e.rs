@@ -20,19 +20,6 @@ use support::{
 
 const READY: Duration = Duration::from_secs(30);
 
-fn kumactl_bin() -> PathBuf {
-    let bin = support::kuma_dp_bin()
-        .parent()
-        .expect("kuma-dp has a parent directory")
-        .join("kumactl");
-    assert!(
-        bin.exists(),
-        "kumactl not found at {} (run `cargo build --workspace --bins` first)",
-        bin.display()
-    );
-    bin
-}
-
 fn setup(test: &str, env: &[(&str, &str)]) -> Option<(PathBuf, tempfile::TempDir, ControlPlane)> {
     let envoy = support::envoy_or_skip(test)?;
     let dir = tempfile::Builder::new()
@@ -52,7 +39,7 @@ fn wait_exit(dp: &mut Dataplane, timeout: Duration) -> ExitStatus {
 }
 
 fn kumactl(cp: &ControlPlane, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(kumactl_bin())
+    Command::new(support::kumactl_bin())
         .arg("--config-file")
         .arg(dir.join("kumactl-config"))
         .arg("--api-url")

@@ -82,6 +82,20 @@ pub fn kuma_dp_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kuma-dp"))
 }
 
+/// The kumactl binary next to kuma-dp (built by `cargo build --workspace --bins`).
+pub fn kumactl_bin() -> PathBuf {
+    let bin = kuma_dp_bin()
+        .parent()
+        .expect("kuma-dp has a parent directory")
+        .join("kumactl");
+    assert!(
+        bin.exists(),
+        "kumactl not found at {} (run `cargo build --workspace --bins` first)",
+        bin.display()
+    );
+    bin
+}
+
 /// The `kuma-cp` binary, next to `kuma-dp` in the target directory.
 pub fn kuma_cp_bin() -> PathBuf {
     let dp = kuma_dp_bin();
