@@ -13,6 +13,9 @@
 //!   generation, the load assignments of its clusters, `Snapshot::new`.
 //! - `proxy/cached_endpoints`: the same with the load assignments shared
 //!   (already encoded), as the reconciler has them.
+//! - `proxy/in_batch`: the same, as the proxy is generated in a batch
+//!   (a mesh-wide change) after another instance of its service: its
+//!   service clusters come from the batch's `BatchCache`.
 //! - `encode/outer`, `encode/all`: `encode_to_vec` of the same resources
 //!   decoded once in setup; `all` also encodes every message packed in an
 //!   `Any` (connection managers, filters, access logs...), which
@@ -36,7 +39,7 @@ use kuma_benches::core::resource::{DataplaneSpec, MeshSpec, Resource, ResourceKe
 use kuma_benches::core::store::{EventKind, MemoryStore, ResourceStore, StoreEvent};
 use kuma_benches::fixture::{MESH, Shape, mesh_yaml, policies_yaml, timeout_all_yaml};
 use kuma_xds::cache::{NodeId, SnapshotCache};
-use kuma_xds::generate::{self, ClusterRef, Endpoint, Protocol};
+use kuma_xds::generate::{self, ClusterRef, Endpoint, Protocol, BatchCache};
 use kuma_xds::reconcile::{MeshView, ProxyEvent, Reconciler, generate_proxy};
 use kuma_xds::resource::{Snapshot, XdsResource, XdsType};
 use std::collections::{BTreeMap, HashMap};
@@ -72,10 +75,11 @@ fn fixture() -> Fixture {
     }
 }
 
-fn own(
+fn own<'p>(
     f: &Fixture,
-    index: &PolicyIndex<'_, Arc<Resource>>,
+    index: &PolicyIndex<'p, Arc<Resource>>,
     dp: &Resource,
+    shared: Option<&mut BatchCache<'p>>,
 ) -> generate::ProxyResources {
     let mesh = MeshView {
         name: MESH,
@@ -89,6 +93,7 @@ fn own(
         &dp.meta.name,
         dp.spec_as::<DataplaneSpec>().expect("dataplane spec"),
         None,
+        shared,
     )
 }
 
@@ -98,7 +103,7 @@ fn load_assignment(f: &Fixture, c: &ClusterRef) -> Arc<XdsResource> {
 }
 
 fn full_snapshot(f: &Fixture, index: &PolicyIndex<'_, Arc<Resource>>, dp: &Resource) -> Snapshot {
-    let out = own(f, index, dp);
+    let out = own(f, index, dp, None);
     let mut resources = out.resources;
     resources.extend(out.eds_clusters.iter().map(|c| load_assignment(f, c)));
     Snapshot::new(resources)
@@ -127,7 +132,7 @@ fn bench_proxy(c: &mut Criterion, f: &Fixture) {
         decoded.outer.len(),
         decoded.payloads.len()
     );
-    let cached: HashMap<ClusterRef, Arc<XdsResource>> = own(f, &index, &dp)
+    let cached: HashMap<ClusterRef, Arc<XdsResource>> = own(f, &index, &dp, None)
         .eds_clusters
         .into_iter()
         .map(|c| {
@@ -142,12 +147,29 @@ fn bench_proxy(c: &mut Criterion, f: &Fixture) {
     });
     g.bench_function("cached_endpoints", |b| {
         b.iter(|| {
-            let out = own(f, &index, black_box(&dp));
+            let out = own(f, &index, black_box(&dp), None);
             let mut resources = out.resources;
             resources.extend(out.eds_clusters.iter().map(|c| cached[c].clone()));
             Snapshot::new(resources)
         })
     });
+    // Another instance of the same service generated first in the batch:
+    // the service clusters come from the batch's BatchCache.
+    let mut shared = BatchCache::for_index(&index);
+    own(f, &index, &f.dataplanes[SHAPE.instances + 1], Some(&mut shared));
+    g.bench_function("in_batch", |b| {
+        b.iter(|| {
+            let out = own(f, &index, black_box(&dp), Some(&mut shared));
+            let mut resources = out.resources;
+            resources.extend(out.eds_clusters.iter().map(|c| cached[c].clone()));
+            Snapshot::new(resources)
+        })
+    });
+    eprintln!(
+        "in_batch: {} shared clusters, {} taken",
+        shared.len(),
+        shared.hits()
+    );
     g.finish();
     let mut g = c.benchmark_group("encode");
     g.bench_function("outer", |b| b.iter(|| encode_outer(black_box(&decoded))));

@@ -17,6 +17,7 @@
 
 use crate::cache::{NodeId, SnapshotCache};
 use crate::generate::{
+    BatchCache,
     self, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, Named, OutboundPolicies,
     Protocol, ProxyInput, ProxyResources, outbound_service,
 };
@@ -351,9 +352,23 @@ impl MeshState {
                 (n, self.dataplanes.get(n).cloned(), token)
             })
             .collect();
-        let generate = |(name, dp, token): &Job<'_>| {
-            let spec = dp.as_deref()?.spec_as::<DataplaneSpec>()?;
-            Some(generate_proxy(&index, &view, name, spec, token.as_deref()))
+        // Each worker shares the service clusters of its proxies (see
+        // `BatchCache`).
+        let generate_all = |part: &[Job<'_>]| {
+            let mut shared = BatchCache::for_index(&index);
+            part.iter()
+                .map(|(name, dp, token)| {
+                    let spec = dp.as_deref()?.spec_as::<DataplaneSpec>()?;
+                    Some(generate_proxy(
+                        &index,
+                        &view,
+                        name,
+                        spec,
+                        token.as_deref(),
+                        Some(&mut shared),
+                    ))
+                })
+                .collect::<Vec<_>>()
         };
         // Generation is pure and CPU-bound: a large batch (a mesh-wide
         // policy change) is spread over the machine's cores.
@@ -362,13 +377,13 @@ impl MeshState {
             .min(jobs.len() / PARALLEL_BATCH)
             .max(1);
         let outputs: Vec<Option<ProxyResources>> = if threads == 1 {
-            jobs.iter().map(generate).collect()
+            generate_all(&jobs)
         } else {
             let chunk = jobs.len().div_ceil(threads);
             std::thread::scope(|scope| {
                 let handles: Vec<_> = jobs
                     .chunks(chunk)
-                    .map(|part| scope.spawn(|| part.iter().map(generate).collect::<Vec<_>>()))
+                    .map(|part| scope.spawn(|| generate_all(part)))
                     .collect();
                 handles
                     .into_iter()
@@ -430,13 +445,17 @@ pub struct MeshView<'a> {
 /// Matches the policies of `index` against one Dataplane and generates its
 /// listeners and clusters: what the reconciler does for every proxy it
 /// regenerates (`index` is built once per batch). `sds_token` is the
-/// proxy's dataplane token ([`ProxyInput::sds_token`]).
-pub fn generate_proxy(
-    index: &PolicyIndex<'_, Arc<Resource>>,
+/// proxy's dataplane token ([`ProxyInput::sds_token`]). Service clusters
+/// already generated for another proxy of the batch are taken from
+/// `shared` (made for the same `index`), and those generated here are
+/// added to it.
+pub fn generate_proxy<'p>(
+    index: &PolicyIndex<'p, Arc<Resource>>,
     mesh: &MeshView<'_>,
     name: &str,
     spec: &DataplaneSpec,
     sds_token: Option<&str>,
+    shared: Option<&mut BatchCache<'p>>,
 ) -> ProxyResources {
     let vips = mesh.vips;
     let mut services: BTreeSet<&str> = spec
@@ -494,7 +513,7 @@ pub fn generate_proxy(
         traffic_trace: matched.traffic_trace.and_then(|r| r.spec_as()),
         proxy_template: matched.proxy_template.and_then(|r| r.spec_as()),
     };
-    generate::generate(&ProxyInput {
+    let input = ProxyInput {
         mesh: mesh.name,
         name,
         dataplane: spec,
@@ -505,7 +524,8 @@ pub fn generate_proxy(
         protocols: mesh.protocols,
         vips,
         sds_token,
-    })
+    };
+    generate::generate_shared(&input, shared)
 }
 
 /// What a batch of events asks for, per mesh.

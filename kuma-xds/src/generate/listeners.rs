@@ -104,7 +104,9 @@ fn http_connection_manager(stat_prefix: &str, routes: RouteConfiguration) -> Net
     }))
 }
 
-fn filter_for(
+/// The tcp_proxy or connection manager of a listener of `service` in
+/// `direction` (`inbound`, `outbound`), to `targets`.
+pub(super) fn filter_for(
     protocol: Protocol,
     direction: &str,
     service: &str,
@@ -167,35 +169,24 @@ pub(super) fn inbound(
     )
 }
 
-/// `outbound:<address>:<port>` to the service's cluster(s), and its
-/// (typed) network filter.
-pub(super) fn outbound(
-    outbound: &Outbound,
-    service: &str,
-    protocol: Protocol,
-    targets: &[WeightedTarget],
-) -> (Listener, NetworkFilter) {
+/// `outbound:<address>:<port>` with `filter` (the service's, see
+/// [`filter_for`]).
+pub(super) fn outbound(outbound: &Outbound, filter: NetworkFilter) -> (Listener, NetworkFilter) {
     let address = outbound.address.as_deref().unwrap_or("127.0.0.1");
     listener(
         names::outbound_listener(address, outbound.port),
         address,
         outbound.port,
         TrafficDirection::Outbound,
-        filter_for(protocol, "outbound", service, targets),
+        filter,
     )
 }
 
 /// `outbound:<vip>:80`: a service's DNS VIP, reached only through
 /// transparent proxying (`bind_to_port: false`; the redirect listener hands
-/// connections to it by original destination), and its (typed) network
-/// filter.
-pub(super) fn virtual_outbound(
-    vip: &str,
-    service: &str,
-    protocol: Protocol,
-    targets: &[WeightedTarget],
-) -> (Listener, NetworkFilter) {
-    let filter = filter_for(protocol, "outbound", service, targets);
+/// connections to it by original destination), with `filter` (the
+/// service's, see [`filter_for`]).
+pub(super) fn virtual_outbound(vip: &str, filter: NetworkFilter) -> (Listener, NetworkFilter) {
     let listener = Listener {
         name: names::outbound_listener(vip, super::VIP_PORT),
         address: Some(socket(vip, super::VIP_PORT)),

@@ -19,10 +19,12 @@ pub mod names;
 mod network_filter;
 mod policies;
 mod protocol;
+mod shared;
 mod tls;
 
 pub use endpoints::{Endpoint, load_assignment, load_assignment_of};
 pub use protocol::Protocol;
+pub use shared::BatchCache;
 
 use crate::resource::{XdsResource, XdsType};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -260,6 +262,19 @@ pub struct ProxyConfig {
     /// generated listener, typed while the policies edit it; until
     /// [`Self::pack`] the listeners hold placeholders for them.
     pub(crate) network_filters: NetworkFilters,
+    /// Clusters taken already encoded from the batch's
+    /// [`BatchCache`]; policies do not see them (they are what
+    /// policies made of the same cluster for another proxy).
+    pub(crate) shared_clusters: Vec<Arc<XdsResource>>,
+    /// The `clusters` (by index) to add to the batch's [`BatchCache`]
+    /// once encoded, with their keys.
+    share_as: Vec<(usize, shared::ClusterKey)>,
+    /// The network filters (by listener index) to add to the batch's
+    /// [`BatchCache`] once encoded, with their keys.
+    share_filters_as: Vec<(usize, shared::FilterKey)>,
+    /// The network filters of `share_filters_as`, encoded by
+    /// [`Self::pack`].
+    filters_to_share: Vec<(shared::FilterKey, bytes::Bytes)>,
 }
 
 impl ProxyConfig {
@@ -273,7 +288,15 @@ impl ProxyConfig {
     /// Packs the listeners' typed network filters into their `Any`s, once;
     /// afterwards `listeners` are complete. Idempotent.
     pub fn pack(&mut self) {
-        self.network_filters.pack(&mut self.listeners);
+        let mut keys = std::mem::take(&mut self.share_filters_as).into_iter().peekable();
+        let shared = &mut self.filters_to_share;
+        self.network_filters.pack(&mut self.listeners, |i, encoded| {
+            if keys.peek().is_some_and(|(k, _)| *k == i)
+                && let Some((_, key)) = keys.next()
+            {
+                shared.push((key, encoded));
+            }
+        });
     }
 }
 
@@ -282,6 +305,14 @@ impl ProxyConfig {
 /// network filters stay typed until [`ProxyConfig::pack`] (which
 /// [`encode`] does).
 pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
+    build_shared(input, None)
+}
+
+/// [`build`], taking the service clusters [`BatchCache`] already has.
+fn build_shared(
+    input: &ProxyInput<'_>,
+    mut shared: Option<&mut BatchCache<'_>>,
+) -> (ProxyConfig, BTreeSet<ClusterRef>) {
     let dp = input.dataplane;
     let none = OutboundPolicies::default();
     let targets_of = |service: &str| {
@@ -323,7 +354,11 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
         clusters: Vec::with_capacity(dp.networking.inbound.len() + targets + 2),
         listeners: Vec::with_capacity(listeners),
         network_filters: NetworkFilters::with_capacity(listeners),
+        ..ProxyConfig::default()
     };
+    if let Some(shared) = shared.as_deref_mut() {
+        shared.enter_mesh(input.mesh);
+    }
     let mut eds_clusters = BTreeSet::new();
     // With mTLS on, inbound listeners terminate mTLS and clusters of mesh
     // services originate it (the local app's clusters stay plain).
@@ -339,10 +374,58 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
         config.push_listener(listener, filter);
     }
 
+    // An outbound listener's network filter: taken from the batch's
+    // cache, or built (and remembered for the cache once encoded).
+    // `index`: the listener's, once pushed.
+    let mut filter_of = |config: &mut ProxyConfig,
+                         index: usize,
+                         service: &str,
+                         targets: &[WeightedTarget]| {
+        let protocol = input.protocol(service);
+        let key = shared
+            .as_deref_mut()
+            .and_then(|s| Some((s, shared::FilterKey::of(input, service, targets)?)));
+        if let Some((cache, key)) = key {
+            if let Some(base) = cache.filter(&key) {
+                return NetworkFilter::Encoded(Box::new(network_filter::EncodedFilter {
+                    http: protocol.is_http(),
+                    stat_prefix: service.to_string(),
+                    base,
+                    access_log: Vec::new(),
+                }));
+            }
+            config.share_filters_as.push((index, key));
+        }
+        listeners::filter_for(protocol, "outbound", service, targets)
+    };
+    let mut outbound_filters = Vec::with_capacity(outbounds.len() + vips.len());
+    let calls = outbounds.iter().map(|(_, s, t)| (*s, t));
+    for (service, targets) in calls.chain(vips.iter().map(|(_, s, t)| (*s, t))) {
+        let index = config.listeners.len() + outbound_filters.len();
+        let filter = filter_of(&mut config, index, service, targets);
+        outbound_filters.push(filter);
+    }
     let mut clusters_done = BTreeSet::new();
     let mut add_clusters = |config: &mut ProxyConfig, targets: Vec<WeightedTarget>| {
         for t in targets {
             if clusters_done.insert(t.cluster.name.clone()) {
+                let key = shared
+                    .as_deref_mut()
+                    .and_then(|s| Some((s, shared::ClusterKey::of(input, &t.cluster, tls.is_some())?)));
+                let key = match key {
+                    Some((s, key)) => match s.cluster(&key) {
+                        Some(done) => {
+                            config.shared_clusters.push(done);
+                            eds_clusters.insert(t.cluster);
+                            continue;
+                        }
+                        None => Some(key),
+                    },
+                    None => None,
+                };
+                if let Some(key) = key {
+                    config.share_as.push((config.clusters.len(), key));
+                }
                 let p = input.protocol(&t.cluster.service);
                 let mut cluster = clusters::eds(&t.cluster, p);
                 if let Some(tls) = &tls {
@@ -353,15 +436,14 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
             eds_clusters.insert(t.cluster);
         }
     };
-    for (outbound, service, targets) in outbounds {
-        let protocol = input.protocol(service);
-        let (listener, filter) = listeners::outbound(outbound, service, protocol, &targets);
+    let mut filters = outbound_filters.into_iter();
+    for ((outbound, _, targets), filter) in outbounds.into_iter().zip(&mut filters) {
+        let (listener, filter) = listeners::outbound(outbound, filter);
         config.push_listener(listener, filter);
         add_clusters(&mut config, targets);
     }
-    for (vip, service, targets) in vips {
-        let protocol = input.protocol(service);
-        let (listener, filter) = listeners::virtual_outbound(vip, service, protocol, &targets);
+    for ((vip, _, targets), filter) in vips.into_iter().zip(&mut filters) {
+        let (listener, filter) = listeners::virtual_outbound(vip, filter);
         config.push_listener(listener, filter);
         add_clusters(&mut config, targets);
     }
@@ -371,22 +453,55 @@ pub fn build(input: &ProxyInput<'_>) -> (ProxyConfig, BTreeSet<ClusterRef>) {
 /// Encodes a proxy's listeners and clusters, once each (packing what is
 /// still typed first).
 pub fn encode(config: &mut ProxyConfig) -> Vec<Arc<XdsResource>> {
+    encode_shared(config, None)
+}
+
+/// [`encode`], adding the clusters to share to `shared`.
+fn encode_shared(
+    config: &mut ProxyConfig,
+    shared: Option<&mut BatchCache<'_>>,
+) -> Vec<Arc<XdsResource>> {
     config.pack();
-    let clusters = config
-        .clusters
-        .iter()
-        .map(|c| XdsResource::encode(XdsType::Cluster, c.name.clone(), c));
-    let listeners = config
-        .listeners
-        .iter()
-        .map(|l| XdsResource::encode(XdsType::Listener, l.name.clone(), l));
-    clusters.chain(listeners).collect()
+    let mut out = Vec::with_capacity(
+        config.clusters.len() + config.shared_clusters.len() + config.listeners.len(),
+    );
+    out.extend(
+        config
+            .clusters
+            .iter()
+            .map(|c| XdsResource::encode(XdsType::Cluster, c.name.clone(), c)),
+    );
+    if let Some(shared) = shared {
+        for (i, key) in config.share_as.drain(..) {
+            shared.insert_cluster(key, out[i].clone());
+        }
+        for (key, encoded) in config.filters_to_share.drain(..) {
+            shared.insert_filter(key, encoded);
+        }
+    }
+    out.extend(config.shared_clusters.drain(..));
+    out.extend(
+        config
+            .listeners
+            .iter()
+            .map(|l| XdsResource::encode(XdsType::Listener, l.name.clone(), l)),
+    );
+    out
 }
 
 /// Generates a proxy's listeners and clusters: [`build`], then the
 /// policies, then [`encode`].
 pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
-    let (mut config, mut eds_clusters) = build(input);
+    generate_shared(input, None)
+}
+
+/// [`generate`], sharing service clusters with the other proxies of a
+/// batch through `shared`.
+pub(crate) fn generate_shared(
+    input: &ProxyInput<'_>,
+    mut shared: Option<&mut BatchCache<'_>>,
+) -> ProxyResources {
+    let (mut config, mut eds_clusters) = build_shared(input, shared.as_deref_mut());
     policies::apply(&mut config, input);
     if input.dataplane_policies.proxy_template.is_some() {
         // A ProxyTemplate may remove clusters (or all, without
@@ -394,7 +509,7 @@ pub fn generate(input: &ProxyInput<'_>) -> ProxyResources {
         eds_clusters.retain(|c| config.clusters.iter().any(|k| k.name == c.name));
     }
     ProxyResources {
-        resources: encode(&mut config),
+        resources: encode_shared(&mut config, shared),
         eds_clusters,
     }
 }

@@ -9,12 +9,24 @@
 //! placeholder: its name, no config. A listener's chains all carry the same
 //! filter (PERMISSIVE mTLS copies the plain chain for TLS), so there is one
 //! typed config per listener, written into every chain's placeholder.
+//!
+//! A config is encoded without its access logs first, and the access logs
+//! are appended as encoded fields (protobuf allows a message's fields in
+//! any order; a repeated field's elements keep theirs). The part without
+//! access logs, the same for every proxy that calls a service under the
+//! same policies, can then be taken from another proxy of the batch
+//! ([`NetworkFilter::Encoded`], see [`super::shared`]): access logs are
+//! the only per-proxy part of an outbound filter (their format names the
+//! proxy's address).
 
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, Listener};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
-use envoy_types::util::pack_any;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
 
 /// The HTTP connection manager's network filter name.
 pub(crate) const HCM: &str = "envoy.filters.network.http_connection_manager";
@@ -28,14 +40,57 @@ pub(crate) enum NetworkFilter {
     Http(Box<HttpConnectionManager>),
     /// A tcp_proxy.
     Tcp(Box<TcpProxy>),
+    /// A config built, edited by policies and encoded (without access
+    /// logs) for another proxy of the batch; policies other than
+    /// TrafficLog, which adds this proxy's access logs, leave it alone.
+    Encoded(Box<EncodedFilter>),
+}
+
+/// A [`NetworkFilter::Encoded`].
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedFilter {
+    /// An HTTP connection manager (else a tcp_proxy).
+    pub(crate) http: bool,
+    /// Its stat prefix.
+    pub(crate) stat_prefix: String,
+    /// The config without access logs, encoded.
+    pub(crate) base: Bytes,
+    /// This proxy's access logs.
+    pub(crate) access_log: Vec<AccessLog>,
+}
+
+/// The field number of `access_log` in the HTTP connection manager.
+const HCM_ACCESS_LOG: u32 = 13;
+/// The field number of `access_log` in the tcp_proxy.
+const TCP_PROXY_ACCESS_LOG: u32 = 5;
+
+/// `base` (an encoded config without access logs) followed by `logs` as
+/// field `tag`: the encoding of the config with those access logs.
+fn with_access_logs(base: &[u8], tag: u32, logs: &[AccessLog]) -> Vec<u8> {
+    let extra: usize = logs
+        .iter()
+        .map(|l| prost::encoding::message::encoded_len(tag, l))
+        .sum();
+    let mut out = Vec::with_capacity(base.len() + extra);
+    out.extend_from_slice(base);
+    for log in logs {
+        prost::encoding::message::encode(tag, log, &mut out);
+    }
+    out
 }
 
 impl NetworkFilter {
     /// The network filter's name.
     pub(crate) fn name(&self) -> &'static str {
+        if self.is_http() { HCM } else { TCP_PROXY }
+    }
+
+    /// Whether this is an HTTP connection manager.
+    pub(crate) fn is_http(&self) -> bool {
         match self {
-            Self::Http(_) => HCM,
-            Self::Tcp(_) => TCP_PROXY,
+            Self::Http(_) => true,
+            Self::Tcp(_) => false,
+            Self::Encoded(e) => e.http,
         }
     }
 
@@ -44,6 +99,16 @@ impl NetworkFilter {
         match self {
             Self::Http(h) => &h.stat_prefix,
             Self::Tcp(t) => &t.stat_prefix,
+            Self::Encoded(e) => &e.stat_prefix,
+        }
+    }
+
+    /// The access logs.
+    pub(crate) fn access_log_mut(&mut self) -> &mut Vec<AccessLog> {
+        match self {
+            Self::Http(h) => &mut h.access_log,
+            Self::Tcp(t) => &mut t.access_log,
+            Self::Encoded(e) => &mut e.access_log,
         }
     }
 
@@ -60,25 +125,49 @@ impl NetworkFilter {
     pub(crate) fn http_mut(&mut self) -> Option<&mut HttpConnectionManager> {
         match self {
             Self::Http(h) => Some(h),
-            Self::Tcp(_) => None,
+            Self::Tcp(_) | Self::Encoded(_) => None,
         }
     }
 
-    /// The tcp_proxy, if this is one.
+    /// The tcp_proxy, if this is one (still typed).
     pub(crate) fn tcp_mut(&mut self) -> Option<&mut TcpProxy> {
         match self {
             Self::Tcp(t) => Some(t),
-            Self::Http(_) => None,
+            Self::Http(_) | Self::Encoded(_) => None,
         }
     }
 
-    /// Packs the config into the placeholders of `listener`'s chains.
-    fn pack_into(self, listener: &mut Listener) {
-        let name = self.name();
-        let any = match self {
-            Self::Http(h) => pack_any(*h),
-            Self::Tcp(t) => pack_any(*t),
+    /// Encodes the config: the part without access logs, and the whole.
+    fn encode(self) -> (Bytes, Any) {
+        let (type_url, base, tag, logs) = match self {
+            Self::Http(mut h) => {
+                let logs = std::mem::take(&mut h.access_log);
+                let base = Bytes::from(h.encode_to_vec());
+                (HttpConnectionManager::type_url(), base, HCM_ACCESS_LOG, logs)
+            }
+            Self::Tcp(mut t) => {
+                let logs = std::mem::take(&mut t.access_log);
+                let base = Bytes::from(t.encode_to_vec());
+                (TcpProxy::type_url(), base, TCP_PROXY_ACCESS_LOG, logs)
+            }
+            Self::Encoded(e) => {
+                let (type_url, tag) = if e.http {
+                    (HttpConnectionManager::type_url(), HCM_ACCESS_LOG)
+                } else {
+                    (TcpProxy::type_url(), TCP_PROXY_ACCESS_LOG)
+                };
+                (type_url, e.base, tag, e.access_log)
+            }
         };
+        let value = with_access_logs(&base, tag, &logs);
+        (base, Any { type_url, value })
+    }
+
+    /// Packs the config into the placeholders of `listener`'s chains;
+    /// returns its encoding without access logs.
+    fn pack_into(self, listener: &mut Listener) -> Bytes {
+        let name = self.name();
+        let (base, any) = self.encode();
         let mut any = Some(any);
         let mut slots = listener
             .filter_chains
@@ -96,6 +185,7 @@ impl NetworkFilter {
             };
             filter.config_type = config.map(ConfigType::TypedConfig);
         }
+        base
     }
 }
 
@@ -132,11 +222,14 @@ impl NetworkFilters {
     }
 
     /// Packs every typed config into its listener; afterwards the
-    /// listeners are complete and nothing is typed.
-    pub(crate) fn pack(&mut self, listeners: &mut [Listener]) {
-        for (filter, listener) in std::mem::take(&mut self.0).into_iter().zip(listeners) {
+    /// listeners are complete and nothing is typed. `encoded` gets each
+    /// listener's config encoded without access logs (see the module
+    /// docs), by listener index.
+    pub(crate) fn pack(&mut self, listeners: &mut [Listener], mut encoded: impl FnMut(usize, Bytes)) {
+        let filters = std::mem::take(&mut self.0).into_iter().zip(listeners);
+        for (i, (filter, listener)) in filters.enumerate() {
             if let Some(filter) = filter {
-                filter.pack_into(listener);
+                encoded(i, filter.pack_into(listener));
             }
         }
     }

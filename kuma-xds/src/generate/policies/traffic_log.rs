@@ -21,7 +21,6 @@
 //!   protocol (Fluentd, Fluent Bit, Logstash's fluent codec), unlike Kuma's
 //!   plain-text stream.
 
-use super::super::network_filter::NetworkFilter;
 use super::super::{ProxyConfig, ProxyInput};
 use super::edit::outbound_filters;
 use super::traffic_trace::collector_cluster;
@@ -64,6 +63,7 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
         clusters,
         listeners,
         network_filters,
+        ..
     } = config;
     // Every outbound listener (declared outbounds and DNS VIP listeners)
     // has the service it calls as its filter's stat prefix.
@@ -93,12 +93,8 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
         let Some(sink) = &sinks[i].1 else {
             continue;
         };
-        let http = matches!(filter, NetworkFilter::Http(_));
-        let log = sink.access_log(backend, http, &vars);
-        match filter {
-            NetworkFilter::Http(hcm) => hcm.access_log.push(log),
-            NetworkFilter::Tcp(proxy) => proxy.access_log.push(log),
-        }
+        let log = sink.access_log(backend, filter.is_http(), &vars);
+        filter.access_log_mut().push(log);
         if let Some(c) = sink.collector()
             && !clusters.iter().any(|x| x.name == c.name)
         {

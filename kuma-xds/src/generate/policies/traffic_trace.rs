@@ -142,9 +142,12 @@ pub(crate) fn apply(config: &mut ProxyConfig, input: &ProxyInput<'_>) {
     };
     let mut traced = false;
     for (_, filter) in config.network_filters.iter_mut() {
+        // An encoded connection manager was traced for the proxy it was
+        // built for (the batch shares it only with proxies under the same
+        // TrafficTrace).
+        traced |= filter.is_http();
         if let Some(hcm) = filter.http_mut() {
             hcm.tracing = Some(tracing.clone());
-            traced = true;
         }
     }
     if traced && !config.clusters.iter().any(|c| c.name == cluster.name) {
