@@ -39,7 +39,7 @@ use kuma_benches::core::resource::{DataplaneSpec, MeshSpec, Resource, ResourceKe
 use kuma_benches::core::store::{EventKind, MemoryStore, ResourceStore, StoreEvent};
 use kuma_benches::fixture::{MESH, Shape, mesh_yaml, policies_yaml, timeout_all_yaml};
 use kuma_xds::cache::{NodeId, SnapshotCache};
-use kuma_xds::generate::{self, ClusterRef, Endpoint, Protocol, BatchCache};
+use kuma_xds::generate::{self, BatchCache, ClusterRef, Endpoint, Protocol};
 use kuma_xds::reconcile::{MeshView, ProxyEvent, Reconciler, generate_proxy};
 use kuma_xds::resource::{Snapshot, XdsResource, XdsType};
 use std::collections::{BTreeMap, HashMap};
@@ -156,7 +156,12 @@ fn bench_proxy(c: &mut Criterion, f: &Fixture) {
     // Another instance of the same service generated first in the batch:
     // the service clusters come from the batch's BatchCache.
     let mut shared = BatchCache::for_index(&index);
-    own(f, &index, &f.dataplanes[SHAPE.instances + 1], Some(&mut shared));
+    own(
+        f,
+        &index,
+        &f.dataplanes[SHAPE.instances + 1],
+        Some(&mut shared),
+    );
     g.bench_function("in_batch", |b| {
         b.iter(|| {
             let out = own(f, &index, black_box(&dp), Some(&mut shared));

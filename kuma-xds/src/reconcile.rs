@@ -17,9 +17,8 @@
 
 use crate::cache::{NodeId, SnapshotCache};
 use crate::generate::{
-    BatchCache,
-    self, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, Named, OutboundPolicies,
-    Protocol, ProxyInput, ProxyResources, outbound_service,
+    self, BatchCache, ClusterRef, DataplanePolicies, Endpoint, InboundPolicies, Named,
+    OutboundPolicies, Protocol, ProxyInput, ProxyResources, outbound_service,
 };
 use crate::resource::{Snapshot, XdsResource, XdsType};
 use kuma_core::matching::PolicyIndex;
@@ -28,6 +27,7 @@ use kuma_core::resource::{
 };
 use kuma_core::store::{ListRequest, ResourceStore, StoreError, StoreEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Weak};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -136,7 +136,7 @@ struct Interner {
     /// (type, content hash) -> the resource with that hash. On a hash
     /// collision (told apart by name and bytes) the second resource simply
     /// stays unshared.
-    by_hash: HashMap<(XdsType, u64), Weak<XdsResource>>,
+    by_hash: HashMap<(XdsType, u64), Weak<XdsResource>, BuildHasherDefault<Prehashed>>,
     /// Entries after the last sweep.
     swept: usize,
 }
@@ -147,6 +147,8 @@ impl Interner {
     fn intern(&mut self, r: Arc<XdsResource>) -> Arc<XdsResource> {
         let slot = self.by_hash.entry((r.xds_type, r.hash)).or_default();
         match slot.upgrade() {
+            // Shared already (a cluster from the batch's cache).
+            Some(s) if Arc::ptr_eq(&s, &r) => return s,
             Some(s) if s.name == r.name && s.body == r.body => return s,
             Some(_) => return r,
             None => *slot = Arc::downgrade(&r),
@@ -158,6 +160,27 @@ impl Interner {
             self.swept = self.by_hash.len();
         }
         r
+    }
+}
+
+/// A hasher for keys that are hashes already: it keeps the last `u64`
+/// written (the content hash), mixed with the rest by xor.
+#[derive(Debug, Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
     }
 }
 
@@ -297,7 +320,12 @@ impl MeshState {
     /// Sets the EDS clusters of a connected proxy, keeping `consumers` in
     /// step.
     fn set_eds(&mut self, name: &str, eds: BTreeSet<ClusterRef>) {
-        if !self.proxies.contains_key(name) {
+        let Some(p) = self.proxies.get(name) else {
+            return;
+        };
+        // The usual case of a policy change: the proxy calls the same
+        // clusters as before, and nothing is to be done.
+        if p.eds.len() == eds.len() && p.eds.iter().zip(&eds).all(|(old, new)| **old == *new) {
             return;
         }
         let eds: Vec<Arc<ClusterRef>> = eds

@@ -288,15 +288,18 @@ impl ProxyConfig {
     /// Packs the listeners' typed network filters into their `Any`s, once;
     /// afterwards `listeners` are complete. Idempotent.
     pub fn pack(&mut self) {
-        let mut keys = std::mem::take(&mut self.share_filters_as).into_iter().peekable();
+        let mut keys = std::mem::take(&mut self.share_filters_as)
+            .into_iter()
+            .peekable();
         let shared = &mut self.filters_to_share;
-        self.network_filters.pack(&mut self.listeners, |i, encoded| {
-            if keys.peek().is_some_and(|(k, _)| *k == i)
-                && let Some((_, key)) = keys.next()
-            {
-                shared.push((key, encoded));
-            }
-        });
+        self.network_filters
+            .pack(&mut self.listeners, |i, encoded| {
+                if keys.peek().is_some_and(|(k, _)| *k == i)
+                    && let Some((_, key)) = keys.next()
+                {
+                    shared.push((key, encoded));
+                }
+            });
     }
 }
 
@@ -377,27 +380,25 @@ fn build_shared(
     // An outbound listener's network filter: taken from the batch's
     // cache, or built (and remembered for the cache once encoded).
     // `index`: the listener's, once pushed.
-    let mut filter_of = |config: &mut ProxyConfig,
-                         index: usize,
-                         service: &str,
-                         targets: &[WeightedTarget]| {
-        let protocol = input.protocol(service);
-        let key = shared
-            .as_deref_mut()
-            .and_then(|s| Some((s, shared::FilterKey::of(input, service, targets)?)));
-        if let Some((cache, key)) = key {
-            if let Some(base) = cache.filter(&key) {
-                return NetworkFilter::Encoded(Box::new(network_filter::EncodedFilter {
-                    http: protocol.is_http(),
-                    stat_prefix: service.to_string(),
-                    base,
-                    access_log: Vec::new(),
-                }));
+    let mut filter_of =
+        |config: &mut ProxyConfig, index: usize, service: &str, targets: &[WeightedTarget]| {
+            let protocol = input.protocol(service);
+            let key = shared
+                .as_deref_mut()
+                .and_then(|s| Some((s, shared::FilterKey::of(input, service, targets)?)));
+            if let Some((cache, key)) = key {
+                if let Some(base) = cache.filter(&key) {
+                    return NetworkFilter::Encoded(Box::new(network_filter::EncodedFilter {
+                        http: protocol.is_http(),
+                        stat_prefix: service.to_string(),
+                        base,
+                        access_log: Vec::new(),
+                    }));
+                }
+                config.share_filters_as.push((index, key));
             }
-            config.share_filters_as.push((index, key));
-        }
-        listeners::filter_for(protocol, "outbound", service, targets)
-    };
+            listeners::filter_for(protocol, "outbound", service, targets)
+        };
     let mut outbound_filters = Vec::with_capacity(outbounds.len() + vips.len());
     let calls = outbounds.iter().map(|(_, s, t)| (*s, t));
     for (service, targets) in calls.chain(vips.iter().map(|(_, s, t)| (*s, t))) {
@@ -409,9 +410,9 @@ fn build_shared(
     let mut add_clusters = |config: &mut ProxyConfig, targets: Vec<WeightedTarget>| {
         for t in targets {
             if clusters_done.insert(t.cluster.name.clone()) {
-                let key = shared
-                    .as_deref_mut()
-                    .and_then(|s| Some((s, shared::ClusterKey::of(input, &t.cluster, tls.is_some())?)));
+                let key = shared.as_deref_mut().and_then(|s| {
+                    Some((s, shared::ClusterKey::of(input, &t.cluster, tls.is_some())?))
+                });
                 let key = match key {
                     Some((s, key)) => match s.cluster(&key) {
                         Some(done) => {
@@ -479,7 +480,7 @@ fn encode_shared(
             shared.insert_filter(key, encoded);
         }
     }
-    out.extend(config.shared_clusters.drain(..));
+    out.append(&mut config.shared_clusters);
     out.extend(
         config
             .listeners

@@ -143,7 +143,12 @@ impl NetworkFilter {
             Self::Http(mut h) => {
                 let logs = std::mem::take(&mut h.access_log);
                 let base = Bytes::from(h.encode_to_vec());
-                (HttpConnectionManager::type_url(), base, HCM_ACCESS_LOG, logs)
+                (
+                    HttpConnectionManager::type_url(),
+                    base,
+                    HCM_ACCESS_LOG,
+                    logs,
+                )
             }
             Self::Tcp(mut t) => {
                 let logs = std::mem::take(&mut t.access_log);
@@ -225,7 +230,11 @@ impl NetworkFilters {
     /// listeners are complete and nothing is typed. `encoded` gets each
     /// listener's config encoded without access logs (see the module
     /// docs), by listener index.
-    pub(crate) fn pack(&mut self, listeners: &mut [Listener], mut encoded: impl FnMut(usize, Bytes)) {
+    pub(crate) fn pack(
+        &mut self,
+        listeners: &mut [Listener],
+        mut encoded: impl FnMut(usize, Bytes),
+    ) {
         let filters = std::mem::take(&mut self.0).into_iter().zip(listeners);
         for (i, (filter, listener)) in filters.enumerate() {
             if let Some(filter) = filter {

@@ -263,7 +263,13 @@ mod tests {
                 "conf:\n  split:\n  - weight: 50\n    destination:\n      kuma.io/service: backend\n      version: v1\n  \
                  - weight: 50\n    destination:\n      kuma.io/service: db\n",
             ),
-            policy("HealthCheck", "hc-all", "*", "*", "conf:\n  interval: 10s\n  timeout: 2s\n"),
+            policy(
+                "HealthCheck",
+                "hc-all",
+                "*",
+                "*",
+                "conf:\n  interval: 10s\n  timeout: 2s\n",
+            ),
             // Only web's clusters of backend get this one.
             policy(
                 "HealthCheck",
@@ -286,7 +292,13 @@ mod tests {
                 "*",
                 "conf:\n  connectTimeout: 7s\n  http:\n    requestTimeout: 2s\n",
             ),
-            policy("Retry", "retry-web", "web", "*", "conf:\n  http:\n    numRetries: 3\n"),
+            policy(
+                "Retry",
+                "retry-web",
+                "web",
+                "*",
+                "conf:\n  http:\n    numRetries: 3\n",
+            ),
             // Access logs name the proxy's address: never shared.
             policy("TrafficLog", "log-all", "*", "*", ""),
             parse(
