@@ -110,13 +110,23 @@ async fn shutdown_signal() {
     }
 }
 
+/// How many store events subscribers may lag behind (see [`run`]).
+const STORE_EVENTS: usize = 1 << 16;
+
 /// Runs the control plane until a shutdown signal.
 pub async fn run(config: KumaCpConfig) -> Result<()> {
     for key in &config.ignored_env {
         tracing::warn!(env = %key, "ignoring unknown KUMA_* environment variable");
     }
     let store: Arc<dyn ResourceStore> = match config.store.store_type {
-        StoreType::Memory => Arc::new(MemoryStore::new()),
+        // Every connected proxy writes its DataplaneInsight after a push:
+        // a mesh-wide change makes one write per proxy within a few
+        // seconds. Subscribers (the reconciler's forwarder, the metrics)
+        // that fall further behind than the channel holds must re-list
+        // everything, which under 10,000 proxies costs a full
+        // regeneration: the channel holds 64 Ki events (a few MB when
+        // full) so a burst of that size never forces one.
+        StoreType::Memory => Arc::new(MemoryStore::with_event_capacity(STORE_EVENTS)),
         StoreType::Postgres => bail!(
             "store.type (KUMA_STORE_TYPE): \"postgres\" is not supported by this build yet; use \"memory\""
         ),
