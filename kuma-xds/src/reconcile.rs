@@ -36,6 +36,10 @@ use tracing::{debug, warn};
 /// Below this many proxies per thread a batch is generated on one thread.
 const PARALLEL_BATCH: usize = 64;
 
+/// How many regenerated proxies are published at a time (see
+/// `MeshState::regenerate`).
+const PUBLISH_CHUNK: usize = 1024;
+
 /// A proxy's stream opened or closed.
 #[derive(Clone, PartialEq, Eq)]
 pub enum ProxyEvent {
@@ -362,83 +366,93 @@ impl MeshState {
         self.proxies.remove(name);
     }
 
-    /// Regenerates the listeners and clusters of the named proxies.
-    fn regenerate(&mut self, mesh: &str, names: &[String]) {
+    /// Regenerates the listeners and clusters of the named proxies and
+    /// hands each one's new snapshot to `publish`, a chunk of
+    /// [`PUBLISH_CHUNK`] proxies at a time: under a mesh-wide change the
+    /// first proxies get their config while the rest is still being
+    /// generated, and the snapshots they replace are freed as it goes
+    /// instead of all living twice at the end.
+    fn regenerate(
+        &mut self,
+        mesh: &str,
+        names: &[String],
+        mut publish: impl FnMut(&str, Snapshot),
+    ) {
         let policies: Vec<Arc<Resource>> = self.policies.values().cloned().collect();
         let index = PolicyIndex::new(policies.iter());
+        // Copies, so the chunks' results can be stored while generation
+        // reads them.
+        let (mesh_resource, protocols, vips) =
+            (self.mesh.clone(), self.protocols.clone(), self.vips.clone());
         let view = MeshView {
             name: mesh,
-            spec: self.mesh.as_deref().and_then(|m| m.spec_as::<MeshSpec>()),
-            protocols: &self.protocols,
-            vips: &self.vips,
-        };
-        type Job<'a> = (&'a String, Option<Arc<Resource>>, Option<Arc<str>>);
-        let jobs: Vec<Job<'_>> = names
-            .iter()
-            .map(|n| {
-                let token = self.proxies.get(n).and_then(|p| p.token.clone());
-                (n, self.dataplanes.get(n).cloned(), token)
-            })
-            .collect();
-        // Each worker shares the service clusters of its proxies (see
-        // `BatchCache`).
-        let generate_all = |part: &[Job<'_>]| {
-            let mut shared = BatchCache::for_index(&index);
-            part.iter()
-                .map(|(name, dp, token)| {
-                    let spec = dp.as_deref()?.spec_as::<DataplaneSpec>()?;
-                    Some(generate_proxy(
-                        &index,
-                        &view,
-                        name,
-                        spec,
-                        token.as_deref(),
-                        Some(&mut shared),
-                    ))
-                })
-                .collect::<Vec<_>>()
+            spec: mesh_resource
+                .as_deref()
+                .and_then(|m| m.spec_as::<MeshSpec>()),
+            protocols: &protocols,
+            vips: &vips,
         };
         // Generation is pure and CPU-bound: a large batch (a mesh-wide
-        // policy change) is spread over the machine's cores.
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(jobs.len() / PARALLEL_BATCH)
-            .max(1);
-        let outputs: Vec<Option<ProxyResources>> = if threads == 1 {
-            generate_all(&jobs)
-        } else {
-            let chunk = jobs.len().div_ceil(threads);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = jobs
-                    .chunks(chunk)
-                    .map(|part| scope.spawn(|| generate_all(part)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            })
-        };
-        for ((name, dp, _), out) in jobs.iter().zip(outputs) {
-            match (dp, out) {
-                (None, _) => {
-                    if let Some(p) = self.proxies.get_mut(*name) {
-                        p.own.clear();
-                    }
-                    self.set_eds(name, BTreeSet::new());
-                }
-                (Some(_), Some(out)) => {
-                    let own: Vec<Arc<XdsResource>> = out
-                        .resources
-                        .into_iter()
-                        .map(|r| self.interned.intern(r))
+        // policy change) is spread over the machine's cores. Each worker
+        // keeps its `BatchCache` over the chunks.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut caches: Vec<BatchCache<'_>> = (0..cores.min(names.len() / PARALLEL_BATCH).max(1))
+            .map(|_| BatchCache::for_index(&index))
+            .collect();
+        for names in names.chunks(PUBLISH_CHUNK) {
+            let jobs: Vec<Job<'_>> = names
+                .iter()
+                .map(|n| {
+                    let token = self.proxies.get(n).and_then(|p| p.token.clone());
+                    (n, self.dataplanes.get(n).cloned(), token)
+                })
+                .collect();
+            let threads = caches.len().min(jobs.len() / PARALLEL_BATCH).max(1);
+            let outputs: Vec<Option<ProxyResources>> = if threads == 1 {
+                generate_part(&index, &view, &mut caches[0], &jobs)
+            } else {
+                let part = jobs.len().div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = caches
+                        .iter_mut()
+                        .zip(jobs.chunks(part))
+                        .map(|(cache, part)| {
+                            let (index, view) = (&index, &view);
+                            scope.spawn(move || generate_part(index, view, cache, part))
+                        })
                         .collect();
-                    if let Some(p) = self.proxies.get_mut(*name) {
-                        p.own = own;
+                    handles
+                        .into_iter()
+                        .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                })
+            };
+            for ((name, dp, _), out) in jobs.iter().zip(outputs) {
+                match (dp, out) {
+                    (None, _) => {
+                        if let Some(p) = self.proxies.get_mut(*name) {
+                            p.own.clear();
+                        }
+                        self.set_eds(name, BTreeSet::new());
                     }
-                    self.set_eds(name, out.eds_clusters);
+                    (Some(_), Some(out)) => {
+                        let own: Vec<Arc<XdsResource>> = out
+                            .resources
+                            .into_iter()
+                            .map(|r| self.interned.intern(r))
+                            .collect();
+                        if let Some(p) = self.proxies.get_mut(*name) {
+                            p.own = own;
+                        }
+                        self.set_eds(name, out.eds_clusters);
+                    }
+                    (Some(_), None) => {}
                 }
-                (Some(_), None) => {}
+            }
+            for name in names {
+                if let Some(snapshot) = self.snapshot(name) {
+                    publish(name, snapshot);
+                }
             }
         }
     }
@@ -454,6 +468,32 @@ impl MeshState {
         }
         Some(Snapshot::new(resources))
     }
+}
+
+/// A proxy to regenerate: its name, Dataplane (if it still exists) and
+/// dataplane token.
+type Job<'a> = (&'a String, Option<Arc<Resource>>, Option<Arc<str>>);
+
+/// Generates the proxies of `jobs` in order, sharing through `shared`.
+fn generate_part<'p>(
+    index: &PolicyIndex<'p, Arc<Resource>>,
+    view: &MeshView<'_>,
+    shared: &mut BatchCache<'p>,
+    jobs: &[Job<'_>],
+) -> Vec<Option<ProxyResources>> {
+    jobs.iter()
+        .map(|(name, dp, token)| {
+            let spec = dp.as_deref()?.spec_as::<DataplaneSpec>()?;
+            Some(generate_proxy(
+                index,
+                view,
+                name,
+                spec,
+                token.as_deref(),
+                Some(shared),
+            ))
+        })
+        .collect()
 }
 
 /// What generating a proxy needs to know of its mesh besides the policies.
@@ -933,18 +973,27 @@ impl Reconciler {
         for (mesh, names) in &regen {
             if let Some(state) = self.meshes.get_mut(mesh) {
                 let names: Vec<String> = names.iter().cloned().collect();
-                state.regenerate(mesh, &names);
+                let cache = &self.cache;
+                state.regenerate(mesh, &names, |name, snapshot| {
+                    let node = NodeId {
+                        mesh: mesh.clone(),
+                        name: name.to_string(),
+                    };
+                    cache.set(&node, snapshot);
+                });
             }
         }
-        let mut publish: BTreeMap<String, BTreeSet<String>> = regen;
+        // The regenerated proxies are published; the others need their
+        // new endpoints.
         for (mesh, names) in eds_only {
-            publish.entry(mesh).or_default().extend(names);
-        }
-        for (mesh, names) in publish {
             let Some(state) = self.meshes.get_mut(&mesh) else {
                 continue;
             };
+            let done = regen.get(&mesh);
             for name in names {
+                if done.is_some_and(|d| d.contains(&name)) {
+                    continue;
+                }
                 if let Some(snapshot) = state.snapshot(&name) {
                     let node = NodeId {
                         mesh: mesh.clone(),
