@@ -14,7 +14,10 @@
 //! - after one Dataplane's inbound port changes: the time until every
 //!   stream calling its service has ACKed endpoints with the new port;
 //! - after the mesh-wide Timeout changes: the time until every stream has
-//!   ACKed clusters with the new connect timeout;
+//!   ACKed clusters with the new connect timeout, and the CPU time kuma-cp
+//!   and this tool used meanwhile (both share the machine's cores: the
+//!   change cannot reach every stream sooner than their CPU time over the
+//!   cores);
 //! - kuma-cp's RSS (`VmRSS`) empty, after registration, with every stream
 //!   served, and at the end; per Dataplane, and per connected proxy (RSS
 //!   serving minus RSS registered, over the streams served).
@@ -187,6 +190,26 @@ fn rss_kb(pid: u32) -> u64 {
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// CPU time (user + system) the process `pid` (`None`: this one) has
+/// used so far, from `/proc/<pid>/stat` (clock ticks of 10 ms on Linux).
+fn cpu_time(pid: Option<u32>) -> Duration {
+    let path = pid.map_or("/proc/self/stat".to_string(), |p| format!("/proc/{p}/stat"));
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) ends with `)`:
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after it.
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 fn put(agent: &ureq::Agent, api: &str, path: &str, yaml: &str) -> Result<()> {
@@ -568,6 +591,7 @@ async fn run(args: Args) -> Result<()> {
     let api = cp.api.clone();
     let yaml = timeout_all_yaml(&format!("{NEW_CONNECT_TIMEOUT}s"));
     let t0 = m.base.elapsed().as_micros() as u64;
+    let cpu0 = (cpu_time(Some(pid)), cpu_time(None));
     tokio::task::spawn_blocking(move || {
         put(
             &agent(),
@@ -586,11 +610,21 @@ async fn run(args: Args) -> Result<()> {
         .filter_map(|&i| at(&m.policy[i]))
         .map(|t| t.saturating_sub(t0))
         .collect();
+    let cpu = (
+        cpu_time(Some(pid)).saturating_sub(cpu0.0),
+        cpu_time(None).saturating_sub(cpu0.1),
+    );
     println!(
         "policy change (Timeout * -> *): {}/{} streams ACKed the new clusters in {took:.1?}; {}",
         lat.len(),
         connected.len(),
         percentiles(lat)
+    );
+    println!(
+        "  CPU time until all ACKed: kuma-cp {:.2?}, xds-load {:.2?} ({} cores)",
+        cpu.0,
+        cpu.1,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     // As for "serving": let the pushes that follow the ACKed clusters
     // (endpoints, listeners) finish before measuring.
