@@ -96,10 +96,10 @@ pub fn selector_matches(selector: &Tags, tags: &Tags) -> bool {
 /// use kuma_core::matching::{match_rank, Rank};
 /// use kuma_core::resource::Tags;
 ///
-/// let tags: Tags = [("kuma.io/service".into(), "web".into()), ("version".into(), "v1".into())].into();
-/// let sel: Tags = [("kuma.io/service".into(), "web".into()), ("version".into(), "*".into())].into();
+/// let tags: Tags = [("kuma.io/service".into(), "web".into()), ("version".into(), "v1".into())].into_iter().collect();
+/// let sel: Tags = [("kuma.io/service".into(), "web".into()), ("version".into(), "*".into())].into_iter().collect();
 /// assert_eq!(match_rank(&sel, &tags), Some(Rank::new(1, 1)));
-/// let sel: Tags = [("region".into(), "*".into())].into();
+/// let sel: Tags = [("region".into(), "*".into())].into_iter().collect();
 /// assert_eq!(match_rank(&sel, &tags), None); // `*` needs the key to exist
 /// ```
 pub fn match_rank(selector: &Tags, tags: &Tags) -> Option<Rank> {

@@ -756,7 +756,7 @@ networking:
         );
         let spec = res.spec_as::<DataplaneSpec>().unwrap();
         assert!(spec.is_gateway());
-        assert_eq!(spec.tag_sets()[0]["kuma.io/service"], "kong");
+        assert_eq!(spec.tag_sets()[0][&"kuma.io/service".to_string()], "kong");
     }
 
     #[test]

@@ -89,7 +89,9 @@ mod tests {
             "outbound:127.0.0.1:10000"
         );
         assert_eq!(local_cluster(8080), "localhost:8080");
-        let subset: Tags = [("version".to_string(), "v1".to_string())].into();
+        let subset: Tags = [("version".to_string(), "v1".to_string())]
+            .into_iter()
+            .collect();
         assert_eq!(service_cluster("backend", &subset), "backend;version=v1");
         assert_eq!(service_cluster("backend", &Tags::new()), "backend");
         assert_eq!(spiffe_id("m", "web"), "spiffe://m/web");

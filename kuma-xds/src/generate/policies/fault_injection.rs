@@ -337,7 +337,8 @@ mod tests {
             ("kuma.io/service".to_string(), "web.v1".to_string()),
             ("zone".to_string(), "*".to_string()),
         ]
-        .into();
+        .into_iter()
+        .collect();
         assert_eq!(
             tags_regex(&tags),
             r".*&kuma\.io/service=[^&]*web\.v1[,&].*&zone=.*"

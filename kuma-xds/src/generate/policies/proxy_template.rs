@@ -127,7 +127,9 @@ impl Context {
             listener_tags.insert(names::outbound_listener(address, outbound.port), tags);
         }
         for (service, vip) in input.vips {
-            let tags: Tags = [(SERVICE_TAG.to_string(), service.clone())].into();
+            let tags: Tags = [(SERVICE_TAG.to_string(), service.clone())]
+                .into_iter()
+                .collect();
             listener_tags
                 .entry(names::outbound_listener(vip, super::super::VIP_PORT))
                 .or_insert(tags);
