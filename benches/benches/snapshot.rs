@@ -208,7 +208,7 @@ fn unpack<M: Message + Name + Default>(any: &Any, into: &mut Vec<M>) -> bool {
 }
 
 fn decode(snapshot: &Snapshot) -> Decoded {
-    let all = |t| snapshot.resources(t).values().map(|r| r.body.clone());
+    let all = |t| snapshot.resources(t).values().map(|r| r.body.to_bytes());
     let mut d = Decoded {
         listeners: all(XdsType::Listener)
             .map(|b| Listener::decode(b).expect("listener"))

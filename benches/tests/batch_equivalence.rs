@@ -50,7 +50,7 @@ fn assert_as_alone(
             generate_proxy(&index, &view, name, spec, None, None)
                 .resources
                 .iter()
-                .map(|r| ((r.xds_type, r.name.clone()), r.body.clone()))
+                .map(|r| ((r.xds_type, r.name.clone()), r.body.to_bytes()))
                 .collect();
         let node = NodeId {
             mesh: MESH.into(),
@@ -60,7 +60,7 @@ fn assert_as_alone(
         let sent: BTreeMap<(XdsType, String), bytes::Bytes> = [XdsType::Cluster, XdsType::Listener]
             .iter()
             .flat_map(|t| snapshot.resources(*t).values())
-            .map(|r| ((r.xds_type, r.name.clone()), r.body.clone()))
+            .map(|r| ((r.xds_type, r.name.clone()), r.body.to_bytes()))
             .collect();
         assert_eq!(sent.len(), alone.len(), "{name}: resource count");
         for (key, body) in &alone {

@@ -14,7 +14,7 @@
 //! be interleaved with others), so a response is its scalar fields followed
 //! by its repeated resources; decoders (prost, Envoy's) read it as usual.
 
-use crate::resource::XdsResource;
+use crate::resource::{Body as ResourceBody, XdsResource};
 use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame};
 use prost::Message;
@@ -89,8 +89,8 @@ impl Builder {
         self.scratch.put_slice(s.as_bytes());
     }
 
-    fn bytes(&mut self, tag: u32, b: &Bytes) {
-        self.key(tag, b.len());
+    /// `b` as is (part of a field whose key is written).
+    fn raw(&mut self, b: &Bytes) {
         if b.len() < SHARE_MIN {
             self.scratch.put_slice(b);
         } else {
@@ -102,10 +102,13 @@ impl Builder {
     }
 
     /// Field `tag` holding a `google.protobuf.Any` of `type_url` and `body`.
-    fn any(&mut self, tag: u32, type_url: &str, body: &Bytes) {
+    fn any(&mut self, tag: u32, type_url: &str, body: &ResourceBody) {
         self.key(tag, any_len(type_url, body));
         self.string(1, type_url);
-        self.bytes(2, body);
+        self.key(2, body.len());
+        for part in body.parts() {
+            self.raw(part);
+        }
     }
 
     fn finish(mut self) -> EncodedMessage {
@@ -123,7 +126,7 @@ fn field_len(len: usize) -> usize {
     1 + encoded_len_varint(len as u64) + len
 }
 
-fn any_len(type_url: &str, body: &Bytes) -> usize {
+fn any_len(type_url: &str, body: &ResourceBody) -> usize {
     field_len(type_url.len()) + field_len(body.len())
 }
 
@@ -311,18 +314,29 @@ mod tests {
     use std::sync::Arc;
 
     fn resources() -> Vec<Arc<XdsResource>> {
-        [0usize, 3, 511, 512, 40_000, SHARE_MIN, 7]
+        let mut rs: Vec<Arc<XdsResource>> = [0usize, 3, 511, 512, 40_000, SHARE_MIN, 7]
             .iter()
             .enumerate()
             .map(|(i, &n)| {
                 Arc::new(XdsResource {
                     name: format!("r{i}"),
                     xds_type: XdsType::Cluster,
-                    body: Bytes::from(vec![i as u8 + 1; n]),
+                    body: Bytes::from(vec![i as u8 + 1; n]).into(),
                     hash: i as u64,
                 })
             })
-            .collect()
+            .collect();
+        // A body in parts (a small own part, a large shared one, a small
+        // own part) is written as the bytes it makes up.
+        let shared = Bytes::from(vec![0xAB; 2 * SHARE_MIN]);
+        let whole = [&b"head"[..], &shared, &b"tail"[..]].concat();
+        rs.push(Arc::new(XdsResource {
+            name: "parts".into(),
+            xds_type: XdsType::Cluster,
+            body: crate::resource::Body::sharing(&whole, &shared),
+            hash: 99,
+        }));
+        rs
     }
 
     /// The gRPC frame's payload, checking the frame header.
@@ -350,15 +364,15 @@ mod tests {
         let m = sotw_response(&head, t, &rs);
         assert_eq!(
             m.chunks.len(),
-            3,
-            "only the large body is a chunk of its own"
+            5,
+            "only the large bodies (and the large part) are chunks of their own"
         );
         let expected = DiscoveryResponse {
             resources: rs
                 .iter()
                 .map(|r| Any {
                     type_url: t.into(),
-                    value: r.body.to_vec(),
+                    value: r.body.to_bytes().to_vec(),
                 })
                 .collect(),
             ..head
@@ -403,7 +417,7 @@ mod tests {
                     version: v.clone(),
                     resource: Some(Any {
                         type_url: t.into(),
-                        value: r.body.to_vec(),
+                        value: r.body.to_bytes().to_vec(),
                     }),
                     ..Default::default()
                 })

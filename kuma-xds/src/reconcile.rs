@@ -1088,7 +1088,7 @@ mod tests {
     fn inbound(cache: &SnapshotCache) -> Listener {
         let snapshot = cache.get(&node()).expect("a snapshot");
         let r = &snapshot.resources(crate::resource::XdsType::Listener)[LISTENER];
-        Listener::decode(r.body.clone()).unwrap()
+        Listener::decode(r.body.to_bytes()).unwrap()
     }
 
     /// The RBAC policy names of the inbound's first filter, or `None`

@@ -78,6 +78,112 @@ impl XdsType {
     }
 }
 
+/// An encoded resource's bytes: one buffer, or parts of which some are
+/// shared with other resources.
+///
+/// Most of an outbound listener is its connection manager, the same for
+/// every proxy calling the service under the same policies (see
+/// `generate::BatchCache`); only a few hundred bytes around it (the
+/// listener's name and address, the proxy's access logs) are its own. Such
+/// a listener's body is its own bytes in one buffer with the shared
+/// connection manager as a part between them, so 10,000 proxies do not
+/// each hold a copy. The parts are written out one after the other (see
+/// the gRPC framing), and compare and hash as the bytes they make up.
+#[derive(Debug, Clone)]
+pub struct Body(Repr);
+
+#[derive(Debug, Clone)]
+enum Repr {
+    One(Bytes),
+    Parts(Box<[Bytes]>),
+}
+
+impl Body {
+    /// The bytes, in the order they are sent.
+    pub fn parts(&self) -> &[Bytes] {
+        match &self.0 {
+            Repr::One(b) => std::slice::from_ref(b),
+            Repr::Parts(p) => p,
+        }
+    }
+
+    /// How many bytes.
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(Bytes::len).sum()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes in one buffer (a copy, if in parts).
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.0 {
+            Repr::One(b) => b.clone(),
+            Repr::Parts(p) => Bytes::from(p.concat()),
+        }
+    }
+
+    /// `bytes`, with the first occurrence of `shared` (if any) held as
+    /// that very buffer and the rest copied into one buffer of its own.
+    pub(crate) fn sharing(bytes: &[u8], shared: &Bytes) -> Self {
+        let Some(at) = (!shared.is_empty())
+            .then(|| memchr::memmem::find(bytes, shared))
+            .flatten()
+        else {
+            return Self::from(Bytes::copy_from_slice(bytes));
+        };
+        let end = at + shared.len();
+        let mut own = Vec::with_capacity(bytes.len() - shared.len());
+        own.extend_from_slice(&bytes[..at]);
+        own.extend_from_slice(&bytes[end..]);
+        let own = Bytes::from(own);
+        Self(Repr::Parts(Box::new([
+            own.slice(..at),
+            shared.clone(),
+            own.slice(at..),
+        ])))
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Self {
+        Self(Repr::One(b))
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        if self.len() != other.len() {
+            return false;
+        }
+        let mut a = self.parts().iter().flat_map(|p| p.chunks(64));
+        let mut b = other.parts().iter().flat_map(|p| p.chunks(64));
+        // Compare chunk by chunk, realigning when the parts' boundaries
+        // differ.
+        let (mut x, mut y): (&[u8], &[u8]) = (&[], &[]);
+        loop {
+            if x.is_empty() {
+                x = a.next().unwrap_or_default();
+            }
+            if y.is_empty() {
+                y = b.next().unwrap_or_default();
+            }
+            if x.is_empty() || y.is_empty() {
+                return x.is_empty() && y.is_empty();
+            }
+            let n = x.len().min(y.len());
+            if x[..n] != y[..n] {
+                return false;
+            }
+            (x, y) = (&x[n..], &y[n..]);
+        }
+    }
+}
+
+impl Eq for Body {}
+
 /// One encoded resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct XdsResource {
@@ -86,7 +192,7 @@ pub struct XdsResource {
     /// Its type.
     pub xds_type: XdsType,
     /// The encoded message (the `value` of a `google.protobuf.Any`).
-    pub body: Bytes,
+    pub body: Body,
     /// Hash of `body`: the resource's version.
     pub hash: u64,
 }
@@ -98,10 +204,26 @@ impl XdsResource {
         name: impl Into<String>,
         msg: &M,
     ) -> Arc<Self> {
+        Self::encode_sharing(xds_type, name, msg, None)
+    }
+
+    /// Encodes a message once; its body holds `shared` (bytes other
+    /// resources hold too, such as a shared connection manager) as a part
+    /// of its own where the encoding contains them (see [`Body`]).
+    pub fn encode_sharing<M: Message + Name>(
+        xds_type: XdsType,
+        name: impl Into<String>,
+        msg: &M,
+        shared: Option<&Bytes>,
+    ) -> Arc<Self> {
         debug_assert_eq!(M::type_url(), xds_type.type_url());
-        let body = Bytes::from(msg.encode_to_vec());
+        let bytes = msg.encode_to_vec();
         let mut h = DefaultHasher::new();
-        body.hash(&mut h);
+        bytes.hash(&mut h);
+        let body = match shared {
+            Some(shared) => Body::sharing(&bytes, shared),
+            None => Body::from(Bytes::from(bytes)),
+        };
         Arc::new(Self {
             name: name.into(),
             xds_type,
@@ -344,12 +466,42 @@ mod tests {
     }
 
     #[test]
+    fn bodies_in_parts_hold_the_shared_buffer_and_compare_by_content() {
+        let shared = Bytes::from_static(b"SHARED-CONNECTION-MANAGER");
+        let whole = [&b"name+address:"[..], &shared, &b":access-log"[..]].concat();
+        let body = Body::sharing(&whole, &shared);
+        assert_eq!(body.parts().len(), 3);
+        assert_eq!(body.parts()[1].as_ptr(), shared.as_ptr(), "not a copy");
+        assert_eq!(&body.to_bytes()[..], &whole[..]);
+        assert_eq!(body.len(), whole.len());
+        // The same bytes in one buffer, or split elsewhere, are equal.
+        let one = Body::from(Bytes::from(whole.clone()));
+        assert_eq!(body, one);
+        assert_eq!(one, body);
+        let elsewhere = Body::sharing(&whole, &Bytes::from_static(b"address:SHARED"));
+        assert_eq!(elsewhere.parts().len(), 3);
+        assert_eq!(body, elsewhere);
+        // One byte differs, at the end or inside the shared part.
+        let mut other = whole.clone();
+        *other.last_mut().unwrap() ^= 1;
+        assert_ne!(body, Body::from(Bytes::from(other)));
+        let mut other = whole.clone();
+        other[20] ^= 1;
+        assert_ne!(body, Body::from(Bytes::from(other)));
+        assert_ne!(body, Body::from(Bytes::from(whole[1..].to_vec())));
+        // Bytes the encoding does not contain: one buffer.
+        let absent = Body::sharing(&whole, &Bytes::from_static(b"nowhere"));
+        assert_eq!(absent.parts().len(), 1);
+        assert_eq!(absent, one);
+    }
+
+    #[test]
     fn named_selection_versions_only_the_subset() {
         let mut s = Snapshot::default();
         let eds = |n: &str| XdsResource {
             name: n.into(),
             xds_type: XdsType::Endpoint,
-            body: Bytes::from(n.to_string()),
+            body: Bytes::from(n.to_string()).into(),
             hash: n.len() as u64,
         };
         let mut m = ResourceMap::new();

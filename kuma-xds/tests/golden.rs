@@ -323,14 +323,17 @@ fn render_snapshot(scenario: &Scenario, snapshot: &Snapshot) -> String {
         for (name, r) in items {
             assert_eq!(&r.name, name);
             let debug = match t {
-                XdsType::Cluster => format!("{:#?}", Cluster::decode(r.body.clone()).unwrap()),
+                XdsType::Cluster => format!("{:#?}", Cluster::decode(r.body.to_bytes()).unwrap()),
                 XdsType::Endpoint => format!(
                     "{:#?}",
-                    ClusterLoadAssignment::decode(r.body.clone()).unwrap()
+                    ClusterLoadAssignment::decode(r.body.to_bytes()).unwrap()
                 ),
-                XdsType::Listener => format!("{:#?}", Listener::decode(r.body.clone()).unwrap()),
+                XdsType::Listener => format!("{:#?}", Listener::decode(r.body.to_bytes()).unwrap()),
                 XdsType::Route => {
-                    format!("{:#?}", RouteConfiguration::decode(r.body.clone()).unwrap())
+                    format!(
+                        "{:#?}",
+                        RouteConfiguration::decode(r.body.to_bytes()).unwrap()
+                    )
                 }
                 XdsType::Secret => panic!("secrets are not rendered"),
             };
@@ -555,7 +558,7 @@ fn static_bootstrap(scenario: &Scenario, snapshot: &Snapshot) -> Bootstrap {
         .resources(XdsType::Cluster)
         .values()
         .map(|r| {
-            let mut c = Cluster::decode(r.body.clone()).unwrap();
+            let mut c = Cluster::decode(r.body.to_bytes()).unwrap();
             if c.cluster_discovery_type
                 == Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
             {
@@ -565,7 +568,8 @@ fn static_bootstrap(scenario: &Scenario, snapshot: &Snapshot) -> Bootstrap {
                 let cla = endpoints
                     .get(&c.name)
                     .unwrap_or_else(|| panic!("no endpoints for EDS cluster {}", c.name));
-                c.load_assignment = Some(ClusterLoadAssignment::decode(cla.body.clone()).unwrap());
+                c.load_assignment =
+                    Some(ClusterLoadAssignment::decode(cla.body.to_bytes()).unwrap());
             }
             c
         })
@@ -573,13 +577,14 @@ fn static_bootstrap(scenario: &Scenario, snapshot: &Snapshot) -> Bootstrap {
     let listeners = snapshot
         .resources(XdsType::Listener)
         .values()
-        .map(|r| Listener::decode(r.body.clone()).unwrap())
+        .map(|r| Listener::decode(r.body.to_bytes()).unwrap())
         .collect();
     let refers_to_sds = [XdsType::Cluster, XdsType::Listener]
         .into_iter()
         .flat_map(|t| snapshot.resources(t).values())
         .any(|r| {
             r.body
+                .to_bytes()
                 .windows(SDS_CLUSTER.len())
                 .any(|w| w == SDS_CLUSTER.as_bytes())
         });
@@ -650,7 +655,7 @@ fn check_envoy_accepts(name: &str) {
     let snapshot = snapshot_of(&scenario);
     // Every EDS cluster has its load assignment in the snapshot.
     for (cluster, r) in snapshot.resources(XdsType::Cluster) {
-        let c = Cluster::decode(r.body.clone()).unwrap();
+        let c = Cluster::decode(r.body.to_bytes()).unwrap();
         if c.eds_cluster_config.is_some() {
             assert!(
                 snapshot.resources(XdsType::Endpoint).contains_key(cluster),

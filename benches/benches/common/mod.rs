@@ -113,7 +113,7 @@ pub fn decode(snapshot: &Snapshot) -> Decoded {
         payloads: Vec::new(),
     };
     for r in snapshot.resources(XdsType::Listener).values() {
-        let l = Listener::decode(r.body.clone()).expect("listener");
+        let l = Listener::decode(r.body.to_bytes()).expect("listener");
         for f in l.filter_chains.iter().flat_map(|c| &c.filters) {
             if let Some(FilterConfig::TypedConfig(any)) = &f.config_type {
                 payload(any, &mut d.payloads);
@@ -122,7 +122,7 @@ pub fn decode(snapshot: &Snapshot) -> Decoded {
         d.outer.push(encoder(l));
     }
     for r in snapshot.resources(XdsType::Cluster).values() {
-        let c = Cluster::decode(r.body.clone()).expect("cluster");
+        let c = Cluster::decode(r.body.to_bytes()).expect("cluster");
         for any in c.typed_extension_protocol_options.values() {
             payload(any, &mut d.payloads);
         }
@@ -136,7 +136,7 @@ pub fn decode(snapshot: &Snapshot) -> Decoded {
         d.outer.push(encoder(c));
     }
     for r in snapshot.resources(XdsType::Endpoint).values() {
-        let e = ClusterLoadAssignment::decode(r.body.clone()).expect("endpoints");
+        let e = ClusterLoadAssignment::decode(r.body.to_bytes()).expect("endpoints");
         d.outer.push(encoder(e));
     }
     d

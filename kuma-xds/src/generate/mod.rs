@@ -275,6 +275,13 @@ pub struct ProxyConfig {
     /// The network filters of `share_filters_as`, encoded by
     /// [`Self::pack`].
     filters_to_share: Vec<(shared::FilterKey, bytes::Bytes)>,
+    /// The listeners (by index) whose network filter is shared with other
+    /// proxies of the batch (taken from its cache, or added to it).
+    shared_filter_listeners: Vec<usize>,
+    /// Their network filters encoded without access logs, by
+    /// [`Self::pack`]: the bytes their bodies share (see
+    /// [`crate::resource::Body`]).
+    listener_bases: Vec<(usize, bytes::Bytes)>,
 }
 
 impl ProxyConfig {
@@ -291,9 +298,16 @@ impl ProxyConfig {
         let mut keys = std::mem::take(&mut self.share_filters_as)
             .into_iter()
             .peekable();
+        let mut shareable = std::mem::take(&mut self.shared_filter_listeners)
+            .into_iter()
+            .peekable();
         let shared = &mut self.filters_to_share;
+        let bases = &mut self.listener_bases;
         self.network_filters
             .pack(&mut self.listeners, |i, encoded| {
+                if shareable.next_if_eq(&i).is_some() {
+                    bases.push((i, encoded.clone()));
+                }
                 if keys.peek().is_some_and(|(k, _)| *k == i)
                     && let Some((_, key)) = keys.next()
                 {
@@ -387,6 +401,7 @@ fn build_shared(
                 .as_deref_mut()
                 .and_then(|s| Some((s, shared::FilterKey::of(input, service, targets)?)));
             if let Some((cache, key)) = key {
+                config.shared_filter_listeners.push(index);
                 if let Some(base) = cache.filter(&key) {
                     return NetworkFilter::Encoded(Box::new(network_filter::EncodedFilter {
                         http: protocol.is_http(),
@@ -481,12 +496,16 @@ fn encode_shared(
         }
     }
     out.append(&mut config.shared_clusters);
-    out.extend(
-        config
-            .listeners
-            .iter()
-            .map(|l| XdsResource::encode(XdsType::Listener, l.name.clone(), l)),
-    );
+    let mut bases = config.listener_bases.drain(..).peekable();
+    for (i, l) in config.listeners.iter().enumerate() {
+        let base = bases.next_if(|(at, _)| *at == i).map(|(_, b)| b);
+        out.push(XdsResource::encode_sharing(
+            XdsType::Listener,
+            l.name.clone(),
+            l,
+            base.as_ref(),
+        ));
+    }
     out
 }
 
@@ -582,7 +601,7 @@ mod tests {
             .find(|r| r.name == "outbound:240.0.0.1:80")
             .unwrap();
         let l: envoy_types::pb::envoy::config::listener::v3::Listener =
-            prost::Message::decode(vip.body.clone()).unwrap();
+            prost::Message::decode(vip.body.to_bytes()).unwrap();
         assert_eq!(l.bind_to_port.map(|b| b.value), Some(false));
         let filter = &l.filter_chains[0].filters[0];
         assert_eq!(filter.name, "envoy.filters.network.http_connection_manager");

@@ -248,7 +248,7 @@ mod tests {
     fn bodies(out: &crate::generate::ProxyResources) -> BTreeMap<(XdsType, String), bytes::Bytes> {
         out.resources
             .iter()
-            .map(|r| ((r.xds_type, r.name.clone()), r.body.clone()))
+            .map(|r| ((r.xds_type, r.name.clone()), r.body.to_bytes()))
             .collect()
     }
 
@@ -339,6 +339,17 @@ mod tests {
             let alone = generate_proxy(&index, &view, name, spec, None, None);
             let in_batch = generate_proxy(&index, &view, name, spec, None, Some(&mut shared));
             assert_eq!(bodies(&alone), bodies(&in_batch), "{name}");
+            // In a batch, an outbound listener holds its connection
+            // manager as a shared part of its body; alone, one buffer.
+            let parts = |out: &crate::generate::ProxyResources| -> Vec<usize> {
+                out.resources
+                    .iter()
+                    .filter(|r| r.name.starts_with("outbound:"))
+                    .map(|r| r.body.parts().len())
+                    .collect()
+            };
+            assert_eq!(parts(&in_batch), [3, 3], "{name}");
+            assert_eq!(parts(&alone), [1, 1], "{name}");
             assert_eq!(alone.eds_clusters, in_batch.eds_clusters, "{name}");
         }
         // Clusters: each proxy has `backend;version=v1` and `db` (the

@@ -172,7 +172,7 @@ mod tests {
         out.resources
             .iter()
             .filter(|r| r.xds_type == XdsType::Listener)
-            .map(|r| (r.name.clone(), Listener::decode(r.body.clone()).unwrap()))
+            .map(|r| (r.name.clone(), Listener::decode(r.body.to_bytes()).unwrap()))
             .collect()
     }
 
