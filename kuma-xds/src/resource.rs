@@ -128,10 +128,16 @@ impl Body {
     /// `bytes`, with the first occurrence of `shared` (if any) held as
     /// that very buffer and the rest copied into one buffer of its own.
     pub(crate) fn sharing(bytes: &[u8], shared: &Bytes) -> Self {
-        let Some(at) = (!shared.is_empty())
-            .then(|| memchr::memmem::find(bytes, shared))
-            .flatten()
-        else {
+        // Candidates by a short prefix (a searcher for the whole of a
+        // large needle costs more to build than the search), each checked
+        // in full.
+        let probe = &shared[..shared.len().min(16)];
+        let found = (!shared.is_empty())
+            .then(|| {
+                memchr::memmem::find_iter(bytes, probe).find(|&at| bytes[at..].starts_with(shared))
+            })
+            .flatten();
+        let Some(at) = found else {
             return Self::from(Bytes::copy_from_slice(bytes));
         };
         let end = at + shared.len();
