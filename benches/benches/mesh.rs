@@ -15,7 +15,8 @@
 //!   (already encoded), as the reconciler has them.
 //! - `proxy/in_batch`: the same, as the proxy is generated in a batch
 //!   (a mesh-wide change) after another instance of its service: its
-//!   service clusters come from the batch's `BatchCache`.
+//!   service clusters and outbound connection managers come from the
+//!   batch's `BatchCache`.
 //! - `encode/outer`, `encode/all`: `encode_to_vec` of the same resources
 //!   decoded once in setup; `all` also encodes every message packed in an
 //!   `Any` (connection managers, filters, access logs...), which
@@ -154,7 +155,8 @@ fn bench_proxy(c: &mut Criterion, f: &Fixture) {
         })
     });
     // Another instance of the same service generated first in the batch:
-    // the service clusters come from the batch's BatchCache.
+    // the service clusters and outbound connection managers come from the
+    // batch's BatchCache.
     let mut shared = BatchCache::for_index(&index);
     own(
         f,
@@ -171,7 +173,7 @@ fn bench_proxy(c: &mut Criterion, f: &Fixture) {
         })
     });
     eprintln!(
-        "in_batch: {} shared clusters, {} taken",
+        "in_batch: {} shared clusters and connection managers, {} taken",
         shared.len(),
         shared.hits()
     );
