@@ -269,19 +269,23 @@ pub struct ProxyConfig {
     /// The `clusters` (by index) to add to the batch's [`BatchCache`]
     /// once encoded, with their keys.
     share_as: Vec<(usize, shared::ClusterKey)>,
-    /// The network filters (by listener index) to add to the batch's
-    /// [`BatchCache`] once encoded, with their keys.
-    share_filters_as: Vec<(usize, shared::FilterKey)>,
-    /// The network filters of `share_filters_as`, encoded by
-    /// [`Self::pack`].
-    filters_to_share: Vec<(shared::FilterKey, bytes::Bytes)>,
-    /// The listeners (by index) whose network filter is shared with other
-    /// proxies of the batch (taken from its cache, or added to it).
-    shared_filter_listeners: Vec<usize>,
-    /// Their network filters encoded without access logs, by
-    /// [`Self::pack`]: the bytes their bodies share (see
+    /// The listeners whose network filter is shared with other proxies
+    /// of the batch, in listener order.
+    shared_filters: Vec<SharedFilter>,
+}
+
+/// A listener whose network filter is shared with other proxies of the
+/// batch: taken from its [`BatchCache`], or built here and added to it.
+#[derive(Debug, Clone)]
+struct SharedFilter {
+    /// The listener's index.
+    listener: usize,
+    /// The key to add the filter to the cache under, if built here.
+    key: Option<shared::FilterKey>,
+    /// The filter encoded without access logs, once [`ProxyConfig::pack`]
+    /// ran: the bytes the listener's body shares (see
     /// [`crate::resource::Body`]).
-    listener_bases: Vec<(usize, bytes::Bytes)>,
+    base: Option<bytes::Bytes>,
 }
 
 impl ProxyConfig {
@@ -295,23 +299,11 @@ impl ProxyConfig {
     /// Packs the listeners' typed network filters into their `Any`s, once;
     /// afterwards `listeners` are complete. Idempotent.
     pub fn pack(&mut self) {
-        let mut keys = std::mem::take(&mut self.share_filters_as)
-            .into_iter()
-            .peekable();
-        let mut shareable = std::mem::take(&mut self.shared_filter_listeners)
-            .into_iter()
-            .peekable();
-        let shared = &mut self.filters_to_share;
-        let bases = &mut self.listener_bases;
+        let mut shared = self.shared_filters.iter_mut().peekable();
         self.network_filters
             .pack(&mut self.listeners, |i, encoded| {
-                if shareable.next_if_eq(&i).is_some() {
-                    bases.push((i, encoded.clone()));
-                }
-                if keys.peek().is_some_and(|(k, _)| *k == i)
-                    && let Some((_, key)) = keys.next()
-                {
-                    shared.push((key, encoded));
+                if let Some(s) = shared.next_if(|s| s.listener == i) {
+                    s.base = Some(encoded);
                 }
             });
     }
@@ -401,8 +393,13 @@ fn build_shared(
                 .as_deref_mut()
                 .and_then(|s| Some((s, shared::FilterKey::of(input, service, targets)?)));
             if let Some((cache, key)) = key {
-                config.shared_filter_listeners.push(index);
-                if let Some(base) = cache.filter(&key) {
+                let cached = cache.filter(&key);
+                config.shared_filters.push(SharedFilter {
+                    listener: index,
+                    key: cached.is_none().then_some(key),
+                    base: None,
+                });
+                if let Some(base) = cached {
                     return NetworkFilter::Encoded(Box::new(network_filter::EncodedFilter {
                         http: protocol.is_http(),
                         stat_prefix: service.to_string(),
@@ -410,7 +407,6 @@ fn build_shared(
                         access_log: Vec::new(),
                     }));
                 }
-                config.share_filters_as.push((index, key));
             }
             listeners::filter_for(protocol, "outbound", service, targets)
         };
@@ -428,18 +424,12 @@ fn build_shared(
                 let key = shared.as_deref_mut().and_then(|s| {
                     Some((s, shared::ClusterKey::of(input, &t.cluster, tls.is_some())?))
                 });
-                let key = match key {
-                    Some((s, key)) => match s.cluster(&key) {
-                        Some(done) => {
-                            config.shared_clusters.push(done);
-                            eds_clusters.insert(t.cluster);
-                            continue;
-                        }
-                        None => Some(key),
-                    },
-                    None => None,
-                };
-                if let Some(key) = key {
+                if let Some((cache, key)) = key {
+                    if let Some(done) = cache.cluster(&key) {
+                        config.shared_clusters.push(done);
+                        eds_clusters.insert(t.cluster);
+                        continue;
+                    }
                     config.share_as.push((config.clusters.len(), key));
                 }
                 let p = input.protocol(&t.cluster.service);
@@ -491,14 +481,16 @@ fn encode_shared(
         for (i, key) in config.share_as.drain(..) {
             shared.insert_cluster(key, out[i].clone());
         }
-        for (key, encoded) in config.filters_to_share.drain(..) {
-            shared.insert_filter(key, encoded);
+        for s in &mut config.shared_filters {
+            if let (Some(key), Some(base)) = (s.key.take(), &s.base) {
+                shared.insert_filter(key, base.clone());
+            }
         }
     }
     out.append(&mut config.shared_clusters);
-    let mut bases = config.listener_bases.drain(..).peekable();
+    let mut bases = config.shared_filters.drain(..).peekable();
     for (i, l) in config.listeners.iter().enumerate() {
-        let base = bases.next_if(|(at, _)| *at == i).map(|(_, b)| b);
+        let base = bases.next_if(|s| s.listener == i).and_then(|s| s.base);
         out.push(XdsResource::encode_sharing(
             XdsType::Listener,
             l.name.clone(),
