@@ -7,9 +7,16 @@
 //! - [`manager`]: validation, defaults and side effects in front of a store.
 //! - [`matching`]: which policies apply to which Dataplane, with Kuma's
 //!   ranking rules.
-//! - [`tokens`]: dataplane tokens (Ed25519 JWTs) and the check the servers
-//!   that accept proxies run.
-//! - [`pki`]: mesh certificate authorities and SPIFFE proxy certificates.
+//!
+//! Behind features (all off by default, so the model, validation, store and
+//! matcher build without crypto or HTTP dependencies):
+//!
+//! - `pki`: the `pki` module (mesh certificate authorities and SPIFFE proxy
+//!   certificates) and the manager's CA side effects.
+//! - `tokens`: the `tokens` module (dataplane tokens, Ed25519 JWTs, and the
+//!   check the servers that accept proxies run).
+//! - `http-api`: the `api` module, the HTTP API as an axum router (with
+//!   `tokens`, also the admin router that issues tokens).
 //!
 //! This crate has no gRPC or HTTP server; those live in the crates and
 //! binaries built on it.
@@ -39,8 +46,10 @@ pub mod api;
 pub mod duration;
 pub mod manager;
 pub mod matching;
+#[cfg(feature = "pki")]
 pub mod pki;
 pub mod resource;
 pub mod store;
+#[cfg(feature = "tokens")]
 pub mod tokens;
 pub mod validation;

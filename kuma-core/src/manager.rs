@@ -6,11 +6,13 @@
 //! `allow-all-<mesh>` TrafficPermission and `route-all-<mesh>` TrafficRoute
 //! (and removes the Mesh again if that fails, so nothing is half-written).
 //!
-//! With mTLS (see `docs/security.md`), writing a Mesh also generates a CA
-//! for every `builtin` backend whose two Secrets
-//! ([`crate::pki::builtin_ca_cert_secret`], [`crate::pki::builtin_ca_key_secret`])
-//! do not exist yet, and refuses a Mesh whose enabled `provided` backend
-//! cannot be loaded, with the field path of the problem.
+//! With the `pki` feature and mTLS (see `docs/security.md`), writing a Mesh
+//! also generates a CA for every `builtin` backend whose two Secrets
+//! (`pki::builtin_ca_cert_secret`, `pki::builtin_ca_key_secret`) do not exist
+//! yet, and refuses a Mesh whose enabled `provided` backend cannot be loaded,
+//! with the field path of the problem. Without the feature the manager does
+//! neither: a Mesh's CA secrets are then the embedder's business (the
+//! control plane binary always enables it).
 //!
 //! ```
 //! use kuma_core::manager::ResourceManager;
@@ -26,8 +28,11 @@
 //! # });
 //! ```
 
+#[cfg(feature = "pki")]
 use crate::pki::{self, PkiError};
-use crate::resource::{MeshSpec, Resource, ResourceKey, ResourceType, Scope, SecretSpec};
+#[cfg(feature = "pki")]
+use crate::resource::SecretSpec;
+use crate::resource::{MeshSpec, Resource, ResourceKey, ResourceType, Scope};
 use crate::store::{ListPage, ListRequest, ResourceStore, StoreError, StoreEvent};
 use crate::validation::ValidationError;
 use std::sync::Arc;
@@ -64,6 +69,7 @@ pub enum ManagerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A builtin CA could not be generated; nothing was written.
+    #[cfg(feature = "pki")]
     #[error("generating the CA of {field}: {error}")]
     Ca {
         /// The backend, e.g. `mtls.backends[0]`.
@@ -190,6 +196,7 @@ impl ResourceManager {
         self.ensure_builtin_cas(mesh, spec, now).await
     }
 
+    #[cfg(feature = "pki")]
     /// Refuses a Mesh whose enabled CA backend is `provided` and cannot be
     /// loaded (missing secret or file, not PEM, not a CA, key mismatch,
     /// expired), naming the field.
@@ -208,6 +215,7 @@ impl ResourceManager {
         }
     }
 
+    #[cfg(feature = "pki")]
     /// Generates and stores a CA for every builtin backend of the mesh
     /// whose two Secrets do not exist yet. An existing pair is kept. The key
     /// Secret is created first, so a concurrent writer that finds it
@@ -231,6 +239,7 @@ impl ResourceManager {
         result
     }
 
+    #[cfg(feature = "pki")]
     async fn ensure_builtin_cas_inner(
         &self,
         mesh: &str,
@@ -289,6 +298,24 @@ impl ResourceManager {
         Ok(())
     }
 
+    /// Without the `pki` feature the manager does not check provided CAs.
+    #[cfg(not(feature = "pki"))]
+    async fn check_provided_ca(&self, _mesh: &str, _spec: &MeshSpec) -> Result<(), ManagerError> {
+        Ok(())
+    }
+
+    /// Without the `pki` feature the manager does not generate builtin CAs.
+    #[cfg(not(feature = "pki"))]
+    async fn ensure_builtin_cas(
+        &self,
+        _mesh: &str,
+        _spec: &MeshSpec,
+        _now: OffsetDateTime,
+    ) -> Result<(), ManagerError> {
+        Ok(())
+    }
+
+    #[cfg(feature = "pki")]
     async fn exists(&self, key: &ResourceKey) -> Result<bool, ManagerError> {
         match self.store.get(key).await {
             Ok(_) => Ok(true),
@@ -297,6 +324,7 @@ impl ResourceManager {
         }
     }
 
+    #[cfg(feature = "pki")]
     async fn create_secret(
         &self,
         mesh: &str,

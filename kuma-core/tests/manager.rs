@@ -179,8 +179,9 @@ async fn deleting_a_mesh_deletes_its_contents() {
     }
 }
 
-// --- mTLS side effects: builtin CAs and provided CA checks ---
+// --- mTLS side effects: builtin CAs and provided CA checks (`pki` feature) ---
 
+#[cfg(feature = "pki")]
 mod mtls {
     use super::*;
     use kuma_core::pki::{self, Issuer};

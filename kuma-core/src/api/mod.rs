@@ -1,6 +1,6 @@
 //! Kuma's HTTP API (port 5681) as an [`axum::Router`] the binary mounts.
 //!
-//! Endpoints (DESIGN §7): `/`, `/catalog`, `/config`; mesh-scoped CRUD under
+//! Endpoints (see `docs/architecture.md`, "HTTP API"): `/`, `/catalog`, `/config`; mesh-scoped CRUD under
 //! `/meshes/{mesh}/{type-path}[/{name}]`; global CRUD under
 //! `/{type-path}[/{name}]`; cross-mesh listing `/{type-path}`;
 //! `dataplanes+insights`, `zones+insights` and `/status/zones`. Lists are
@@ -11,8 +11,9 @@
 //! validation before it reaches the store.
 //!
 //! Secrets are not served here: every `secrets` path answers 403 and points
-//! at the admin server, whose router is [`admin_router`] (dataplane tokens
-//! and Secrets CRUD, bound to loopback by the binary).
+//! at the admin server, whose router is `admin_router` (dataplane tokens
+//! and Secrets CRUD, bound to loopback by the binary; it needs the `tokens`
+//! feature).
 //!
 //! ```
 //! use kuma_core::api::{router, ApiConfig};
@@ -25,11 +26,13 @@
 //! # let _ = app;
 //! ```
 
+#[cfg(feature = "tokens")]
 mod admin;
 mod error;
 mod overview;
 mod resources;
 
+#[cfg(feature = "tokens")]
 pub use admin::admin_router;
 pub use error::ApiError;
 
