@@ -7,17 +7,15 @@
 //! shows up here without a change.
 
 use anyhow::{Result, bail};
-use kuma_core::resource::{ResourceType, Scope};
+use kuma_core::resource::{ResourceKind, ResourceType, Scope};
 
-/// Types that are internal to the control plane and never shown by kumactl.
-const HIDDEN: &[ResourceType] = &[ResourceType::Config];
-
-/// The types kumactl lets users get and delete.
+/// The types kumactl lets users get and delete: all but the control plane's
+/// internal ones.
 pub fn user_types() -> impl Iterator<Item = ResourceType> {
     ResourceType::ALL
         .iter()
         .copied()
-        .filter(|t| !HIDDEN.contains(t))
+        .filter(|t| t.kind() != ResourceKind::Config)
 }
 
 /// The singular argument form of a type, e.g. `traffic-permission`.

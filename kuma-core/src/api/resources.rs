@@ -1,7 +1,7 @@
 //! CRUD over every resource type, through the manager.
 
 use super::{ApiError, ApiMode, ApiState, Call};
-use crate::resource::{Resource, ResourceKey, ResourceType, Scope};
+use crate::resource::{Resource, ResourceKey, ResourceKind, ResourceType, Scope};
 use crate::store::ListRequest;
 use crate::validation::Violation;
 use axum::Json;
@@ -105,10 +105,7 @@ fn check_writable(state: &ApiState, ty: ResourceType) -> Result<(), ApiError> {
             "the API server is read-only (apiServer.readOnly)",
         ));
     }
-    if matches!(
-        ty,
-        ResourceType::DataplaneInsight | ResourceType::ZoneInsight
-    ) {
+    if ty.kind() == ResourceKind::Insight {
         return Err(ApiError::not_allowed(format!(
             "{ty} is managed by the control plane and cannot be changed through the API"
         )));

@@ -319,9 +319,9 @@ impl<'p, P: MatchPolicy> OutboundTypeIndex<'p, P> {
 /// [`select_inbound_policies`]: super::select_inbound_policies
 pub struct PolicyIndex<'p, P> {
     services: ServiceIds<'p>,
-    dataplane: [DataplaneTypeIndex<'p, P>; 2],
-    outbound: [OutboundTypeIndex<'p, P>; 6],
-    inbound: [InboundTypeIndex<'p, P>; 2],
+    dataplane: [DataplaneTypeIndex<'p, P>; PolicyKind::DATAPLANE_TYPES.len()],
+    outbound: [OutboundTypeIndex<'p, P>; PolicyKind::OUTBOUND_TYPES.len()],
+    inbound: [InboundTypeIndex<'p, P>; PolicyKind::INBOUND_TYPES.len()],
 }
 
 impl<P> fmt::Debug for PolicyIndex<'_, P> {
@@ -360,14 +360,14 @@ impl<'p, P: MatchPolicy> PolicyIndex<'p, P> {
         };
         for p in policies {
             let ty = p.policy_type();
-            let slot = match PolicyKind::of(ty) {
-                Some(PolicyKind::Dataplane) => position(&PolicyKind::DATAPLANE_TYPES, ty)
+            let slot = match ty.policy_kind() {
+                Some(PolicyKind::Dataplane) => position(PolicyKind::Dataplane.types(), ty)
                     .and_then(|i| idx.dataplane.get_mut(i))
                     .map(|t| t.insert(&mut idx.services, p)),
-                Some(PolicyKind::Outbound) => position(&PolicyKind::OUTBOUND_TYPES, ty)
+                Some(PolicyKind::Outbound) => position(PolicyKind::Outbound.types(), ty)
                     .and_then(|i| idx.outbound.get_mut(i))
                     .map(|t| t.insert(&mut idx.services, p)),
-                Some(PolicyKind::Inbound) => position(&PolicyKind::INBOUND_TYPES, ty)
+                Some(PolicyKind::Inbound) => position(PolicyKind::Inbound.types(), ty)
                     .and_then(|i| idx.inbound.get_mut(i))
                     .map(|t| t.insert(&mut idx.services, p)),
                 None => None,

@@ -111,7 +111,8 @@ pub use outbound::{
     OutboundPolicyMap, destination_rank, outbound_services, select_outbound_policies,
     select_outbound_policies_for_services, select_outbound_policy,
 };
-pub use policy::{MatchPolicy, PolicyKind, compare_candidates};
+pub use crate::resource::PolicyKind;
+pub use policy::{MatchPolicy, compare_candidates};
 pub use rank::{Rank, best_rank, match_rank, selector_matches};
 /// The creation-time type of [`MatchPolicy::policy_creation_time`],
 /// re-exported so implementors need no direct `time` dependency.

@@ -66,54 +66,6 @@ macro_rules! forward_match_policy {
 
 forward_match_policy!(&T, Box<T>, Arc<T>, Rc<T>);
 
-/// How a policy type is matched to a Dataplane.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PolicyKind {
-    /// Selected once per Dataplane by `selectors` (TrafficTrace,
-    /// ProxyTemplate).
-    Dataplane,
-    /// Selected per outbound service by `sources` and `destinations`
-    /// (TrafficRoute, HealthCheck, CircuitBreaker, TrafficLog, Retry,
-    /// Timeout).
-    Outbound,
-    /// Selected per inbound by `destinations` (TrafficPermission,
-    /// FaultInjection).
-    Inbound,
-}
-
-impl PolicyKind {
-    /// The Dataplane policy types.
-    pub const DATAPLANE_TYPES: [ResourceType; 2] =
-        [ResourceType::TrafficTrace, ResourceType::ProxyTemplate];
-    /// The outbound connection policy types.
-    pub const OUTBOUND_TYPES: [ResourceType; 6] = [
-        ResourceType::TrafficRoute,
-        ResourceType::HealthCheck,
-        ResourceType::CircuitBreaker,
-        ResourceType::TrafficLog,
-        ResourceType::Retry,
-        ResourceType::Timeout,
-    ];
-    /// The inbound connection policy types.
-    pub const INBOUND_TYPES: [ResourceType; 2] = [
-        ResourceType::TrafficPermission,
-        ResourceType::FaultInjection,
-    ];
-
-    /// How `ty` is matched; `None` if it is not a policy type.
-    pub fn of(ty: ResourceType) -> Option<PolicyKind> {
-        if Self::DATAPLANE_TYPES.contains(&ty) {
-            Some(PolicyKind::Dataplane)
-        } else if Self::OUTBOUND_TYPES.contains(&ty) {
-            Some(PolicyKind::Outbound)
-        } else if Self::INBOUND_TYPES.contains(&ty) {
-            Some(PolicyKind::Inbound)
-        } else {
-            None
-        }
-    }
-}
-
 /// Orders two ranked candidates: higher rank, then newer creation time, then
 /// the lexicographically first name. `Greater` means `a` wins.
 pub fn compare_candidates<P: MatchPolicy + ?Sized>(

@@ -1,4 +1,4 @@
-//! Table tests of the matching rules (DESIGN §5).
+//! Table tests of the matching rules (see `docs/architecture.md`, "Matching rules").
 
 use super::testutil::{TestPolicy, conn, dataplane, dp_policy, gateway, name};
 use super::*;

@@ -1,6 +1,6 @@
 //! Test helpers: a minimal policy type and builders.
 
-use super::{MatchPolicy, PolicyKind};
+use super::MatchPolicy;
 use crate::resource::{
     DataplaneSpec, Gateway, Inbound, Outbound, PolicyTargets, ResourceType, SERVICE_TAG, Selector,
     Tags,
@@ -31,13 +31,14 @@ impl MatchPolicy for TestPolicy {
         self.created
     }
     fn policy_targets(&self) -> Option<PolicyTargets<'_>> {
-        match PolicyKind::of(self.ty)? {
-            PolicyKind::Dataplane => Some(PolicyTargets::Selectors(&self.selectors)),
-            _ => Some(PolicyTargets::Connection {
+        Some(if self.ty.policy_kind()?.selects_by_selectors() {
+            PolicyTargets::Selectors(&self.selectors)
+        } else {
+            PolicyTargets::Connection {
                 sources: &self.sources,
                 destinations: &self.destinations,
-            }),
-        }
+            }
+        })
     }
 }
 

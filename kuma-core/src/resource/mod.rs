@@ -21,6 +21,7 @@ mod config;
 mod dataplane;
 mod external_service;
 mod insight;
+mod kind;
 mod mesh;
 mod policies;
 mod secret;
@@ -32,6 +33,7 @@ pub use config::*;
 pub use dataplane::*;
 pub use external_service::*;
 pub use insight::*;
+pub use kind::{PolicyKind, ResourceKind};
 pub use mesh::*;
 pub use policies::*;
 pub use secret::*;
@@ -69,8 +71,14 @@ pub trait Spec:
     fn from_resource_spec(spec: &ResourceSpec) -> Option<&Self>;
 }
 
+/// The table of resource types. Each entry is
+/// `Variant => "TypeName", Scope, "rest-path", SpecType, Kind;` where `Kind`
+/// is a [`ResourceKind`] variant, `Policy(PolicyKind)` for policies. Every
+/// per-type list (names, paths, scopes, which types are policies and how they
+/// select Dataplanes) is generated from it.
 macro_rules! resource_types {
-    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $scope:ident, $path:literal, $spec:ty; )*) => {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, $scope:ident, $path:literal, $spec:ty,
+        $kind:ident $(($policy:ident))?; )*) => {
         /// Every resource type the control plane knows.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
@@ -85,6 +93,11 @@ macro_rules! resource_types {
             /// The `type` field value, e.g. `TrafficRoute`.
             pub fn name(self) -> &'static str {
                 match self { $( ResourceType::$variant => $name, )* }
+            }
+
+            /// What the type is (a policy and how it selects, an insight, ...).
+            pub const fn kind(self) -> ResourceKind {
+                match self { $( ResourceType::$variant => ResourceKind::$kind $((PolicyKind::$policy))?, )* }
             }
 
             /// Whether the type is mesh-scoped or global.
@@ -124,6 +137,18 @@ macro_rules! resource_types {
             /// Checks the rules of the spec's type.
             pub fn validate(&self, path: &FieldPath, v: &mut Validator) {
                 match self { $( ResourceSpec::$variant(s) => s.validate(path, v), )* }
+            }
+
+            /// What the spec selects, if its type is a policy.
+            pub fn policy_targets(&self) -> Option<PolicyTargets<'_>> {
+                match self {
+                    $( $( ResourceSpec::$variant(p) => {
+                        let _: PolicyKind = PolicyKind::$policy;
+                        Some(Policy::targets(p))
+                    } )? )*
+                    #[allow(unreachable_patterns)]
+                    _ => None,
+                }
             }
 
             pub(crate) fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
@@ -168,60 +193,41 @@ macro_rules! resource_types {
 
 resource_types! {
     /// A mesh: an isolated group of Dataplanes and policies.
-    Mesh => "Mesh", Global, "meshes", MeshSpec;
+    Mesh => "Mesh", Global, "meshes", MeshSpec, Mesh;
     /// A data-plane proxy and the services behind it.
-    Dataplane => "Dataplane", Mesh, "dataplanes", DataplaneSpec;
+    Dataplane => "Dataplane", Mesh, "dataplanes", DataplaneSpec, Dataplane;
     /// Runtime status of a Dataplane's xDS connections.
-    DataplaneInsight => "DataplaneInsight", Mesh, "dataplane-insights", DataplaneInsightSpec;
+    DataplaneInsight => "DataplaneInsight", Mesh, "dataplane-insights", DataplaneInsightSpec, Insight;
     /// A service outside the mesh, reachable through it.
-    ExternalService => "ExternalService", Mesh, "external-services", ExternalServiceSpec;
+    ExternalService => "ExternalService", Mesh, "external-services", ExternalServiceSpec, ExternalService;
     /// Which services may talk to which (mTLS RBAC).
-    TrafficPermission => "TrafficPermission", Mesh, "traffic-permissions", TrafficPermissionSpec;
+    TrafficPermission => "TrafficPermission", Mesh, "traffic-permissions", TrafficPermissionSpec, Policy(Inbound);
     /// How traffic to a service is split across its instances.
-    TrafficRoute => "TrafficRoute", Mesh, "traffic-routes", TrafficRouteSpec;
+    TrafficRoute => "TrafficRoute", Mesh, "traffic-routes", TrafficRouteSpec, Policy(Outbound);
     /// Active health checking of upstream endpoints.
-    HealthCheck => "HealthCheck", Mesh, "health-checks", HealthCheckSpec;
+    HealthCheck => "HealthCheck", Mesh, "health-checks", HealthCheckSpec, Policy(Outbound);
     /// Outlier detection and connection thresholds.
-    CircuitBreaker => "CircuitBreaker", Mesh, "circuit-breakers", CircuitBreakerSpec;
+    CircuitBreaker => "CircuitBreaker", Mesh, "circuit-breakers", CircuitBreakerSpec, Policy(Outbound);
     /// Injected delays, aborts and bandwidth limits.
-    FaultInjection => "FaultInjection", Mesh, "fault-injections", FaultInjectionSpec;
+    FaultInjection => "FaultInjection", Mesh, "fault-injections", FaultInjectionSpec, Policy(Inbound);
     /// Access logging to a backend declared on the Mesh.
-    TrafficLog => "TrafficLog", Mesh, "traffic-logs", TrafficLogSpec;
+    TrafficLog => "TrafficLog", Mesh, "traffic-logs", TrafficLogSpec, Policy(Outbound);
     /// Tracing to a backend declared on the Mesh.
-    TrafficTrace => "TrafficTrace", Mesh, "traffic-traces", TrafficTraceSpec;
+    TrafficTrace => "TrafficTrace", Mesh, "traffic-traces", TrafficTraceSpec, Policy(Dataplane);
     /// Raw Envoy resources and modifications of generated ones.
-    ProxyTemplate => "ProxyTemplate", Mesh, "proxytemplates", ProxyTemplateSpec;
+    ProxyTemplate => "ProxyTemplate", Mesh, "proxytemplates", ProxyTemplateSpec, Policy(Dataplane);
     /// Retries of failed requests and connections.
-    Retry => "Retry", Mesh, "retries", RetrySpec;
+    Retry => "Retry", Mesh, "retries", RetrySpec, Policy(Outbound);
     /// Connect, idle and request timeouts.
-    Timeout => "Timeout", Mesh, "timeouts", TimeoutSpec;
+    Timeout => "Timeout", Mesh, "timeouts", TimeoutSpec, Policy(Outbound);
     /// Opaque secret data (CA keys, certificates); admin only.
-    Secret => "Secret", Mesh, "secrets", SecretSpec;
+    Secret => "Secret", Mesh, "secrets", SecretSpec, Secret;
     /// A zone of a multi-zone deployment.
-    Zone => "Zone", Global, "zones", ZoneSpec;
+    Zone => "Zone", Global, "zones", ZoneSpec, Zone;
     /// Runtime status of a zone's KDS connections.
-    ZoneInsight => "ZoneInsight", Global, "zone-insights", ZoneInsightSpec;
+    ZoneInsight => "ZoneInsight", Global, "zone-insights", ZoneInsightSpec, Insight;
     /// Internal configuration data (for example the DNS VIP map).
-    Config => "Config", Global, "configs", ConfigSpec;
-}
-
-impl ResourceSpec {
-    /// What the spec selects, if it is a policy type.
-    pub fn policy_targets(&self) -> Option<PolicyTargets<'_>> {
-        Some(match self {
-            ResourceSpec::TrafficPermission(p) => p.targets(),
-            ResourceSpec::TrafficRoute(p) => p.targets(),
-            ResourceSpec::HealthCheck(p) => p.targets(),
-            ResourceSpec::CircuitBreaker(p) => p.targets(),
-            ResourceSpec::FaultInjection(p) => p.targets(),
-            ResourceSpec::TrafficLog(p) => p.targets(),
-            ResourceSpec::TrafficTrace(p) => p.targets(),
-            ResourceSpec::ProxyTemplate(p) => p.targets(),
-            ResourceSpec::Retry(p) => p.targets(),
-            ResourceSpec::Timeout(p) => p.targets(),
-            _ => return None,
-        })
-    }
+    Config => "Config", Global, "configs", ConfigSpec, Config;
 }
 
 impl fmt::Display for ResourceType {
