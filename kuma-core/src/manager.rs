@@ -31,7 +31,7 @@
 #[cfg(feature = "pki")]
 use crate::pki::{self, PkiError};
 #[cfg(feature = "pki")]
-use crate::resource::SecretSpec;
+use crate::resource::{CaBackendType, SecretSpec};
 use crate::resource::{MeshSpec, Resource, ResourceKey, ResourceType, Scope};
 use crate::store::{ListPage, ListRequest, ResourceStore, StoreError, StoreEvent};
 use crate::validation::ValidationError;
@@ -201,7 +201,10 @@ impl ResourceManager {
     /// loaded (missing secret or file, not PEM, not a CA, key mismatch,
     /// expired), naming the field.
     async fn check_provided_ca(&self, mesh: &str, spec: &MeshSpec) -> Result<(), ManagerError> {
-        if spec.enabled_ca().is_none_or(|b| b.r#type != "provided") {
+        if spec
+            .enabled_ca()
+            .is_none_or(|b| b.r#type != CaBackendType::Provided)
+        {
             return Ok(());
         }
         match pki::load_mesh_issuer(self.store.as_ref(), mesh, spec).await {
@@ -251,7 +254,7 @@ impl ResourceManager {
             return Ok(());
         };
         for (i, backend) in mtls.backends.iter().enumerate() {
-            if backend.r#type != "builtin" {
+            if backend.r#type != CaBackendType::Builtin {
                 continue;
             }
             let field = format!("mtls.backends[{i}]");

@@ -28,7 +28,8 @@
 //! ```
 
 use crate::resource::{
-    CertificateAuthorityBackend, DataSource, MeshSpec, ResourceKey, ResourceType, SecretSpec,
+    CaBackendType, CertificateAuthorityBackend, DataSource, MeshSpec, ResourceKey, ResourceType,
+    SecretSpec,
 };
 use crate::store::{ResourceStore, StoreError};
 use rcgen::{
@@ -582,8 +583,8 @@ pub async fn load_backend_issuer(
     backend: &CertificateAuthorityBackend,
 ) -> Result<Issuer, PkiError> {
     let path = format!("mtls.backends[{index}]");
-    match backend.r#type.as_str() {
-        "builtin" => {
+    match &backend.r#type {
+        CaBackendType::Builtin => {
             let cert_name = builtin_ca_cert_secret(mesh_name, &backend.name);
             let key_name = builtin_ca_key_secret(mesh_name, &backend.name);
             let cert = read_secret(store, mesh_name, &cert_name)
@@ -603,7 +604,7 @@ pub async fn load_backend_issuer(
                 PkiError::Backend(format!("secret {secret:?}: {e}")).at(&path)
             })
         }
-        "provided" => {
+        CaBackendType::Provided => {
             let conf = backend.provided_config().ok_or_else(|| {
                 PkiError::Backend("is not a valid provided CA configuration".into())
                     .at(format!("{path}.conf"))
@@ -627,7 +628,7 @@ pub async fn load_backend_issuer(
                 e.at(format!("{path}.conf.{field}"))
             })
         }
-        other => Err(PkiError::Backend(format!(
+        CaBackendType::Unknown(other) => Err(PkiError::Backend(format!(
             "CA backend type {other:?} is not supported: builtin or provided"
         ))
         .at(format!("{path}.type"))),

@@ -103,6 +103,7 @@ mod tests;
 #[cfg(test)]
 mod testutil;
 
+pub use crate::resource::PolicyKind;
 pub use dataplane::{select_dataplane_policy, select_dataplane_policy_for_tags};
 pub use inbound::{select_inbound_policies, select_inbound_policy};
 pub use index::{PolicyIndex, match_dataplane};
@@ -111,7 +112,6 @@ pub use outbound::{
     OutboundPolicyMap, destination_rank, outbound_services, select_outbound_policies,
     select_outbound_policies_for_services, select_outbound_policy,
 };
-pub use crate::resource::PolicyKind;
 pub use policy::{MatchPolicy, compare_candidates};
 pub use rank::{Rank, best_rank, match_rank, selector_matches};
 /// The creation-time type of [`MatchPolicy::policy_creation_time`],

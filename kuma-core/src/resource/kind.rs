@@ -168,10 +168,14 @@ mod tests {
         );
         assert_eq!(ResourceType::POLICIES.len(), 10);
         for ty in ResourceType::ALL {
-            let listed = [PolicyKind::Dataplane, PolicyKind::Outbound, PolicyKind::Inbound]
-                .into_iter()
-                .filter(|k| k.types().contains(ty))
-                .collect::<Vec<_>>();
+            let listed = [
+                PolicyKind::Dataplane,
+                PolicyKind::Outbound,
+                PolicyKind::Inbound,
+            ]
+            .into_iter()
+            .filter(|k| k.types().contains(ty))
+            .collect::<Vec<_>>();
             assert_eq!(listed, ty.policy_kind().into_iter().collect::<Vec<_>>());
             assert_eq!(ty.is_policy(), ResourceType::POLICIES.contains(ty));
         }

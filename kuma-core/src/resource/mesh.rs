@@ -84,6 +84,65 @@ pub struct Mtls {
     pub backends: Vec<CertificateAuthorityBackend>,
 }
 
+/// The `type` of a CA backend.
+///
+/// Serialized as the string Kuma uses. A value Kuma does not define is kept
+/// as [`CaBackendType::Unknown`] (empty when the field is unset), so that
+/// validation can name it instead of failing to parse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum CaBackendType {
+    /// `builtin`: a CA generated and kept by the control plane.
+    Builtin,
+    /// `provided`: a CA certificate and key supplied by the user.
+    Provided,
+    /// Any other value (validation rejects it); empty when unset.
+    Unknown(String),
+}
+
+impl CaBackendType {
+    /// The value as written in the resource, e.g. `builtin`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            CaBackendType::Builtin => CA_BUILTIN,
+            CaBackendType::Provided => CA_PROVIDED,
+            CaBackendType::Unknown(s) => s,
+        }
+    }
+}
+
+impl Default for CaBackendType {
+    /// Unset: an empty [`CaBackendType::Unknown`].
+    fn default() -> Self {
+        CaBackendType::Unknown(String::new())
+    }
+}
+
+impl From<String> for CaBackendType {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            CA_BUILTIN => CaBackendType::Builtin,
+            CA_PROVIDED => CaBackendType::Provided,
+            _ => CaBackendType::Unknown(s),
+        }
+    }
+}
+
+impl From<CaBackendType> for String {
+    fn from(t: CaBackendType) -> Self {
+        match t {
+            CaBackendType::Unknown(s) => s,
+            known => known.as_str().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for CaBackendType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One certificate authority of `mtls.backends`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -93,7 +152,7 @@ pub struct CertificateAuthorityBackend {
     pub name: String,
     /// `builtin` or `provided`.
     #[serde(default, rename = "type")]
-    pub r#type: String,
+    pub r#type: CaBackendType,
     /// Settings of the certificates issued to proxies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dp_cert: Option<DpCert>,
@@ -582,7 +641,7 @@ impl CertificateAuthorityBackend {
     /// The `builtin` configuration, if this is a builtin CA with a valid
     /// `conf`.
     pub fn builtin_config(&self) -> Option<BuiltinCaConfig> {
-        (self.r#type == CA_BUILTIN)
+        (self.r#type == CaBackendType::Builtin)
             .then(|| typed_conf(&self.conf))
             .flatten()
     }
@@ -590,7 +649,7 @@ impl CertificateAuthorityBackend {
     /// The `provided` configuration, if this is a provided CA with a valid
     /// `conf`.
     pub fn provided_config(&self) -> Option<ProvidedCaConfig> {
-        (self.r#type == CA_PROVIDED)
+        (self.r#type == CaBackendType::Provided)
             .then(|| typed_conf(&self.conf))
             .flatten()
     }
@@ -608,7 +667,7 @@ impl CertificateAuthorityBackend {
     fn check(&self, p: &FieldPath, v: &mut Validator) {
         check_type(
             &p.field("type"),
-            &self.r#type,
+            self.r#type.as_str(),
             &[CA_BUILTIN, CA_PROVIDED],
             v,
         );
@@ -621,8 +680,8 @@ impl CertificateAuthorityBackend {
             );
         }
         let cp = p.field("conf");
-        match self.r#type.as_str() {
-            CA_BUILTIN => {
+        match &self.r#type {
+            CaBackendType::Builtin => {
                 if let Some(c) = check_conf::<BuiltinCaConfig>(&self.conf, &cp, v)
                     && let Some(ca) = &c.ca_cert
                 {
@@ -645,7 +704,7 @@ impl CertificateAuthorityBackend {
                     }
                 }
             }
-            CA_PROVIDED => {
+            CaBackendType::Provided => {
                 if let Some(c) = check_conf::<ProvidedCaConfig>(&self.conf, &cp, v) {
                     for (ds, name, what) in [
                         (&c.cert, "cert", "the CA certificate"),
@@ -661,7 +720,7 @@ impl CertificateAuthorityBackend {
                     }
                 }
             }
-            _ => {}
+            CaBackendType::Unknown(_) => {}
         }
     }
 }

@@ -66,6 +66,86 @@ pub enum Modification {
     VirtualHost(ResourceModification<VirtualHostMatch>),
 }
 
+/// The `operation` of a modification.
+///
+/// Serialized as the string Kuma uses. A value Kuma does not define is kept
+/// as [`Operation::Unknown`] (empty when the field is unset), so that
+/// validation can name it instead of failing to parse. Which operations a
+/// modification accepts depends on what it modifies (see [`Modification`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum Operation {
+    /// `add`: a new cluster, listener or virtual host.
+    Add,
+    /// `addFirst`: a filter at the start of the list.
+    AddFirst,
+    /// `addLast`: a filter at the end of the list.
+    AddLast,
+    /// `addBefore`: a filter before the named one.
+    AddBefore,
+    /// `addAfter`: a filter after the named one.
+    AddAfter,
+    /// `patch`: merge the value into the matched resources.
+    Patch,
+    /// `remove`: delete the matched resources.
+    Remove,
+    /// Any other value (validation rejects it); empty when unset.
+    Unknown(String),
+}
+
+impl Operation {
+    /// The value as written in the resource, e.g. `addFirst`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Operation::Add => "add",
+            Operation::AddFirst => "addFirst",
+            Operation::AddLast => "addLast",
+            Operation::AddBefore => "addBefore",
+            Operation::AddAfter => "addAfter",
+            Operation::Patch => "patch",
+            Operation::Remove => "remove",
+            Operation::Unknown(s) => s,
+        }
+    }
+}
+
+impl Default for Operation {
+    /// Unset: an empty [`Operation::Unknown`].
+    fn default() -> Self {
+        Operation::Unknown(String::new())
+    }
+}
+
+impl From<String> for Operation {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "add" => Operation::Add,
+            "addFirst" => Operation::AddFirst,
+            "addLast" => Operation::AddLast,
+            "addBefore" => Operation::AddBefore,
+            "addAfter" => Operation::AddAfter,
+            "patch" => Operation::Patch,
+            "remove" => Operation::Remove,
+            _ => Operation::Unknown(s),
+        }
+    }
+}
+
+impl From<Operation> for String {
+    fn from(op: Operation) -> Self {
+        match op {
+            Operation::Unknown(s) => s,
+            known => known.as_str().to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The operation, match and value of a modification.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -73,7 +153,7 @@ pub struct ResourceModification<M> {
     /// `add`, `patch`, `remove` (and for filters `addFirst`, `addLast`,
     /// `addBefore`, `addAfter`).
     #[serde(default)]
-    pub operation: String,
+    pub operation: Operation,
     /// Which generated resources are changed.
     #[serde(rename = "match", default, skip_serializing_if = "Option::is_none")]
     pub match_: Option<M>,
@@ -142,14 +222,14 @@ pub struct VirtualHostMatch {
     pub route_configuration_name: Option<String>,
 }
 
-const RESOURCE_OPS: &[&str] = &["add", "patch", "remove"];
-const FILTER_OPS: &[&str] = &[
-    "addFirst",
-    "addLast",
-    "addBefore",
-    "addAfter",
-    "patch",
-    "remove",
+const RESOURCE_OPS: &[Operation] = &[Operation::Add, Operation::Patch, Operation::Remove];
+const FILTER_OPS: &[Operation] = &[
+    Operation::AddFirst,
+    Operation::AddLast,
+    Operation::AddBefore,
+    Operation::AddAfter,
+    Operation::Patch,
+    Operation::Remove,
 ];
 
 /// Parses `text` as YAML (JSON is YAML too) and checks it is an object,
@@ -176,15 +256,21 @@ fn check_value(path: &FieldPath, value: Option<&str>, v: &mut Validator) {
     }
 }
 
-fn check_operation(path: &FieldPath, op: &str, known: &[&str], v: &mut Validator) -> bool {
-    if known.contains(&op) {
+fn check_operation(
+    path: &FieldPath,
+    op: &Operation,
+    known: &[Operation],
+    v: &mut Validator,
+) -> bool {
+    if known.contains(op) {
         return true;
     }
-    let quoted: Vec<String> = known.iter().map(|k| format!("{k:?}")).collect();
+    let quoted: Vec<String> = known.iter().map(|k| format!("{:?}", k.as_str())).collect();
     v.violation(
         &path.field("operation"),
         format!(
-            "invalid operation {op:?}: must be one of {}",
+            "invalid operation {:?}: must be one of {}",
+            op.as_str(),
             quoted.join(", ")
         ),
     );
@@ -197,14 +283,14 @@ impl<M> ResourceModification<M> {
         if !check_operation(path, &self.operation, RESOURCE_OPS, v) {
             return;
         }
-        match self.operation.as_str() {
-            "add" => {
+        match self.operation {
+            Operation::Add => {
                 if let Some(field) = match_set_on_add {
                     v.violation(&path.field(field), "must not be set when adding");
                 }
                 check_value(&path.field("value"), self.value.as_deref(), v);
             }
-            "patch" => check_value(&path.field("value"), self.value.as_deref(), v),
+            Operation::Patch => check_value(&path.field("value"), self.value.as_deref(), v),
             _ => {}
         }
     }
@@ -215,21 +301,24 @@ impl ResourceModification<FilterMatch> {
         if !check_operation(path, &self.operation, FILTER_OPS, v) {
             return;
         }
-        let op = self.operation.as_str();
+        let op = &self.operation;
         let has_name = self
             .match_
             .as_ref()
             .and_then(|m| m.name.as_deref())
             .is_some_and(|n| !n.is_empty());
-        if matches!(op, "addBefore" | "addAfter" | "patch") && !has_name {
-            let why = match op {
-                "addBefore" => "must name the filter to add this one before",
-                "addAfter" => "must name the filter to add this one after",
-                _ => "must name the filter to patch",
-            };
+        let name_needed = match op {
+            Operation::AddBefore => Some("must name the filter to add this one before"),
+            Operation::AddAfter => Some("must name the filter to add this one after"),
+            Operation::Patch => Some("must name the filter to patch"),
+            _ => None,
+        };
+        if let Some(why) = name_needed
+            && !has_name
+        {
             v.violation(&path.field("match").field("name"), why);
         }
-        if op != "remove" {
+        if *op != Operation::Remove {
             check_value(&path.field("value"), self.value.as_deref(), v);
         }
     }
@@ -410,7 +499,7 @@ conf:
         let conf = spec.conf.as_ref().unwrap();
         assert_eq!(conf.modifications.len(), 7);
         assert!(
-            matches!(&conf.modifications[3], Modification::HttpFilter(f) if f.operation == "addBefore")
+            matches!(&conf.modifications[3], Modification::HttpFilter(f) if f.operation == Operation::AddBefore)
         );
         assert!(matches!(spec.targets(), PolicyTargets::Selectors(s) if s.len() == 1));
         round_trip(

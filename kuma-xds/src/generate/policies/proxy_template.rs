@@ -48,7 +48,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Any;
 use envoy_types::util::pack_any;
 use kuma_core::resource::{
-    ClusterMatch, FilterMatch, ListenerMatch, Modification, ProxyTemplateConf, RawResource,
+    ClusterMatch, FilterMatch, ListenerMatch, Modification, Operation, ProxyTemplateConf, RawResource,
     ResourceModification, SERVICE_TAG, Tags, VirtualHostMatch, WILDCARD,
 };
 use prost::{Message, Name};
@@ -245,14 +245,14 @@ fn modify_clusters(
                     .is_none_or(|o| o.is_empty() || o == ctx.cluster_origin(c))
         })
     };
-    match m.operation.as_str() {
-        "add" => {
+    match &m.operation {
+        Operation::Add => {
             let c: Cluster = value(m.value.as_deref())?;
             ctx.cluster_origins
                 .insert(c.name.clone(), ORIGIN_MODIFICATIONS);
             upsert(&mut config.clusters, c, |c| &c.name);
         }
-        "patch" => {
+        Operation::Patch => {
             let patch: Cluster = value(m.value.as_deref())?;
             for c in &mut config.clusters {
                 if matches(ctx, c) {
@@ -260,8 +260,8 @@ fn modify_clusters(
                 }
             }
         }
-        "remove" => config.clusters.retain(|c| !matches(ctx, c)),
-        op => return Err(format!("unknown cluster operation {op:?}")),
+        Operation::Remove => config.clusters.retain(|c| !matches(ctx, c)),
+        op => return Err(format!("unknown cluster operation {:?}", op.as_str())),
     }
     Ok(())
 }
@@ -281,14 +281,14 @@ fn modify_listeners(
             )
         })
     };
-    match m.operation.as_str() {
-        "add" => {
+    match &m.operation {
+        Operation::Add => {
             let l: Listener = value(m.value.as_deref())?;
             ctx.listener_origins
                 .insert(l.name.clone(), ORIGIN_MODIFICATIONS);
             upsert(&mut config.listeners, l, |l| &l.name);
         }
-        "patch" => {
+        Operation::Patch => {
             let patch: Listener = value(m.value.as_deref())?;
             for l in &mut config.listeners {
                 if matches(ctx, l) {
@@ -296,8 +296,8 @@ fn modify_listeners(
                 }
             }
         }
-        "remove" => config.listeners.retain(|l| !matches(ctx, l)),
-        op => return Err(format!("unknown listener operation {op:?}")),
+        Operation::Remove => config.listeners.retain(|l| !matches(ctx, l)),
+        op => return Err(format!("unknown listener operation {:?}", op.as_str())),
     }
     Ok(())
 }
@@ -378,33 +378,35 @@ fn patch_filter<F: NamedFilter>(filter: &mut F, patch: &F) -> Result<(), String>
 /// Applies a filter operation to one list of filters.
 fn edit_filter_list<F: NamedFilter>(
     filters: &mut Vec<F>,
-    op: &str,
+    op: &Operation,
     name: Option<&str>,
     value: Option<&F>,
 ) -> Result<(), String> {
     let position = || name.and_then(|n| filters.iter().position(|f| f.name() == n));
     match (op, value) {
-        ("addFirst", Some(v)) => filters.insert(0, v.clone()),
-        ("addLast", Some(v)) => filters.push(v.clone()),
-        ("addBefore", Some(v)) => {
+        (Operation::AddFirst, Some(v)) => filters.insert(0, v.clone()),
+        (Operation::AddLast, Some(v)) => filters.push(v.clone()),
+        (Operation::AddBefore, Some(v)) => {
             if let Some(i) = position() {
                 filters.insert(i, v.clone());
             }
         }
-        ("addAfter", Some(v)) => {
+        (Operation::AddAfter, Some(v)) => {
             if let Some(i) = position() {
                 filters.insert(i + 1, v.clone());
             }
         }
-        ("patch", Some(v)) => {
+        (Operation::Patch, Some(v)) => {
             for f in filters.iter_mut() {
                 if name.is_some_and(|n| f.name() == n) {
                     patch_filter(f, v)?;
                 }
             }
         }
-        ("remove", _) => filters.retain(|f| name.is_some_and(|n| !n.is_empty() && f.name() != n)),
-        (op, _) => return Err(format!("unknown filter operation {op:?}")),
+        (Operation::Remove, _) => {
+            filters.retain(|f| name.is_some_and(|n| !n.is_empty() && f.name() != n))
+        }
+        (op, _) => return Err(format!("unknown filter operation {:?}", op.as_str())),
     }
     Ok(())
 }
@@ -413,7 +415,7 @@ fn edit_filter_list<F: NamedFilter>(
 fn filter_value<F: NamedFilter>(
     m: &ResourceModification<FilterMatch>,
 ) -> Result<Option<F>, String> {
-    if m.operation == "remove" {
+    if m.operation == Operation::Remove {
         return Ok(None);
     }
     value(m.value.as_deref()).map(Some)
@@ -495,10 +497,10 @@ fn modify_virtual_hosts(
     m: &ResourceModification<VirtualHostMatch>,
     ctx: &Context,
 ) -> Result<(), String> {
-    let v: Option<VirtualHost> = match m.operation.as_str() {
-        "remove" => None,
-        "add" | "patch" => Some(value(m.value.as_deref())?),
-        op => return Err(format!("unknown virtual host operation {op:?}")),
+    let v: Option<VirtualHost> = match &m.operation {
+        Operation::Remove => None,
+        Operation::Add | Operation::Patch => Some(value(m.value.as_deref())?),
+        op => return Err(format!("unknown virtual host operation {:?}", op.as_str())),
     };
     let mm = m.match_.as_ref();
     let route_name = mm.and_then(|mm| mm.route_configuration_name.as_deref());
@@ -526,21 +528,21 @@ fn modify_virtual_hosts(
 
 fn edit_virtual_hosts(
     routes: &mut RouteConfiguration,
-    op: &str,
+    op: &Operation,
     value: Option<&VirtualHost>,
     host_matches: &dyn Fn(&VirtualHost) -> bool,
 ) -> Result<(), String> {
     match (op, value) {
-        ("add", Some(v)) => routes.virtual_hosts.push(v.clone()),
-        ("patch", Some(v)) => {
+        (Operation::Add, Some(v)) => routes.virtual_hosts.push(v.clone()),
+        (Operation::Patch, Some(v)) => {
             for h in &mut routes.virtual_hosts {
                 if host_matches(h) {
                     merge(h, v)?;
                 }
             }
         }
-        ("remove", _) => routes.virtual_hosts.retain(|h| !host_matches(h)),
-        (op, _) => return Err(format!("unknown virtual host operation {op:?}")),
+        (Operation::Remove, _) => routes.virtual_hosts.retain(|h| !host_matches(h)),
+        (op, _) => return Err(format!("unknown virtual host operation {:?}", op.as_str())),
     }
     Ok(())
 }
