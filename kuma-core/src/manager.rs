@@ -157,8 +157,9 @@ impl ResourceManager {
     }
 
     /// Validates and creates a resource. Creating a Mesh also creates its
-    /// default TrafficPermission and TrafficRoute and its builtin CAs, and
-    /// checks that its enabled provided CA loads.
+    /// default TrafficPermission and TrafficRoute and (with the `pki`
+    /// feature) its builtin CAs, and checks that its enabled provided CA
+    /// loads.
     pub async fn create(&self, mut resource: Resource) -> Result<Arc<Resource>, ManagerError> {
         resource.validate()?;
         self.check_mesh(&resource).await?;
@@ -196,10 +197,10 @@ impl ResourceManager {
         self.ensure_builtin_cas(mesh, spec, now).await
     }
 
-    #[cfg(feature = "pki")]
     /// Refuses a Mesh whose enabled CA backend is `provided` and cannot be
     /// loaded (missing secret or file, not PEM, not a CA, key mismatch,
     /// expired), naming the field.
+    #[cfg(feature = "pki")]
     async fn check_provided_ca(&self, mesh: &str, spec: &MeshSpec) -> Result<(), ManagerError> {
         if spec
             .enabled_ca()
@@ -218,12 +219,12 @@ impl ResourceManager {
         }
     }
 
-    #[cfg(feature = "pki")]
     /// Generates and stores a CA for every builtin backend of the mesh
     /// whose two Secrets do not exist yet. An existing pair is kept. The key
     /// Secret is created first, so a concurrent writer that finds it
     /// existing keeps that writer's pair. Secrets created here are deleted
     /// again if a later step fails.
+    #[cfg(feature = "pki")]
     async fn ensure_builtin_cas(
         &self,
         mesh: &str,
@@ -370,7 +371,8 @@ impl ResourceManager {
     /// version that was read (a conflict error otherwise); the creation time
     /// is kept from the stored resource.
     ///
-    /// Updating a Mesh checks its enabled provided CA and generates the CAs
+    /// With the `pki` feature, updating a Mesh checks its enabled provided CA
+    /// and generates the CAs
     /// of new builtin backends before the Mesh is written. If the Mesh write
     /// then fails, those CAs stay: an unused CA pair is harmless and is
     /// reused when the backend is declared again.

@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::resource::Resource;
 use time::macros::datetime;

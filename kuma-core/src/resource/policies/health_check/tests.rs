@@ -1,4 +1,3 @@
-
 use super::super::util::testing::*;
 use super::*;
 

@@ -1,4 +1,3 @@
-
 use super::super::util::testing::*;
 
 const DOC: &str = r#"
