@@ -10,6 +10,8 @@
 //! - [`tokens`]: dataplane tokens (Ed25519 JWTs) and the check the servers
 //!   that accept proxies run.
 //! - [`pki`]: mesh certificate authorities and SPIFFE proxy certificates.
+//! - [`wire`]: the HTTP wire contracts servers and clients share (Kuma's
+//!   error body, the bootstrap request).
 //!
 //! This crate has no gRPC or HTTP server; those live in the crates and
 //! binaries built on it.
@@ -44,3 +46,4 @@ pub mod resource;
 pub mod store;
 pub mod tokens;
 pub mod validation;
+pub mod wire;
