@@ -34,7 +34,8 @@
 //! rejects is NACKed and shows in the Dataplane's insight (`lastNack`).
 
 use super::super::{ProxyConfig, ProxyInput, names, outbound_service};
-use super::envoy_json::{merge_any, parse, parse_any};
+use super::envoy_json::{decode, merge_any, parse, parse_any};
+use crate::ProxyTemplateError as Error;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType as FilterConfig;
@@ -177,7 +178,7 @@ impl Context {
 }
 
 /// Adds one raw resource.
-fn add_raw(config: &mut ProxyConfig, raw: &RawResource, ctx: &mut Context) -> Result<(), String> {
+fn add_raw(config: &mut ProxyConfig, raw: &RawResource, ctx: &mut Context) -> Result<(), Error> {
     let any = parse_any(&raw.resource)?;
     if any.type_url == Cluster::type_url() {
         let c = decode_any::<Cluster>(&any)?;
@@ -188,16 +189,16 @@ fn add_raw(config: &mut ProxyConfig, raw: &RawResource, ctx: &mut Context) -> Re
         ctx.listener_origins.insert(l.name.clone(), ORIGIN_RAW);
         upsert(&mut config.listeners, l, |l| &l.name);
     } else {
-        return Err(format!(
-            "resource {:?}: type {} is not supported (only clusters and listeners)",
-            raw.name, any.type_url
-        ));
+        return Err(Error::UnsupportedResource {
+            name: raw.name.clone(),
+            type_url: any.type_url,
+        });
     }
     Ok(())
 }
 
-fn decode_any<T: Message + Default>(any: &Any) -> Result<T, String> {
-    T::decode(any.value.as_slice()).map_err(|e| e.to_string())
+fn decode_any<T: Message + Name + Default>(any: &Any) -> Result<T, Error> {
+    decode(&any.value)
 }
 
 /// Replaces the item named like `item`, or appends it.
@@ -209,17 +210,20 @@ fn upsert<T>(items: &mut Vec<T>, item: T, name: fn(&T) -> &String) {
 }
 
 /// The value of a modification, parsed.
-fn value<T: Message + Name + Default>(text: Option<&str>) -> Result<T, String> {
+fn value<T: Message + Name + Default>(text: Option<&str>) -> Result<T, Error> {
     parse(text.unwrap_or_default())
 }
 
 /// Proto merge of `patch` into `dst`.
-fn merge<T: Message>(dst: &mut T, patch: &T) -> Result<(), String> {
+fn merge<T: Message + Name>(dst: &mut T, patch: &T) -> Result<(), Error> {
     dst.merge(patch.encode_to_vec().as_slice())
-        .map_err(|e| e.to_string())
+        .map_err(|source| Error::Decode {
+            message: T::full_name(),
+            source,
+        })
 }
 
-fn modify(config: &mut ProxyConfig, m: &Modification, ctx: &mut Context) -> Result<(), String> {
+fn modify(config: &mut ProxyConfig, m: &Modification, ctx: &mut Context) -> Result<(), Error> {
     match m {
         Modification::Cluster(m) => modify_clusters(config, m, ctx),
         Modification::Listener(m) => modify_listeners(config, m, ctx),
@@ -233,7 +237,7 @@ fn modify_clusters(
     config: &mut ProxyConfig,
     m: &ResourceModification<ClusterMatch>,
     ctx: &mut Context,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let matches = |ctx: &Context, c: &Cluster| {
         m.match_.as_ref().is_none_or(|mm| {
             mm.name
@@ -261,7 +265,7 @@ fn modify_clusters(
             }
         }
         "remove" => config.clusters.retain(|c| !matches(ctx, c)),
-        op => return Err(format!("unknown cluster operation {op:?}")),
+        op => return Err(unknown_operation("cluster", op)),
     }
     Ok(())
 }
@@ -270,7 +274,7 @@ fn modify_listeners(
     config: &mut ProxyConfig,
     m: &ResourceModification<ListenerMatch>,
     ctx: &mut Context,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let matches = |ctx: &Context, l: &Listener| {
         m.match_.as_ref().is_none_or(|mm| {
             ctx.listener_matches(
@@ -297,7 +301,7 @@ fn modify_listeners(
             }
         }
         "remove" => config.listeners.retain(|l| !matches(ctx, l)),
-        op => return Err(format!("unknown listener operation {op:?}")),
+        op => return Err(unknown_operation("listener", op)),
     }
     Ok(())
 }
@@ -362,7 +366,7 @@ impl NamedFilter for HttpFilter {
 
 /// Patches `filter` with `patch`: its typed config is merged into the
 /// filter's (Kuma's `MergeAnys`), other fields proto-merged.
-fn patch_filter<F: NamedFilter>(filter: &mut F, patch: &F) -> Result<(), String> {
+fn patch_filter<F: NamedFilter>(filter: &mut F, patch: &F) -> Result<(), Error> {
     let mut patch = patch.clone();
     let config = patch.take_typed_config();
     merge(filter, &patch)?;
@@ -381,7 +385,7 @@ fn edit_filter_list<F: NamedFilter>(
     op: &str,
     name: Option<&str>,
     value: Option<&F>,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let position = || name.and_then(|n| filters.iter().position(|f| f.name() == n));
     match (op, value) {
         ("addFirst", Some(v)) => filters.insert(0, v.clone()),
@@ -404,15 +408,13 @@ fn edit_filter_list<F: NamedFilter>(
             }
         }
         ("remove", _) => filters.retain(|f| name.is_some_and(|n| !n.is_empty() && f.name() != n)),
-        (op, _) => return Err(format!("unknown filter operation {op:?}")),
+        (op, _) => return Err(unknown_operation("filter", op)),
     }
     Ok(())
 }
 
 /// The filter value of a modification (none for `remove`).
-fn filter_value<F: NamedFilter>(
-    m: &ResourceModification<FilterMatch>,
-) -> Result<Option<F>, String> {
+fn filter_value<F: NamedFilter>(m: &ResourceModification<FilterMatch>) -> Result<Option<F>, Error> {
     if m.operation == "remove" {
         return Ok(None);
     }
@@ -440,7 +442,7 @@ fn modify_network_filters(
     config: &mut ProxyConfig,
     m: &ResourceModification<FilterMatch>,
     ctx: &Context,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let v = filter_value::<Filter>(m)?;
     let mm = m.match_.as_ref();
     let name = mm.and_then(|mm| mm.name.as_deref());
@@ -456,8 +458,8 @@ fn modify_network_filters(
 /// edited one back.
 fn edit_managers(
     listener: &mut Listener,
-    mut edit: impl FnMut(&mut HttpConnectionManager) -> Result<(), String>,
-) -> Result<(), String> {
+    mut edit: impl FnMut(&mut HttpConnectionManager) -> Result<(), Error>,
+) -> Result<(), Error> {
     for chain in &mut listener.filter_chains {
         for filter in &mut chain.filters {
             let Some(FilterConfig::TypedConfig(any)) = &filter.config_type else {
@@ -478,7 +480,7 @@ fn modify_http_filters(
     config: &mut ProxyConfig,
     m: &ResourceModification<FilterMatch>,
     ctx: &Context,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let v = filter_value::<HttpFilter>(m)?;
     let mm = m.match_.as_ref();
     let name = mm.and_then(|mm| mm.name.as_deref());
@@ -494,11 +496,11 @@ fn modify_virtual_hosts(
     config: &mut ProxyConfig,
     m: &ResourceModification<VirtualHostMatch>,
     ctx: &Context,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let v: Option<VirtualHost> = match m.operation.as_str() {
         "remove" => None,
         "add" | "patch" => Some(value(m.value.as_deref())?),
-        op => return Err(format!("unknown virtual host operation {op:?}")),
+        op => return Err(unknown_operation("virtual host", op)),
     };
     let mm = m.match_.as_ref();
     let route_name = mm.and_then(|mm| mm.route_configuration_name.as_deref());
@@ -529,7 +531,7 @@ fn edit_virtual_hosts(
     op: &str,
     value: Option<&VirtualHost>,
     host_matches: &dyn Fn(&VirtualHost) -> bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     match (op, value) {
         ("add", Some(v)) => routes.virtual_hosts.push(v.clone()),
         ("patch", Some(v)) => {
@@ -540,9 +542,16 @@ fn edit_virtual_hosts(
             }
         }
         ("remove", _) => routes.virtual_hosts.retain(|h| !host_matches(h)),
-        (op, _) => return Err(format!("unknown virtual host operation {op:?}")),
+        (op, _) => return Err(unknown_operation("virtual host", op)),
     }
     Ok(())
+}
+
+fn unknown_operation(kind: &'static str, operation: &str) -> Error {
+    Error::UnknownOperation {
+        kind,
+        operation: operation.to_string(),
+    }
 }
 
 #[cfg(test)]
