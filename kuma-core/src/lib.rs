@@ -7,6 +7,8 @@
 //! - [`manager`]: validation, defaults and side effects in front of a store.
 //! - [`matching`]: which policies apply to which Dataplane, with Kuma's
 //!   ranking rules.
+//! - [`wire`]: the HTTP wire contracts servers and clients share (Kuma's
+//!   error body, the bootstrap request).
 //!
 //! Behind features (all off by default, so the model, validation, store and
 //! matcher build without crypto or HTTP dependencies):
@@ -53,3 +55,4 @@ pub mod store;
 #[cfg(feature = "tokens")]
 pub mod tokens;
 pub mod validation;
+pub mod wire;

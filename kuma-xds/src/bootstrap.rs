@@ -1,9 +1,9 @@
 //! Envoy bootstrap generation and the bootstrap server (`POST /bootstrap`,
 //! port 5682).
 //!
-//! kuma-dp posts `{"mesh", "name", "adminPort", "dataplaneToken",
-//! "dataplaneTokenPath", "dataplaneResource", "deltaXds",
-//! "version": {"kumaDp": {"version"}}}` and gets an Envoy v3 bootstrap
+//! kuma-dp posts a [`BootstrapRequest`] (`{"mesh", "name", "adminPort",
+//! "dataplaneToken", "dataplaneTokenPath", "dataplaneResource", "deltaXds",
+//! "version": {"kumaDp": {"version"}}}`) and gets an Envoy v3 bootstrap
 //! (YAML) whose node id is `<mesh>.<name>`, whose static clusters are the
 //! ADS server (`ads_cluster`) and, when configured, the SDS server
 //! (`kuma:sds`, TLS trusting the control plane's SDS CA, see
@@ -14,23 +14,23 @@
 //! then sends it to the ADS server as the `authorization` initial metadata
 //! of the ADS gRPC service. A Dataplane given in the request is validated
 //! here and travels in the node metadata, so the ADS server registers it on
-//! every (re)connect.
+//! every (re)connect. Refusals answer Kuma's error body (see [`Error`]).
 
+use crate::Error;
 use crate::ads::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
 use crate::generate::names::SDS_CLUSTER;
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::{DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG};
 use kuma_core::store::StoreError;
 use kuma_core::tokens::DataplaneAuth;
-use kuma_core::validation::Violation;
-use serde::Deserialize;
+use kuma_core::validation::{ValidationError, Violation};
+use kuma_core::wire::BootstrapRequest;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -54,52 +54,6 @@ pub struct SdsBootstrap {
     pub port: u16,
     /// The CA certificate (PEM) the SDS server's certificate is issued by.
     pub ca_pem: String,
-}
-
-/// What kuma-dp asks for. `Debug` leaves the token out.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct BootstrapRequest {
-    /// The Dataplane's mesh.
-    #[serde(default)]
-    pub mesh: String,
-    /// The Dataplane's name.
-    #[serde(default)]
-    pub name: String,
-    /// Port of Envoy's admin interface.
-    #[serde(default)]
-    pub admin_port: u16,
-    /// The dataplane token (the content of kuma-dp's token file), or empty.
-    #[serde(default)]
-    pub dataplane_token: String,
-    /// Path of the dataplane token file on the proxy's host (informational:
-    /// the token itself travels in `dataplaneToken`).
-    #[serde(default)]
-    pub dataplane_token_path: String,
-    /// The Dataplane to register (JSON or YAML text), or empty.
-    #[serde(default)]
-    pub dataplane_resource: String,
-    /// Ask for incremental (delta) ADS.
-    #[serde(default)]
-    pub delta_xds: bool,
-    /// Versions of the requesting components.
-    #[serde(default)]
-    pub version: Value,
-}
-
-impl std::fmt::Debug for BootstrapRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BootstrapRequest")
-            .field("mesh", &self.mesh)
-            .field("name", &self.name)
-            .field("admin_port", &self.admin_port)
-            .field("dataplane_token", &redacted(&self.dataplane_token))
-            .field("dataplane_token_path", &self.dataplane_token_path)
-            .field("dataplane_resource", &self.dataplane_resource)
-            .field("delta_xds", &self.delta_xds)
-            .field("version", &self.version)
-            .finish()
-    }
 }
 
 /// What `Debug` shows for a token.
@@ -249,19 +203,6 @@ fn sds_cluster(host: &str, sds: &SdsBootstrap) -> Value {
     cluster
 }
 
-/// A 4xx/5xx in Kuma's error shape.
-fn error(status: StatusCode, details: impl Into<String>, causes: Vec<Violation>) -> Response {
-    let body = json!({"title": "Could not generate a bootstrap", "details": details.into(), "causes": causes});
-    (status, Json(body)).into_response()
-}
-
-fn cause(field: &str, message: impl Into<String>) -> Violation {
-    Violation {
-        field: field.into(),
-        message: message.into(),
-    }
-}
-
 struct ServerState {
     manager: ResourceManager,
     config: BootstrapConfig,
@@ -289,16 +230,16 @@ fn service_of(spec: &DataplaneSpec) -> String {
 }
 
 async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let req: BootstrapRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("malformed bootstrap request: {e}"),
-                vec![],
-            );
-        }
-    };
+    match bootstrap_for(&s, &headers, &body).await {
+        Ok(yaml) => ([(header::CONTENT_TYPE, "application/x-yaml")], yaml).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The bootstrap (YAML) answering the request `body`.
+async fn bootstrap_for(s: &ServerState, headers: &HeaderMap, body: &[u8]) -> Result<String, Error> {
+    let req: BootstrapRequest =
+        serde_json::from_slice(body).map_err(Error::MalformedBootstrapRequest)?;
     let mut causes = Vec::new();
     if req.mesh.is_empty() {
         causes.push(cause("mesh", "must be set"));
@@ -310,37 +251,25 @@ async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Byt
         causes.push(cause("adminPort", "must be a port from 1 to 65535"));
     }
     if !causes.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "bad bootstrap request", causes);
+        return Err(Error::InvalidBootstrapRequest(ValidationError {
+            violations: causes,
+        }));
     }
     let mesh_key = ResourceKey::new(ResourceType::Mesh, None, &req.mesh);
     match s.manager.get(&mesh_key).await {
         Ok(_) => {}
         Err(ManagerError::Store(StoreError::NotFound(_))) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("mesh {:?} does not exist", req.mesh),
-                vec![cause("mesh", "no such mesh")],
-            );
+            return Err(Error::MeshNotFound(req.mesh));
         }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), vec![]),
+        Err(e) => return Err(Error::Store(e)),
     }
     // Before the Dataplane is looked at: an unauthenticated caller learns
     // nothing about it.
     let token = kuma_core::tokens::strip_bearer(&req.dataplane_token);
     let token = (!token.is_empty()).then_some(token);
     if let Err(e) = s.auth.check(token, &req.mesh, &req.name).await {
-        let (status, field) = if e.is_unauthenticated() {
-            (StatusCode::UNAUTHORIZED, "dataplaneToken")
-        } else {
-            (StatusCode::SERVICE_UNAVAILABLE, "")
-        };
         tracing::warn!(mesh = %req.mesh, name = %req.name, error = %e, "refused a bootstrap request");
-        let causes = if field.is_empty() {
-            vec![]
-        } else {
-            vec![cause(field, e.to_string())]
-        };
-        return error(status, e.to_string(), causes);
+        return Err(Error::Token(e));
     }
     let (service, resource_json) = if req.dataplane_resource.trim().is_empty() {
         let key = ResourceKey::new(ResourceType::Dataplane, Some(&req.mesh), &req.name);
@@ -352,40 +281,20 @@ async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Byt
                 None,
             ),
             Err(ManagerError::Store(StoreError::NotFound(_))) => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    format!(
-                        "Dataplane {:?} in mesh {:?} does not exist: apply it first, or pass it to kuma-dp with --dataplane-file",
-                        req.name, req.mesh
-                    ),
-                    vec![cause("name", "no such Dataplane")],
-                );
+                return Err(Error::DataplaneNotFound {
+                    mesh: req.mesh,
+                    name: req.name,
+                });
             }
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), vec![]),
+            Err(e) => return Err(Error::Store(e)),
         }
     } else {
         let text = &req.dataplane_resource;
-        let mut dp = match Resource::from_json(text).or_else(|_| Resource::from_yaml(text)) {
-            Ok(r) => r,
-            Err(e) => {
-                let causes = e
-                    .violations()
-                    .iter()
-                    .map(|v| cause(&format!("dataplaneResource.{}", v.field), v.message.clone()))
-                    .collect();
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("dataplaneResource: {e}"),
-                    causes,
-                );
-            }
-        };
+        let mut dp = Resource::from_json(text)
+            .or_else(|_| Resource::from_yaml(text))
+            .map_err(Error::DataplaneResourceDecode)?;
         if dp.resource_type() != ResourceType::Dataplane {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "dataplaneResource must be a Dataplane",
-                vec![cause("dataplaneResource.type", "must be Dataplane")],
-            );
+            return Err(Error::NotADataplane);
         }
         if dp.meta.mesh.is_none() {
             dp.meta.mesh = Some(req.mesh.clone());
@@ -394,27 +303,12 @@ async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Byt
             dp.meta.name = req.name.clone();
         }
         if dp.meta.name != req.name || dp.meta.mesh.as_deref() != Some(req.mesh.as_str()) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "dataplaneResource names another Dataplane than the request",
-                vec![cause(
-                    "dataplaneResource.name",
-                    format!("must be {:?} in mesh {:?}", req.name, req.mesh),
-                )],
-            );
+            return Err(Error::DataplaneMismatch {
+                mesh: req.mesh,
+                name: req.name,
+            });
         }
-        if let Err(v) = dp.validate() {
-            let causes = v
-                .violations
-                .iter()
-                .map(|v| cause(&format!("dataplaneResource.{}", v.field), v.message.clone()))
-                .collect();
-            return error(
-                StatusCode::BAD_REQUEST,
-                "dataplaneResource is not valid",
-                causes,
-            );
-        }
+        dp.validate().map_err(Error::InvalidDataplane)?;
         let service = dp
             .spec_as::<DataplaneSpec>()
             .map(service_of)
@@ -441,16 +335,18 @@ async fn handle(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Byt
             .to_string(),
         xds_port: s.config.xds_port,
         dataplane_resource: resource_json,
-        kuma_dp_version: req.version["kumaDp"]["version"]
-            .as_str()
-            .map(str::to_string),
+        kuma_dp_version: req.kuma_dp_version().map(str::to_string),
         delta_xds: req.delta_xds,
         // Also with checks off: a proxy that has a token keeps presenting it.
         dataplane_token: token.map(str::to_string),
         sds: s.config.sds.clone(),
     };
-    match serde_yaml_ng::to_string(&bootstrap(&params)) {
-        Ok(yaml) => ([(header::CONTENT_TYPE, "application/x-yaml")], yaml).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), vec![]),
+    serde_yaml_ng::to_string(&bootstrap(&params)).map_err(Error::RenderBootstrap)
+}
+
+fn cause(field: &str, message: &str) -> Violation {
+    Violation {
+        field: field.into(),
+        message: message.into(),
     }
 }

@@ -13,6 +13,8 @@
 //! - [`bootstrap`]: Envoy bootstrap generation and the `POST /bootstrap` router.
 //! - [`sds`]: the SDS gRPC service serving proxies their mTLS certificate and
 //!   the mesh CA, with rotation.
+//! - [`Error`]: the crate's error, answering as Kuma's error body over HTTP
+//!   and as a status over gRPC.
 //!
 //! The binary wires them: `Reconciler::run` as a task, `AdsServer` and
 //! `SdsServer` into tonic servers, `bootstrap::router` into an HTTP server.
@@ -34,6 +36,7 @@ pub mod ads;
 pub mod bootstrap;
 pub mod cache;
 mod delta;
+mod error;
 pub mod generate;
 mod grpc;
 pub mod insight;
@@ -41,3 +44,5 @@ pub mod reconcile;
 pub mod resource;
 pub mod sds;
 mod session;
+
+pub use error::{Error, ProxyTemplateError};

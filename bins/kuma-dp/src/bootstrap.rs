@@ -6,7 +6,9 @@
 //! (200 ms doubling up to 5 s) until they succeed or a signal arrives. A 4xx
 //! answer is final: its Kuma error body is rendered and kuma-dp exits 1.
 
-use serde::{Deserialize, Serialize};
+pub use kuma_core::wire::BootstrapRequest;
+use kuma_core::wire::ErrorBody;
+use serde::Deserialize;
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
@@ -25,74 +27,9 @@ pub fn backoff_delay(retry: u32) -> Duration {
         .map_or(BACKOFF_CAP, |d| d.min(BACKOFF_CAP))
 }
 
-/// Version information sent with the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VersionInfo {
-    /// kuma-dp's own version.
-    pub kuma_dp: KumaDpVersion,
-}
-
-/// kuma-dp's version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct KumaDpVersion {
-    /// The crate version.
-    pub version: String,
-}
-
-/// Body of `POST /bootstrap`. `Debug` leaves the token out.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BootstrapRequest {
-    /// Mesh of the Dataplane.
-    pub mesh: String,
-    /// Name of the Dataplane.
-    pub name: String,
-    /// Envoy admin port chosen locally.
-    pub admin_port: u16,
-    /// The dataplane token, or empty.
-    pub dataplane_token: String,
-    /// Path of the dataplane token file, or empty.
-    pub dataplane_token_path: String,
-    /// The Dataplane resource as JSON text, or empty.
-    pub dataplane_resource: String,
-    /// Whether Envoy should use incremental xDS.
-    pub delta_xds: bool,
-    /// Versions of the local components.
-    pub version: VersionInfo,
-}
-
-impl fmt::Debug for BootstrapRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BootstrapRequest")
-            .field("mesh", &self.mesh)
-            .field("name", &self.name)
-            .field("admin_port", &self.admin_port)
-            .field(
-                "dataplane_token",
-                &if self.dataplane_token.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
-            .field("dataplane_token_path", &self.dataplane_token_path)
-            .field("dataplane_resource", &self.dataplane_resource)
-            .field("delta_xds", &self.delta_xds)
-            .field("version", &self.version)
-            .finish()
-    }
-}
-
-impl BootstrapRequest {
-    /// The `version` block for this build of kuma-dp.
-    pub fn current_version() -> VersionInfo {
-        VersionInfo {
-            kuma_dp: KumaDpVersion {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-        }
-    }
+/// The `version` block for this build of kuma-dp.
+pub fn current_version() -> serde_json::Value {
+    BootstrapRequest::versions(env!("CARGO_PKG_VERSION"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,34 +47,17 @@ struct CatalogUrl {
     url: String,
 }
 
-/// One field-level cause of a Kuma API error.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(default)]
-pub struct Cause {
-    /// Field path.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// An error answer of the control plane.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
-#[serde(default)]
+/// An error answer of the control plane: its status, what the request was
+/// and Kuma's error body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KumaError {
-    /// HTTP status code (not part of the body).
-    #[serde(skip)]
+    /// HTTP status code.
     pub status: u16,
-    /// What the request was (not part of the body), e.g. `bootstrap request`.
-    #[serde(skip)]
+    /// What the request was, e.g. `bootstrap request`.
     pub request: String,
-    /// Short description.
-    pub title: String,
-    /// Longer description.
-    pub details: String,
-    /// Field-level causes.
-    pub causes: Vec<Cause>,
+    /// The body: title, details and field-level causes.
+    pub body: ErrorBody,
     /// Whether the request carried a Dataplane resource (for the 404 hint).
-    #[serde(skip)]
     pub with_resource: bool,
 }
 
@@ -147,8 +67,8 @@ impl KumaError {
     /// Reads an error body: Kuma's `{"title","details","causes"}` JSON, or
     /// any other text, which becomes the title.
     pub fn from_response(request: &str, status: u16, body: &str) -> Self {
-        let mut err = match serde_json::from_str::<KumaError>(body) {
-            Ok(e) if !e.title.is_empty() || !e.details.is_empty() || !e.causes.is_empty() => e,
+        let parsed = match serde_json::from_str::<ErrorBody>(body) {
+            Ok(e) if !e.is_empty() => e,
             _ => {
                 let text = body.trim();
                 let title = if text.is_empty() {
@@ -162,15 +82,15 @@ impl KumaError {
                 } else {
                     text.to_string()
                 };
-                KumaError {
-                    title,
-                    ..KumaError::default()
-                }
+                ErrorBody::new(title, "")
             }
         };
-        err.status = status;
-        err.request = request.to_string();
-        err
+        KumaError {
+            status,
+            request: request.to_string(),
+            body: parsed,
+            with_resource: false,
+        }
     }
 }
 
@@ -179,12 +99,12 @@ impl fmt::Display for KumaError {
         write!(
             f,
             "the control plane rejected the {} (HTTP {}): {}",
-            self.request, self.status, self.title
+            self.request, self.status, self.body.title
         )?;
-        if !self.details.is_empty() && self.details != self.title {
-            write!(f, "\n{}", self.details)?;
+        if !self.body.details.is_empty() && self.body.details != self.body.title {
+            write!(f, "\n{}", self.body.details)?;
         }
-        for c in &self.causes {
+        for c in &self.body.causes {
             if c.field.is_empty() {
                 write!(f, "\n  * {}", c.message)?;
             } else {
@@ -279,7 +199,10 @@ impl Client {
         }
         if !(200..300).contains(&status) {
             let mut err = KumaError::from_response("catalog request", status, &body);
-            err.title = format!("{} (is {} Kuma's HTTP API?)", err.title, self.cp_address);
+            err.body.title = format!(
+                "{} (is {} Kuma's HTTP API?)",
+                err.body.title, self.cp_address
+            );
             return Err(AttemptError::Fatal(err.into()));
         }
         let catalog: Catalog = serde_json::from_str(&body).map_err(|e| {
@@ -400,7 +323,7 @@ mod tests {
             dataplane_token_path: String::new(),
             dataplane_resource: String::new(),
             delta_xds: false,
-            version: BootstrapRequest::current_version(),
+            version: current_version(),
         };
         let v: serde_json::Value = serde_json::to_value(&req).unwrap();
         assert_eq!(
@@ -452,10 +375,10 @@ mod tests {
         assert!(e.to_string().ends_with("empty response"));
         let long = "é".repeat(2000);
         let e = KumaError::from_response("bootstrap request", 400, &long);
-        assert!(e.title.ends_with("..."));
-        assert!(e.title.len() <= MAX_BODY_IN_ERROR + 3);
+        assert!(e.body.title.ends_with("..."));
+        assert!(e.body.title.len() <= MAX_BODY_IN_ERROR + 3);
         let e = KumaError::from_response("bootstrap request", 400, "{}");
-        assert_eq!(e.title, "{}");
+        assert_eq!(e.body.title, "{}");
     }
 
     #[test]

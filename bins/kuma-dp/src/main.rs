@@ -160,7 +160,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
             .map(|r| r.to_json())
             .unwrap_or_default(),
         delta_xds: args.xds_delta,
-        version: bootstrap::BootstrapRequest::current_version(),
+        version: bootstrap::current_version(),
     };
     tracing::info!(cp = %args.cp_address, "fetching the Envoy bootstrap from the control plane");
     let interrupt = async {

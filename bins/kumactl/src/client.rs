@@ -5,6 +5,7 @@
 //! `null`), and errors as `{"title", "details", "causes"}`, which become a typed
 //! [`ApiError`] so callers can print them the way Kuma's kumactl does.
 
+use kuma_core::wire::ErrorBody;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
@@ -44,43 +45,26 @@ pub enum ClientError {
     },
 }
 
-/// An error answered by the API: `{"title", "details", "causes"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// An error answered by the API: its status and Kuma's error body
+/// `{"title", "details", "causes"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// The HTTP status it came with.
-    #[serde(skip)]
     pub status: u16,
-    /// Short summary, e.g. `Could not process resource`.
-    #[serde(default)]
-    pub title: String,
-    /// More detail, e.g. `Resource is not valid`.
-    #[serde(default)]
-    pub details: String,
-    /// Field-level causes.
-    #[serde(default)]
-    pub causes: Vec<Cause>,
-}
-
-/// One field-level cause of an [`ApiError`].
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Cause {
-    /// Path of the field, e.g. `networking.inbound[0].port`.
-    #[serde(default)]
-    pub field: String,
-    /// What is wrong with it.
-    #[serde(default)]
-    pub message: String,
+    /// The body: title, details and field-level causes.
+    pub body: ErrorBody,
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.title.is_empty(), self.details.is_empty()) {
-            (false, false) => write!(f, "{} ({})", self.title, self.details)?,
-            (false, true) => f.write_str(&self.title)?,
-            (true, false) => f.write_str(&self.details)?,
+        let body = &self.body;
+        match (body.title.is_empty(), body.details.is_empty()) {
+            (false, false) => write!(f, "{} ({})", body.title, body.details)?,
+            (false, true) => f.write_str(&body.title)?,
+            (true, false) => f.write_str(&body.details)?,
             (true, true) => write!(f, "request failed with HTTP {}", self.status)?,
         }
-        for cause in &self.causes {
+        for cause in &body.causes {
             if cause.field.is_empty() {
                 write!(f, "\n* {}", cause.message)?;
             } else {
@@ -255,10 +239,9 @@ fn expect_ok(url: &str, status: u16, body: &str) -> Result<(), ClientError> {
     if (200..300).contains(&status) {
         return Ok(());
     }
-    match serde_json::from_str::<ApiError>(body) {
-        Ok(mut e) if !e.title.is_empty() || !e.details.is_empty() => {
-            e.status = status;
-            Err(ClientError::Api(e))
+    match serde_json::from_str::<ErrorBody>(body) {
+        Ok(e) if !e.title.is_empty() || !e.details.is_empty() => {
+            Err(ClientError::Api(ApiError { status, body: e }))
         }
         _ => Err(ClientError::Unexpected {
             url: url.to_string(),

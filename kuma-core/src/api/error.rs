@@ -1,26 +1,26 @@
-//! Kuma's error shape: `{"title", "details", "causes": [{"field", "message"}]}`.
+//! The HTTP API's errors: a status and Kuma's error body
+//! ([`crate::wire::ErrorBody`], the one definition of that shape).
 
 use crate::manager::ManagerError;
 use crate::resource::DecodeError;
 use crate::store::StoreError;
 use crate::validation::Violation;
+use crate::wire::ErrorBody;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
-/// An HTTP error in Kuma's JSON shape.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An HTTP error: a status and the fields of Kuma's error body, which it
+/// answers as [`ErrorBody`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// HTTP status.
-    #[serde(skip)]
     pub status: StatusCode,
     /// What failed, e.g. `Could not process resource`.
     pub title: String,
     /// Why, in one line.
     pub details: String,
     /// Field-level causes, if any.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<Violation>,
 }
 
@@ -155,8 +155,18 @@ impl From<ManagerError> for ApiError {
     }
 }
 
+impl From<ApiError> for ErrorBody {
+    fn from(e: ApiError) -> Self {
+        ErrorBody {
+            title: e.title,
+            details: e.details,
+            causes: e.causes,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
+        (self.status, Json(ErrorBody::from(self))).into_response()
     }
 }

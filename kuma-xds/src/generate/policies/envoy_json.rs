@@ -16,28 +16,28 @@
 //! build needs neither protoc nor a build script that digs in the cargo
 //! registry. It is compiled in and decoded once, on first use.
 
+use crate::ProxyTemplateError as Error;
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DescriptorError, DescriptorPool, DynamicMessage, MessageDescriptor};
 use std::sync::LazyLock;
 
 /// The Envoy descriptor set (see the module doc).
 static DESCRIPTORS: &[u8] = include_bytes!("../../../descriptors/envoy.bin");
 
-static POOL: LazyLock<Result<DescriptorPool, String>> = LazyLock::new(|| {
-    DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("Envoy descriptors: {e}"))
-});
+static POOL: LazyLock<Result<DescriptorPool, DescriptorError>> =
+    LazyLock::new(|| DescriptorPool::decode(DESCRIPTORS));
 
-fn pool() -> Result<&'static DescriptorPool, String> {
-    POOL.as_ref().map_err(Clone::clone)
+fn pool() -> Result<&'static DescriptorPool, Error> {
+    POOL.as_ref().map_err(Error::Descriptors)
 }
 
 /// The descriptor of the message `full_name` (e.g.
 /// `envoy.config.cluster.v3.Cluster`).
-fn descriptor(full_name: &str) -> Result<MessageDescriptor, String> {
+fn descriptor(full_name: &str) -> Result<MessageDescriptor, Error> {
     pool()?
         .get_message_by_name(full_name)
-        .ok_or_else(|| format!("unknown message type {full_name:?}"))
+        .ok_or_else(|| Error::UnknownMessageType(full_name.to_string()))
 }
 
 /// The message name of a type URL (`type.googleapis.com/<name>`).
@@ -46,54 +46,69 @@ fn type_name(type_url: &str) -> &str {
 }
 
 /// Parses YAML or JSON text into a JSON value.
-fn parse_value(text: &str) -> Result<serde_json::Value, String> {
-    serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML or JSON: {e}"))
+fn parse_value(text: &str) -> Result<serde_json::Value, Error> {
+    serde_yaml_ng::from_str(text).map_err(Error::Syntax)
 }
 
 /// Reads a JSON value as a message of `desc` and encodes it.
-fn encode_json(desc: MessageDescriptor, value: serde_json::Value) -> Result<Vec<u8>, String> {
-    let name = desc.full_name().to_string();
+fn encode_json(desc: MessageDescriptor, value: serde_json::Value) -> Result<Vec<u8>, Error> {
+    let message = desc.full_name().to_string();
     DynamicMessage::deserialize(desc, value)
         .map(|m| m.encode_to_vec())
-        .map_err(|e| format!("not a valid {name}: {e}"))
+        .map_err(|source| Error::InvalidMessage { message, source })
+}
+
+/// Decodes protobuf bytes as a `T`.
+pub(crate) fn decode<T: Message + Name + Default>(bytes: &[u8]) -> Result<T, Error> {
+    T::decode(bytes).map_err(|source| Error::Decode {
+        message: T::full_name(),
+        source,
+    })
 }
 
 /// Parses YAML or JSON text as a `T`. An `@type` is allowed if it names
 /// `T`.
-pub(crate) fn parse<T: Message + Name + Default>(text: &str) -> Result<T, String> {
+pub(crate) fn parse<T: Message + Name + Default>(text: &str) -> Result<T, Error> {
     let mut value = parse_value(text)?;
     if let serde_json::Value::Object(map) = &mut value
         && let Some(t) = map.remove("@type")
     {
         let t = t.as_str().unwrap_or_default();
         if type_name(t) != T::full_name() {
-            return Err(format!("'@type' {t:?} is not {}", T::type_url()));
+            return Err(Error::WrongType {
+                found: t.to_string(),
+                expected: T::type_url(),
+            });
         }
     }
     let bytes = encode_json(descriptor(&T::full_name())?, value)?;
-    T::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", T::full_name()))
+    decode(&bytes)
 }
 
 /// Parses YAML or JSON text with an `@type` into an `Any`.
-pub(crate) fn parse_any(text: &str) -> Result<Any, String> {
+pub(crate) fn parse_any(text: &str) -> Result<Any, Error> {
     let value = parse_value(text)?;
     let bytes = encode_json(descriptor("google.protobuf.Any")?, value)?;
-    Any::decode(bytes.as_slice()).map_err(|e| format!("google.protobuf.Any: {e}"))
+    decode(&bytes)
 }
 
 /// Proto-merges `src` into `dst` (fields set in `src` replace scalars,
 /// merge into messages and append to lists); both must hold the same type.
-pub(crate) fn merge_any(dst: &mut Any, src: &Any) -> Result<(), String> {
+pub(crate) fn merge_any(dst: &mut Any, src: &Any) -> Result<(), Error> {
     if dst.type_url != src.type_url {
-        return Err(format!(
-            "cannot merge a {} into a {}",
-            type_name(&src.type_url),
-            type_name(&dst.type_url)
-        ));
+        return Err(Error::MergeMismatch {
+            from: type_name(&src.type_url).to_string(),
+            into: type_name(&dst.type_url).to_string(),
+        });
     }
-    let desc = descriptor(type_name(&dst.type_url))?;
-    let mut msg = DynamicMessage::decode(desc, dst.value.as_slice()).map_err(|e| e.to_string())?;
-    msg.merge(src.value.as_slice()).map_err(|e| e.to_string())?;
+    let name = type_name(&dst.type_url);
+    let desc = descriptor(name)?;
+    let decode_error = |source| Error::Decode {
+        message: name.to_string(),
+        source,
+    };
+    let mut msg = DynamicMessage::decode(desc, dst.value.as_slice()).map_err(decode_error)?;
+    msg.merge(src.value.as_slice()).map_err(decode_error)?;
     dst.value = msg.encode_to_vec();
     Ok(())
 }
@@ -126,11 +141,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let e = parse::<Cluster>("name: a\nconectTimeout: 1s\n").unwrap_err();
+        let e = parse::<Cluster>("name: a\nconectTimeout: 1s\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("conectTimeout"), "{e}");
         let e =
             parse::<Cluster>("'@type': type.googleapis.com/envoy.config.listener.v3.Listener\n")
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("is not"), "{e}");
         assert!(parse::<Cluster>("name: [a").is_err());
     }
