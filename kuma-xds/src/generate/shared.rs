@@ -217,7 +217,7 @@ impl FilterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::{MeshView, generate_proxy};
+    use crate::generate::{MeshView, generate_proxy};
     use crate::resource::XdsType;
     use kuma_core::matching::PolicyIndex;
     use kuma_core::resource::{DataplaneSpec, MeshSpec, Resource};
