@@ -416,7 +416,10 @@ pub async fn subscriptions_filter_by_type(store: &dyn ResourceStore) {
         kind: EventKind::Added,
         key: ResourceKey::new(ResourceType::Mesh, None, "m"),
     };
-    assert_eq!(changes_after_resync(&mut meshes), [mesh_added.clone()]);
+    assert_eq!(
+        changes_after_resync(&mut meshes),
+        std::slice::from_ref(&mesh_added)
+    );
     assert_eq!(
         changes_after_resync(&mut both),
         [
