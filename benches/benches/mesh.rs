@@ -41,7 +41,8 @@ use kuma_benches::core::store::{EventKind, MemoryStore, ResourceStore, StoreEven
 use kuma_benches::fixture::{MESH, Shape, mesh_yaml, policies_yaml, timeout_all_yaml};
 use kuma_xds::cache::{NodeId, SnapshotCache};
 use kuma_xds::generate::{self, BatchCache, ClusterRef, Endpoint, Protocol};
-use kuma_xds::reconcile::{MeshView, ProxyEvent, Reconciler, generate_proxy};
+use kuma_xds::generate::{MeshView, generate_proxy};
+use kuma_xds::reconcile::{ProxyEvent, Reconciler};
 use kuma_xds::resource::{Snapshot, XdsResource, XdsType};
 use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;

@@ -11,7 +11,8 @@ use kuma_benches::core::resource::{DataplaneSpec, MeshSpec, Resource, ResourceKe
 use kuma_benches::core::store::{EventKind, MemoryStore, ResourceStore, StoreEvent};
 use kuma_benches::fixture::{MESH, Shape, mesh_yaml, policies_yaml, timeout_all_yaml};
 use kuma_xds::cache::{NodeId, SnapshotCache};
-use kuma_xds::reconcile::{MeshView, ProxyEvent, Reconciler, generate_proxy};
+use kuma_xds::generate::{MeshView, generate_proxy};
+use kuma_xds::reconcile::{ProxyEvent, Reconciler};
 use kuma_xds::resource::XdsType;
 use std::collections::BTreeMap;
 use std::sync::Arc;

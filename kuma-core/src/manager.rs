@@ -33,11 +33,10 @@ use crate::pki::{self, PkiError};
 #[cfg(feature = "pki")]
 use crate::resource::{CaBackendType, SecretSpec};
 use crate::resource::{MeshSpec, Resource, ResourceKey, ResourceType, Scope};
-use crate::store::{ListPage, ListRequest, ResourceStore, StoreError, StoreEvent};
+use crate::store::{ListPage, ListRequest, ResourceStore, StoreError, Subscription};
 use crate::validation::ValidationError;
 use std::sync::Arc;
 use time::OffsetDateTime;
-use tokio::sync::broadcast;
 
 /// Where the manager gets the time from (tests pin it).
 pub trait Clock: Send + Sync + 'static {
@@ -125,9 +124,10 @@ impl ResourceManager {
         &self.store
     }
 
-    /// A receiver of every store change from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        self.store.subscribe()
+    /// A subscription to the store's changes of `types` (see
+    /// [`ResourceStore::subscribe`]).
+    pub fn subscribe(&self, types: &[ResourceType]) -> Subscription {
+        self.store.subscribe(types)
     }
 
     /// The resource with this key.

@@ -186,8 +186,7 @@ mod mtls {
     use super::*;
     use kuma_core::pki::{self, Issuer};
     use kuma_core::resource::{MeshSpec, SecretSpec};
-    use kuma_core::store::StoreEvent;
-    use tokio::sync::broadcast;
+    use kuma_core::store::Subscription;
 
     fn mesh_yaml(name: &str, mtls: &str) -> Resource {
         Resource::from_yaml(&format!("type: Mesh\nname: {name}\nmtls:\n{mtls}")).expect("mesh yaml")
@@ -376,8 +375,8 @@ mod mtls {
         async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError> {
             self.inner.delete(key).await
         }
-        fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-            self.inner.subscribe()
+        fn subscribe(&self, types: &[ResourceType]) -> Subscription {
+            self.inner.subscribe(types)
         }
     }
 

@@ -1,8 +1,10 @@
 //! Keeps VIPs in step with the store, driven by its events.
 //!
-//! [`VipController::run`] loads the persisted VIPs, subscribes to store
-//! events, lists the services once, and from then on re-reads only the
-//! resource an event names (everything again after a lagged receiver). Each
+//! [`VipController::run`] subscribes to the store's changes of the types
+//! that carry services, loads the persisted VIPs, lists the services once
+//! (the subscription's first `Resync`), and from then on re-reads only the
+//! resource an event names (everything again on a later `Resync`, when its
+//! queue overflowed). Each
 //! batch of events ends in one allocation round: the [`VipTable`] is
 //! republished and the changed meshes are persisted. The only timers are
 //! the moment a cooling VIP becomes free while services wait for one, and
@@ -13,14 +15,13 @@ use crate::config::DnsConfig;
 use crate::error::DnsError;
 use crate::metrics::DnsMetrics;
 use crate::persistence::{MeshVips, VipPersistence};
-use crate::services::{ServiceIndex, carries_services};
+use crate::services::{SERVICE_TYPES, ServiceIndex, carries_services};
 use crate::table::VipTable;
-use kuma_core::store::{ResourceStore, StoreError, StoreEvent};
+use kuma_core::store::{Event, ResourceStore, StoreError, StoreEvent};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -78,8 +79,14 @@ impl<P: VipPersistence> VipController<P> {
     /// Runs until `shutdown` completes or the store closes its events.
     /// Fails only if the store cannot be read at start-up.
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), DnsError> {
-        let mut events = self.store.subscribe();
+        let mut events = self.store.subscribe(SERVICE_TYPES);
         self.restore().await?;
+        // The first item is always `Resync`: the initial listing below
+        // covers it (and would cover any change), and only its failure
+        // fails start-up.
+        if events.next().await.is_none() {
+            return Ok(());
+        }
         self.index = ServiceIndex::load(&*self.store).await?;
         self.reconcile().await;
         tokio::pin!(shutdown);
@@ -88,22 +95,14 @@ impl<P: VipPersistence> VipController<P> {
             tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                event = events.recv() => {
-                    let mut changed = match event {
-                        Ok(e) => self.on_event(&e).await,
-                        Err(RecvError::Lagged(n)) => {
-                            debug!(missed = n, "store events lagged, re-listing services");
-                            self.relist().await
-                        }
-                        Err(RecvError::Closed) => return Ok(()),
+                event = events.next() => {
+                    let Some(event) = event else {
+                        return Ok(());
                     };
+                    let mut changed = self.on_item(event, events.dropped()).await;
                     // Coalesce a burst of events into one allocation round.
-                    loop {
-                        match events.try_recv() {
-                            Ok(e) => changed |= self.on_event(&e).await,
-                            Err(TryRecvError::Lagged(_)) => changed |= self.relist().await,
-                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                        }
+                    while let Some(event) = events.try_next() {
+                        changed |= self.on_item(event, events.dropped()).await;
                     }
                     if changed {
                         self.reconcile().await;
@@ -149,6 +148,17 @@ impl<P: VipPersistence> VipController<P> {
             Err(e) => {
                 warn!(error = %e, "cannot list services; keeping the previous ones");
                 false
+            }
+        }
+    }
+
+    /// Applies one subscription item; whether the services changed.
+    async fn on_item(&mut self, event: Event, dropped: u64) -> bool {
+        match event {
+            Event::Changed(e) => self.on_event(&e).await,
+            Event::Resync => {
+                debug!(dropped, "store events overflowed, re-listing services");
+                self.relist().await
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The one error type of this crate.
 
+use kuma_core::resource::DnsVipsError;
 use kuma_core::store::StoreError;
 
 /// Why a DNS or VIP operation failed.
@@ -23,12 +24,13 @@ pub enum DnsError {
         unallocated: usize,
     },
     /// A persisted VIP map could not be read.
-    #[error("persisted VIPs of mesh {mesh:?} are not valid: {message}")]
+    #[error("persisted VIPs of mesh {mesh:?} are not valid")]
     BadPersistedVips {
         /// The mesh whose map is broken.
         mesh: String,
         /// What is wrong with it.
-        message: String,
+        #[source]
+        source: DnsVipsError,
     },
     /// The resource store failed.
     #[error(transparent)]

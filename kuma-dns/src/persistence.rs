@@ -3,18 +3,17 @@
 //! [`VipPersistence`] is the seam; [`StorePersistence`] keeps one `Config`
 //! resource per mesh, named `kuma-<mesh>-dns-vips`, whose `config` is a JSON
 //! map service -> IP (as Kuma does); [`MemoryPersistence`] is for tests and
-//! embedders that do not need persistence.
+//! embedders that do not need persistence. The format of that Config is
+//! defined once, in kuma-core ([`MeshVips`], [`ConfigSpec::dns_vips`]),
+//! because kuma-xds reads it too.
 
 use crate::error::DnsError;
+pub use kuma_core::resource::MeshVips;
 use kuma_core::resource::{ConfigSpec, Resource, ResourceKey, ResourceType};
 use kuma_core::store::{ListRequest, ResourceStore, StoreError};
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
-
-/// The VIPs of one mesh: service -> VIP.
-pub type MeshVips = BTreeMap<String, Ipv4Addr>;
 
 /// Loads and saves the VIP map of every mesh.
 pub trait VipPersistence: Send + Sync + 'static {
@@ -64,43 +63,14 @@ impl VipPersistence for MemoryPersistence {
     }
 }
 
-/// The name of the Config resource holding a mesh's VIPs.
-pub fn config_name(mesh: &str) -> String {
-    format!("kuma-{mesh}-dns-vips")
-}
-
-/// The mesh of a VIP Config name, if it is one.
-pub fn mesh_of_config(name: &str) -> Option<&str> {
-    name.strip_prefix("kuma-")?
-        .strip_suffix("-dns-vips")
-        .filter(|m| !m.is_empty())
-}
-
-/// Parses the `config` text of a VIP Config.
+/// Parses the `config` text of a VIP Config of `mesh`.
 pub fn decode_vips(mesh: &str, text: &str) -> Result<MeshVips, DnsError> {
-    let bad = |message: String| DnsError::BadPersistedVips {
-        mesh: mesh.to_string(),
-        message,
-    };
-    let raw: BTreeMap<String, String> =
-        serde_json::from_str(text).map_err(|e| bad(format!("not a JSON map of strings: {e}")))?;
-    raw.into_iter()
-        .map(|(service, ip)| match ip.parse::<Ipv4Addr>() {
-            Ok(ip) => Ok((service, ip)),
-            Err(_) => Err(bad(format!(
-                "{ip:?} of service {service:?} is not an IPv4 address"
-            ))),
+    ConfigSpec::new(text)
+        .dns_vips()
+        .map_err(|source| DnsError::BadPersistedVips {
+            mesh: mesh.to_string(),
+            source,
         })
-        .collect()
-}
-
-/// Renders the `config` text of a VIP Config.
-pub fn encode_vips(vips: &MeshVips) -> String {
-    let raw: BTreeMap<&str, String> = vips
-        .iter()
-        .map(|(s, ip)| (s.as_str(), ip.to_string()))
-        .collect();
-    serde_json::to_string(&raw).unwrap_or_default()
 }
 
 /// Persists VIPs as `Config` resources in a [`ResourceStore`].
@@ -130,7 +100,7 @@ impl VipPersistence for StorePersistence {
             .list(&ListRequest::all(ResourceType::Config))
             .await?;
         for r in page.items {
-            let Some(mesh) = mesh_of_config(&r.meta.name) else {
+            let Some(mesh) = ConfigSpec::dns_vips_mesh(&r.meta.name) else {
                 continue;
             };
             let Some(spec) = r.spec_as::<ConfigSpec>() else {
@@ -148,7 +118,7 @@ impl VipPersistence for StorePersistence {
     }
 
     async fn save(&self, mesh: &str, vips: &MeshVips) -> Result<(), DnsError> {
-        let name = config_name(mesh);
+        let name = ConfigSpec::dns_vips_name(mesh);
         let key = ResourceKey::new(ResourceType::Config, None, &name);
         if vips.is_empty() {
             return match self.store.delete(&key).await {
@@ -156,7 +126,7 @@ impl VipPersistence for StorePersistence {
                 Err(e) => Err(e.into()),
             };
         }
-        let mut resource = Resource::new(None, &name, ConfigSpec::new(encode_vips(vips)));
+        let mut resource = Resource::new(None, &name, ConfigSpec::from_dns_vips(vips));
         // This control plane is the only writer of these Configs; a
         // conflict means a stale read, so read again and overwrite.
         for _ in 0..3 {
@@ -185,10 +155,15 @@ impl VipPersistence for StorePersistence {
 mod tests {
     use super::*;
     use kuma_core::store::MemoryStore;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn names_round_trip() {
-        assert_eq!(config_name("default"), "kuma-default-dns-vips");
+        let mesh_of_config = ConfigSpec::dns_vips_mesh;
+        assert_eq!(
+            ConfigSpec::dns_vips_name("default"),
+            "kuma-default-dns-vips"
+        );
         assert_eq!(mesh_of_config("kuma-default-dns-vips"), Some("default"));
         assert_eq!(mesh_of_config("kuma-a-b-dns-vips"), Some("a-b"));
         assert_eq!(mesh_of_config("kuma--dns-vips"), None);

@@ -10,9 +10,14 @@ use kuma_core::resource::{
 use kuma_core::store::{ListRequest, ResourceStore, StoreError};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// The resource types that carry services: what the VIP controller
+/// subscribes to.
+pub const SERVICE_TYPES: &[ResourceType] =
+    &[ResourceType::Dataplane, ResourceType::ExternalService];
+
 /// Whether resources of this type carry services.
 pub fn carries_services(ty: ResourceType) -> bool {
-    matches!(ty, ResourceType::Dataplane | ResourceType::ExternalService)
+    SERVICE_TYPES.contains(&ty)
 }
 
 /// The services a resource declares (empty for other types).

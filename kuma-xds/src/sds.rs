@@ -49,7 +49,7 @@ use envoy_types::pb::google::protobuf::Any;
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::pki::{self, IdentityCert};
 use kuma_core::resource::{DataplaneSpec, MeshSpec, ResourceKey, ResourceType, SERVICE_TAG};
-use kuma_core::store::{EventKind, StoreError, StoreEvent};
+use kuma_core::store::{Event, EventKind, StoreError, StoreEvent, Subscription};
 use kuma_core::tokens::DataplaneAuth;
 use prost::Message;
 use std::collections::{BTreeSet, HashMap};
@@ -58,7 +58,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once, Weak};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -154,7 +154,11 @@ impl Shared {
     /// its watches afterwards misses no change.
     fn start_events(self: &Arc<Self>, stop: Option<watch::Receiver<bool>>) {
         self.events_started.call_once(|| {
-            let events = self.manager.subscribe();
+            let events = self.manager.subscribe(&[
+                ResourceType::Mesh,
+                ResourceType::Secret,
+                ResourceType::Dataplane,
+            ]);
             tokio::spawn(follow_events(Arc::downgrade(self), events, stop));
         });
     }
@@ -199,19 +203,22 @@ impl Shared {
 /// when the server is gone, the store closes, or `stop` turns true.
 async fn follow_events(
     shared: Weak<Shared>,
-    mut events: broadcast::Receiver<StoreEvent>,
+    mut events: Subscription,
     mut stop: Option<watch::Receiver<bool>>,
 ) {
+    // The first `Resync` stands for the state the streams read after
+    // subscribing: nothing to redo.
+    let mut initial = true;
     loop {
         let event = tokio::select! {
-            e = events.recv() => e,
+            e = events.next() => e,
             () = stopped(&mut stop) => return,
         };
         let Some(shared) = shared.upgrade() else {
             return;
         };
         match event {
-            Ok(StoreEvent { kind, key }) => {
+            Some(Event::Changed(StoreEvent { kind, key })) => {
                 let mesh = key.mesh.clone().unwrap_or_default();
                 match key.resource_type {
                     ResourceType::Mesh => shared.bump(&WatchKey::Mesh(key.name)),
@@ -229,8 +236,9 @@ async fn follow_events(
                     _ => {}
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => shared.bump_all(),
-            Err(broadcast::error::RecvError::Closed) => return,
+            Some(Event::Resync) if std::mem::take(&mut initial) => {}
+            Some(Event::Resync) => shared.bump_all(),
+            None => return,
         }
     }
 }

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kuma_core::resource::ResourceType;
-use kuma_core::store::{ListRequest, ResourceStore};
+use kuma_core::store::{Event, ListRequest, ResourceStore};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -15,7 +15,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::broadcast::error::RecvError;
 
 /// Labels of `kuma_cp_resources`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,13 +88,13 @@ impl Diagnostics {
     }
 
     /// Keeps `kuma_cp_resources` in step with the store, driven by its
-    /// events (a full recount only after a lagged receiver).
+    /// events: a full recount on `Resync` (at the start, and when the
+    /// subscription's queue overflowed), a count change per event after.
     pub async fn follow_store(self: Arc<Self>, store: Arc<dyn ResourceStore>) {
-        let mut events = store.subscribe();
-        self.recount(&*store).await;
+        let mut events = store.subscribe(ResourceType::ALL);
         loop {
-            match events.recv().await {
-                Ok(e) => {
+            match events.next().await {
+                Some(Event::Changed(e)) => {
                     let g = self.resources.get_or_create(&TypeLabel {
                         r#type: e.key.resource_type.name().to_string(),
                     });
@@ -109,8 +108,8 @@ impl Diagnostics {
                         kuma_core::store::EventKind::Updated => {}
                     }
                 }
-                Err(RecvError::Lagged(_)) => self.recount(&*store).await,
-                Err(RecvError::Closed) => return,
+                Some(Event::Resync) => self.recount(&*store).await,
+                None => return,
             }
         }
     }

@@ -110,8 +110,8 @@ async fn shutdown_signal() {
     }
 }
 
-/// How many store events subscribers may lag behind (see [`run`]).
-const STORE_EVENTS: usize = 1 << 16;
+/// How many changes each store subscriber may have queued (see [`run`]).
+const STORE_EVENTS: usize = 1 << 14;
 
 /// Runs the control plane until a shutdown signal.
 pub async fn run(config: KumaCpConfig) -> Result<()> {
@@ -119,13 +119,14 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         tracing::warn!(env = %key, "ignoring unknown KUMA_* environment variable");
     }
     let store: Arc<dyn ResourceStore> = match config.store.store_type {
-        // Every connected proxy writes its DataplaneInsight after a push:
-        // a mesh-wide change makes one write per proxy within a few
-        // seconds. Subscribers (the reconciler's forwarder, the metrics)
-        // that fall further behind than the channel holds must re-list
-        // everything, which under 10,000 proxies costs a full
-        // regeneration: the channel holds 64 Ki events (a few MB when
-        // full) so a burst of that size never forces one.
+        // Subscriptions are filtered by type at the store, so the
+        // DataplaneInsight write every connected proxy makes after a push
+        // reaches only the metrics (which recount when they overflow), not
+        // the reconciler. The reconciler's queue holds the Dataplane and
+        // policy changes that arrive while it regenerates; a queue that
+        // overflows costs a full resync (a regeneration of every connected
+        // proxy), so it is deep enough for a bulk registration of
+        // Dataplanes. Memory is taken only while changes wait.
         StoreType::Memory => Arc::new(MemoryStore::with_event_capacity(STORE_EVENTS)),
         StoreType::Postgres => bail!(
             "store.type (KUMA_STORE_TYPE): \"postgres\" is not supported by this build yet; use \"memory\""

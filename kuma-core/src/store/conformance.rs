@@ -2,20 +2,22 @@
 //!
 //! Every store (the in-memory one here, a Postgres one later) runs the same
 //! checks, so they are interchangeable. The functions panic on the first
-//! difference, like any test assertion.
+//! difference, like any test assertion: this module is test code, built
+//! only with the `conformance` feature, which the dev-dependencies of a
+//! store's tests enable.
 //!
 //! ```
 //! use kuma_core::store::{conformance, MemoryStore};
 //!
 //! # tokio_test_block_on(async {
-//! conformance::run(MemoryStore::new).await;
+//! conformance::run(MemoryStore::with_event_capacity).await;
 //! # });
 //! # fn tokio_test_block_on(f: impl std::future::Future<Output = ()>) {
 //! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 //! # }
 //! ```
 
-use super::{EventKind, ListRequest, ResourceStore, StoreError, StoreEvent};
+use super::{Event, EventKind, ListRequest, ResourceStore, StoreError, StoreEvent, Subscription};
 use crate::resource::{
     DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, TrafficPermissionSpec, Version,
 };
@@ -23,15 +25,41 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Runs every check, each on a fresh store from `make`.
-pub async fn run<S: ResourceStore, F: Fn() -> S>(make: F) {
+/// How many changes a subscriber may queue in the stores [`run`] makes.
+pub const CAPACITY: usize = 4;
+
+/// Runs every check, each on a fresh store from `make`: `make(capacity)`
+/// is a store whose subscribers each queue up to `capacity` changes.
+pub async fn run<S: ResourceStore, F: Fn(usize) -> S>(make: F) {
+    let make = || make(CAPACITY);
     create_and_get(&make()).await;
     update_and_conflicts(&make()).await;
     delete(&make()).await;
     list_and_page(&make()).await;
     mesh_cascade(&make()).await;
     events(&make()).await;
+    subscriptions_start_with_resync(&make()).await;
+    subscriptions_filter_by_type(&make()).await;
+    lag_becomes_resync(&make(), CAPACITY).await;
     keys_are_independent(&make()).await;
+}
+
+/// Takes the items queued in `sub` now, without waiting.
+fn queued(sub: &mut Subscription) -> Vec<Event> {
+    std::iter::from_fn(|| sub.try_next()).collect()
+}
+
+/// The changes queued in `sub` after its leading [`Event::Resync`].
+fn changes_after_resync(sub: &mut Subscription) -> Vec<StoreEvent> {
+    let items = queued(sub);
+    assert_eq!(items.first(), Some(&Event::Resync), "{items:?}");
+    items[1..]
+        .iter()
+        .map(|e| match e {
+            Event::Changed(e) => e.clone(),
+            Event::Resync => panic!("an unexpected resync in {items:?}"),
+        })
+        .collect()
 }
 
 fn mesh(name: &str) -> Resource {
@@ -282,7 +310,7 @@ pub async fn mesh_cascade(store: &dyn ResourceStore) {
             .await
             .expect("create");
     }
-    let mut events = store.subscribe();
+    let mut events = store.subscribe(ResourceType::ALL);
     store
         .delete(&ResourceKey::new(ResourceType::Mesh, None, "doomed"))
         .await
@@ -298,7 +326,7 @@ pub async fn mesh_cascade(store: &dyn ResourceStore) {
         assert_eq!(left.items[0].meta.mesh.as_deref(), Some("kept"));
     }
     let mut deleted = BTreeSet::new();
-    while let Ok(e) = events.try_recv() {
+    for e in changes_after_resync(&mut events) {
         assert_eq!(e.kind, EventKind::Deleted);
         deleted.insert(e.key);
     }
@@ -311,9 +339,9 @@ pub async fn mesh_cascade(store: &dyn ResourceStore) {
     assert_eq!(deleted, expected);
 }
 
-/// Every write is published, in order.
+/// Every write is published, in order, after the leading resync.
 pub async fn events(store: &dyn ResourceStore) {
-    let mut rx = store.subscribe();
+    let mut rx = store.subscribe(&[ResourceType::Dataplane]);
     let v1 = store
         .create(dataplane("m", "a", "10.0.0.1"))
         .await
@@ -321,10 +349,7 @@ pub async fn events(store: &dyn ResourceStore) {
     store.update((*v1).clone()).await.expect("update");
     store.delete(&dp_key("m", "a")).await.expect("delete");
     let _ = store.delete(&dp_key("m", "a")).await; // a failed write publishes nothing
-    let mut got = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        got.push(e);
-    }
+    let got = changes_after_resync(&mut rx);
     let k = dp_key("m", "a");
     assert_eq!(
         got,
@@ -342,6 +367,101 @@ pub async fn events(store: &dyn ResourceStore) {
                 key: k
             },
         ]
+    );
+}
+
+/// A subscription's first item is a resync, ready at once, and a change
+/// made after `subscribe` returned comes after it, for every subscriber.
+pub async fn subscriptions_start_with_resync(store: &dyn ResourceStore) {
+    let mut quiet = store.subscribe(&[ResourceType::Dataplane]);
+    assert_eq!(queued(&mut quiet), [Event::Resync]);
+    let mut sub = store.subscribe(&[ResourceType::Dataplane]);
+    store
+        .create(dataplane("m", "a", "10.0.0.1"))
+        .await
+        .expect("create");
+    assert_eq!(sub.next().await, Some(Event::Resync));
+    assert_eq!(
+        sub.next().await,
+        Some(Event::Changed(StoreEvent {
+            kind: EventKind::Added,
+            key: dp_key("m", "a"),
+        }))
+    );
+    assert_eq!(queued(&mut quiet).len(), 1, "the change reached both");
+}
+
+/// A subscriber sees only the types it follows, and changes of other types,
+/// however many, never make it lag.
+pub async fn subscriptions_filter_by_type(store: &dyn ResourceStore) {
+    let mut meshes = store.subscribe(&[ResourceType::Mesh]);
+    let mut both = store.subscribe(&[ResourceType::Mesh, ResourceType::TrafficPermission]);
+    store.create(mesh("m")).await.expect("create");
+    for n in 0..4 * CAPACITY {
+        store
+            .create(dataplane("m", &format!("dp-{n}"), "10.0.0.1"))
+            .await
+            .expect("create");
+    }
+    store
+        .create(Resource::new(
+            Some("m"),
+            "tp",
+            TrafficPermissionSpec::default(),
+        ))
+        .await
+        .expect("create");
+    store.delete(&dp_key("m", "dp-0")).await.expect("delete");
+    let mesh_added = StoreEvent {
+        kind: EventKind::Added,
+        key: ResourceKey::new(ResourceType::Mesh, None, "m"),
+    };
+    assert_eq!(
+        changes_after_resync(&mut meshes),
+        std::slice::from_ref(&mesh_added)
+    );
+    assert_eq!(
+        changes_after_resync(&mut both),
+        [
+            mesh_added,
+            StoreEvent {
+                kind: EventKind::Added,
+                key: ResourceKey::new(ResourceType::TrafficPermission, Some("m"), "tp"),
+            },
+        ]
+    );
+}
+
+/// A subscriber that lets more than `capacity` changes queue up (the
+/// store's per-subscriber bound) gets a resync in their place, never an
+/// error; once it re-listed, it sees everything, and it follows changes as
+/// before.
+pub async fn lag_becomes_resync(store: &dyn ResourceStore, capacity: usize) {
+    let mut sub = store.subscribe(&[ResourceType::Dataplane]);
+    assert_eq!(sub.next().await, Some(Event::Resync));
+    let writes = 2 * capacity + 1;
+    for n in 0..writes {
+        store
+            .create(dataplane("m", &format!("dp-{n}"), "10.0.0.1"))
+            .await
+            .expect("create");
+    }
+    // The resync comes first; what follows it (if anything) are changes
+    // made after the queue overflowed, in order.
+    let after = changes_after_resync(&mut sub);
+    assert!(after.len() <= capacity, "{after:?}");
+    let listed = store
+        .list(&ListRequest::all(ResourceType::Dataplane))
+        .await
+        .expect("list");
+    assert_eq!(listed.total, writes);
+    store.delete(&dp_key("m", "dp-0")).await.expect("delete");
+    assert_eq!(
+        sub.next().await,
+        Some(Event::Changed(StoreEvent {
+            kind: EventKind::Deleted,
+            key: dp_key("m", "dp-0"),
+        }))
     );
 }
 

@@ -1,12 +1,14 @@
 //! The in-memory store: the reference implementation and the embedded default.
 
-use super::{EventKind, ListPage, ListRequest, ResourceStore, StoreError, StoreEvent};
+use super::{
+    DEFAULT_EVENT_CAPACITY, EventHub, EventKind, ListPage, ListRequest, ResourceStore, StoreError,
+    StoreEvent, Subscription,
+};
 use crate::resource::{Resource, ResourceKey, ResourceType, Scope, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use tokio::sync::broadcast;
 
 /// `(mesh, name)`: the order resources of one type are listed in.
 type Slot = (Option<String>, String);
@@ -15,11 +17,12 @@ type Slot = (Option<String>, String);
 ///
 /// Reads take a shared lock and clone `Arc`s; writes take the lock briefly and
 /// publish their event while still holding it, so subscribers see events in
-/// exactly the order the writes happened.
+/// exactly the order the writes happened. Subscriptions are served by an
+/// [`EventHub`].
 #[derive(Debug)]
 pub struct MemoryStore {
     types: RwLock<HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>>,
-    events: broadcast::Sender<StoreEvent>,
+    events: EventHub,
 }
 
 impl Default for MemoryStore {
@@ -29,17 +32,19 @@ impl Default for MemoryStore {
 }
 
 impl MemoryStore {
-    /// An empty store whose subscribers may lag up to 4,096 events.
+    /// An empty store whose subscribers each queue up to
+    /// [`DEFAULT_EVENT_CAPACITY`] changes of the types they follow.
     pub fn new() -> Self {
-        Self::with_event_capacity(4096)
+        Self::with_event_capacity(DEFAULT_EVENT_CAPACITY)
     }
 
-    /// An empty store whose subscribers may lag up to `capacity` events
-    /// before they see `Lagged` and must re-list.
+    /// An empty store whose subscribers each queue up to `capacity` changes
+    /// of the types they follow before their next item is
+    /// [`super::Event::Resync`] instead.
     pub fn with_event_capacity(capacity: usize) -> Self {
         Self {
             types: RwLock::new(HashMap::new()),
-            events: broadcast::channel(capacity.max(1)).0,
+            events: EventHub::new(capacity),
         }
     }
 
@@ -54,8 +59,7 @@ impl MemoryStore {
     }
 
     fn publish(&self, kind: EventKind, key: ResourceKey) {
-        // No subscribers is not an error.
-        let _ = self.events.send(StoreEvent { kind, key });
+        self.events.publish(StoreEvent { kind, key });
     }
 }
 
@@ -212,8 +216,8 @@ impl ResourceStore for MemoryStore {
         Ok(())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        self.events.subscribe()
+    fn subscribe(&self, types: &[ResourceType]) -> Subscription {
+        self.events.subscribe(types)
     }
 }
 
@@ -221,9 +225,10 @@ impl ResourceStore for MemoryStore {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "conformance")]
     #[tokio::test]
     async fn conforms() {
-        super::super::conformance::run(MemoryStore::new).await;
+        super::super::conformance::run(MemoryStore::with_event_capacity).await;
     }
 
     #[test]

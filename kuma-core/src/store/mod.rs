@@ -2,23 +2,27 @@
 //!
 //! [`ResourceStore`] is the one seam between the control plane and where its
 //! resources live. [`MemoryStore`] is the reference implementation and the
-//! embedded default; [`conformance`] is a test suite any implementation runs
-//! to prove it behaves the same.
+//! embedded default; `conformance` (feature `conformance`) is a test suite
+//! any implementation runs to prove it behaves the same.
 //!
 //! A store keeps resources as given (the [`crate::manager::ResourceManager`]
 //! validates and stamps times before writing); it owns versions: `create`
 //! sets version 1, every `update` must carry the version it read and bumps it.
-//! Every change is published as a [`StoreEvent`] so consumers react instead of
-//! polling.
+//! Every change is published as a [`StoreEvent`] to the [`Subscription`]s
+//! following its type, so consumers react instead of polling; a store serves
+//! subscriptions through an [`EventHub`] (see docs/architecture.md, "Stores
+//! and subscriptions").
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod memory;
+mod subscription;
 
 pub use memory::MemoryStore;
+pub use subscription::{DEFAULT_EVENT_CAPACITY, Event, EventHub, Subscription};
 
 use crate::resource::{Resource, ResourceKey, ResourceType, Version};
 use std::sync::Arc;
-use tokio::sync::broadcast;
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,7 +147,13 @@ pub trait ResourceStore: Send + Sync + 'static {
     /// Deletes a resource. Deleting a Mesh deletes every resource in it.
     async fn delete(&self, key: &ResourceKey) -> Result<(), StoreError>;
 
-    /// A receiver of every change from now on. A receiver that falls behind
-    /// gets `RecvError::Lagged` and should re-list what it follows.
-    fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
+    /// A subscription to the changes of `types` from now on. Its first
+    /// item is [`Event::Resync`] (list what you follow now); then each
+    /// change of those types, in order, and nothing of other types. A
+    /// subscriber whose bounded queue is full gets [`Event::Resync`] in
+    /// place of the changes it could not hold: never an error, never a
+    /// silent loss. It ends (`None`) when the store is gone. The full
+    /// contract is on [`Subscription`]; implementations serve it with an
+    /// [`EventHub`].
+    fn subscribe(&self, types: &[ResourceType]) -> Subscription;
 }

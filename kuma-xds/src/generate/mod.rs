@@ -1,4 +1,5 @@
-//! Envoy resources for one Dataplane (DESIGN §9).
+//! Envoy resources for one Dataplane (see docs/architecture.md, "Reconciler
+//! and generator").
 //!
 //! Generation is a pure function of a [`ProxyInput`]: the Dataplane, the
 //! policies the matcher selected for it, and what the mesh knows about each
@@ -11,6 +12,11 @@
 //! services originate it, with certificates from the SDS secrets
 //! [`names::IDENTITY_CERT_SECRET`] and [`names::MESH_CA_SECRET`]; the
 //! selected TrafficPermission of each inbound becomes an RBAC filter.
+//!
+//! The step from matcher to generator is [`generate_proxy`]: the policies
+//! a [`kuma_core::matching::PolicyIndex`] selects for a Dataplane, with
+//! what the reconciler knows of the mesh ([`MeshView`]), become its
+//! [`ProxyInput`].
 
 mod clusters;
 mod endpoints;
@@ -19,11 +25,13 @@ pub mod names;
 mod network_filter;
 mod policies;
 mod protocol;
+mod proxy;
 mod shared;
 mod tls;
 
 pub use endpoints::{Endpoint, load_assignment, load_assignment_of};
 pub use protocol::Protocol;
+pub use proxy::{MeshView, generate_proxy};
 pub use shared::BatchCache;
 
 use crate::resource::{XdsResource, XdsType};

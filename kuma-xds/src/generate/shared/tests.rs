@@ -1,5 +1,5 @@
 use super::*;
-use crate::reconcile::{MeshView, generate_proxy};
+use crate::generate::{MeshView, generate_proxy};
 use crate::resource::XdsType;
 use kuma_core::matching::PolicyIndex;
 use kuma_core::resource::{DataplaneSpec, MeshSpec, Resource};
