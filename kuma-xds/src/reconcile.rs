@@ -673,7 +673,7 @@ impl Reconciler {
     }
 
     /// Runs until the store's event stream or the proxy channel closes.
-    pub async fn run(mut self, mut proxies: mpsc::UnboundedReceiver<ProxyEvent>) {
+    pub async fn run(mut self, mut proxies: mpsc::Receiver<ProxyEvent>) {
         // A forwarder drains the store's broadcast channel all the time and
         // passes on only what can change a snapshot. Busy regenerating a
         // mesh, the reconciler therefore never lags behind the stream of
