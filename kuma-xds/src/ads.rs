@@ -1,5 +1,8 @@
 //! The ADS server (`xdsServer.grpcPort`, 5678): state of the world here,
-//! incremental (delta) in [`crate::delta`](self) on the same port.
+//! incremental (delta) in [`crate::delta`](self) on the same port. Both run
+//! on the xDS stream core ([`crate::stream`]) with the snapshot cache as
+//! their source; what they share beyond the core (registration, insight,
+//! the reconciler's [`ProxyEvent`]s) is the ADS session (`crate::session`).
 //!
 //! Per stream: the first request names the node (`<mesh>.<name>`); with
 //! token checks on ([`AdsServer::with_auth`]) the stream's `authorization`

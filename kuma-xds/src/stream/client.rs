@@ -69,8 +69,9 @@ impl Credentials {
     }
 }
 
-/// An identified, authenticated client of one stream.
-#[derive(Debug, Clone)]
+/// An identified, authenticated client of one stream. Its `Debug` leaves
+/// the token out.
+#[derive(Clone)]
 pub struct Client {
     /// The proxy (`<mesh>.<name>` of its node id).
     pub node: NodeId,
@@ -107,6 +108,17 @@ impl Client {
             kuma_dp_version: metadata_string(node_pb, KUMA_DP_VERSION_KEY),
             token,
         })
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("node", &self.node)
+            .field("envoy_version", &self.envoy_version)
+            .field("kuma_dp_version", &self.kuma_dp_version)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
