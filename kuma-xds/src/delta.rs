@@ -61,7 +61,9 @@ pub(crate) struct DeltaStream {
 impl AdsProtocol for DeltaStream {
     type Request = DeltaDiscoveryRequest;
 
-    const NAME: &'static str = "delta ADS";
+    /// One service with state-of-the-world ADS (logs and operators say
+    /// "ADS" for both).
+    const NAME: &'static str = "ADS";
 
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()

@@ -58,11 +58,11 @@ impl Credentials {
             Ok(()) if self.auth.is_on() => Ok(self.token.as_deref().map(Arc::from)),
             Ok(()) => Ok(None),
             Err(e) if e.is_unauthenticated() => {
-                warn!(node = %node, service, error = %e, "refused a proxy's stream");
+                warn!(node = %node, error = %e, "refused a proxy's {service} stream");
                 Err(Status::unauthenticated(e.to_string()))
             }
             Err(e) => {
-                warn!(node = %node, service, error = %e, "could not check a proxy's dataplane token");
+                warn!(node = %node, error = %e, "could not check a proxy's dataplane token for {service}");
                 Err(Status::unavailable(e.to_string()))
             }
         }
