@@ -1,5 +1,8 @@
 //! The ADS server (`xdsServer.grpcPort`, 5678): state of the world here,
-//! incremental (delta) in [`crate::delta`](self) on the same port.
+//! incremental (delta) in [`crate::delta`](self) on the same port. Both run
+//! on the xDS stream core ([`crate::stream`]) with the snapshot cache as
+//! their source; what they share beyond the core (registration, insight,
+//! the reconciler's [`ProxyEvent`]s) is the ADS session (`crate::session`).
 //!
 //! Per stream: the first request names the node (`<mesh>.<name>`); with
 //! token checks on ([`AdsServer::with_auth`]) the stream's `authorization`
@@ -22,10 +25,10 @@
 
 use crate::cache::SnapshotCache;
 use crate::grpc::{Outgoing, RequestDecoder, ResponseBody, ResponseSender};
-use crate::insight::InsightRecorder;
 use crate::reconcile::ProxyEvent;
 use crate::resource::{Snapshot, XdsType};
-use crate::session::{AdsProtocol, Session, Shared, StreamAuth, drive};
+use crate::session::{AdsProtocol, AdsStreams, Session, Shared};
+use crate::stream::{self, AckTracker, Credentials, Nonces, Reply, hung_up};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -33,7 +36,6 @@ use kuma_core::manager::ResourceManager;
 use kuma_core::tokens::DataplaneAuth;
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -44,7 +46,34 @@ use tonic::server::NamedService;
 use tonic::{Status, Streaming};
 use tracing::{debug, warn};
 
-pub use crate::session::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
+pub use crate::stream::client::{DATAPLANE_RESOURCE_KEY, KUMA_DP_VERSION_KEY};
+
+/// How many [`ProxyEvent`]s ADS streams may queue for the reconciler.
+/// More than the proxies of the largest mesh we measure connect at once
+/// (see docs/performance.md), so that the reconciler keeps seeing a whole
+/// wave of connects as one batch.
+pub const PROXY_EVENT_QUEUE: usize = 16 * 1024;
+
+/// How ADS streams tell the reconciler about proxies (connected, ready,
+/// disconnected): the sending half of a channel of [`PROXY_EVENT_QUEUE`]
+/// events, received by `Reconciler::run`.
+///
+/// Bounded: when it is full (the reconciler is busy regenerating and that
+/// many events wait), a stream that connects, becomes ready or ends waits
+/// until the reconciler takes events again. This is backpressure on
+/// connects: a waiting stream has sent nothing yet, or has nothing left to
+/// send. Nothing is dropped, and the reconciler never waits on streams, so
+/// the wait always ends.
+pub type ProxyEventSender = mpsc::Sender<ProxyEvent>;
+
+/// The receiving half of a [`ProxyEventSender`].
+pub type ProxyEventReceiver = mpsc::Receiver<ProxyEvent>;
+
+/// The channel from ADS streams to the reconciler (see
+/// [`ProxyEventSender`]).
+pub fn proxy_event_channel() -> (ProxyEventSender, ProxyEventReceiver) {
+    mpsc::channel(PROXY_EVENT_QUEUE)
+}
 
 /// The ADS service, ready to be served by tonic.
 #[derive(Clone)]
@@ -70,7 +99,7 @@ impl AdsServer {
     pub fn new(
         manager: ResourceManager,
         cache: Arc<SnapshotCache>,
-        proxies: mpsc::UnboundedSender<ProxyEvent>,
+        proxies: ProxyEventSender,
         instance_id: impl Into<String>,
     ) -> Self {
         Self {
@@ -108,19 +137,18 @@ impl AdsServer {
         AdsService { server: self }
     }
 
-    /// Starts one stream of protocol `P` for `request`; the response body
+    /// Starts one stream of flavour `P` for `request`; the response body
     /// is fed by the stream's task.
-    fn serve<P: AdsProtocol + 'static>(
+    fn serve<P: AdsProtocol>(
         &self,
         request: http::Request<tonic::body::Body>,
-        protocol: impl FnOnce(Arc<Shared>, ResponseSender) -> P,
     ) -> http::Response<tonic::body::Body>
     where
         P::Request: prost::Message + Default,
     {
         let (parts, body) = request.into_parts();
         let metadata = MetadataMap::from_headers(parts.headers);
-        let credentials = StreamAuth::from_metadata(&self.auth, &metadata);
+        let credentials = Credentials::from_metadata(&self.auth, &metadata);
         let inbound = Streaming::new_request(
             RequestDecoder::<P::Request>::default(),
             body,
@@ -128,17 +156,12 @@ impl AdsServer {
             Some(MAX_REQUEST_SIZE),
         );
         let (tx, response) = ResponseBody::channel(RESPONSE_QUEUE);
-        let shared = self.shared.clone();
-        let id = shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
-        let protocol = protocol(shared.clone(), tx);
-        tokio::spawn(drive(
-            protocol,
-            shared,
-            id,
-            self.stop.clone(),
-            inbound,
-            credentials,
-        ));
+        let id = self.shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        let streams = AdsStreams::<P>::new(self.shared.clone());
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            stream::run(&streams, id, credentials, inbound, tx, stop).await;
+        });
         response.into_response()
     }
 }
@@ -183,79 +206,48 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for AdsService {
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let response = match request.uri().path() {
-            SOTW_PATH => self.server.serve(request, SotwStream::new),
-            DELTA_PATH => self.server.serve(request, crate::delta::DeltaStream::new),
+            SOTW_PATH => self.server.serve::<SotwStream>(request),
+            DELTA_PATH => self.server.serve::<crate::delta::DeltaStream>(request),
             path => Status::unimplemented(format!("no method {path}")).into_http(),
         };
         std::future::ready(Ok(response))
     }
 }
 
+/// What a SotW stream knows of one type.
 #[derive(Debug, Default)]
 struct TypeState {
     subscribed: bool,
     names: BTreeSet<String>,
-    sent_version: Option<String>,
-    nonce: String,
+    acks: AckTracker,
 }
 
+/// One state-of-the-world ADS stream.
+#[derive(Default)]
 struct SotwStream {
-    shared: Arc<Shared>,
-    tx: ResponseSender,
-    nonce: u64,
+    nonces: Nonces,
     types: HashMap<XdsType, TypeState>,
 }
 
 impl AdsProtocol for SotwStream {
     type Request = DiscoveryRequest;
 
+    const NAME: &'static str = "ADS";
+
     fn node(request: &DiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
 
-    fn on_request(
-        &mut self,
-        request: DiscoveryRequest,
-        snapshot: Option<&Snapshot>,
-        session: &mut Session,
-    ) -> impl Future<Output = bool> + Send {
-        self.handle_request(request, snapshot, session)
-    }
-
-    fn push_all(
-        &mut self,
-        snapshot: &Snapshot,
-        insight: &mut InsightRecorder,
-    ) -> impl Future<Output = bool> + Send {
-        self.push_changes(snapshot, insight)
-    }
-
-    async fn fail(&self, status: Status) {
-        let _ = self.tx.send(Outgoing::End(status)).await;
-    }
-}
-
-impl SotwStream {
-    fn new(shared: Arc<Shared>, tx: ResponseSender) -> Self {
-        Self {
-            shared,
-            tx,
-            nonce: 0,
-            types: HashMap::new(),
-        }
-    }
-
-    /// Handles one request; false when the stream is gone.
-    async fn handle_request(
+    async fn on_request(
         &mut self,
         req: DiscoveryRequest,
         snapshot: Option<&Snapshot>,
         session: &mut Session,
-    ) -> bool {
-        let insight = &mut session.insight;
+        tx: &ResponseSender,
+    ) -> Result<(), Status> {
         let Some(t) = XdsType::from_type_url(&req.type_url) else {
             debug!(type_url = %req.type_url, "ignoring request for an unknown type");
-            return true;
+            return Ok(());
         };
         // A reconnecting Envoy that already runs listeners (it names the
         // version it holds) serves traffic already: it is ready at once, so
@@ -263,66 +255,70 @@ impl SotwStream {
         let mut listeners_acked =
             t == XdsType::Listener && req.response_nonce.is_empty() && !req.version_info.is_empty();
         let st = self.types.entry(t).or_default();
-        if !req.response_nonce.is_empty() {
-            if req.response_nonce != st.nonce {
-                return true; // stale
+        let error = req.error_detail.as_ref().map(|e| e.message.as_str());
+        match st.acks.on_request(&req.response_nonce, error) {
+            Reply::Stale => return Ok(()),
+            Reply::Initial => {}
+            Reply::Nack => {
+                // `version_info` is the last version Envoy accepted; the
+                // rejected one is the version sent with the nonce.
+                let rejected = st.acks.sent_version().unwrap_or_default();
+                let error = error.unwrap_or_default();
+                warn!(r#type = t.short(), version = rejected, accepted = %req.version_info, error, "proxy rejected config");
+                session.insight.nacked(t, rejected, error);
             }
-            match &req.error_detail {
-                Some(err) => {
-                    // `version_info` is the last version Envoy accepted;
-                    // the rejected one is the version sent with the nonce.
-                    let rejected = st.sent_version.as_deref().unwrap_or_default();
-                    warn!(r#type = t.short(), version = rejected, accepted = %req.version_info, error = %err.message, "proxy rejected config");
-                    insight.nacked(t, rejected, &err.message);
-                }
-                None => {
-                    insight.acked(t);
-                    listeners_acked = t == XdsType::Listener;
-                }
+            Reply::Ack => {
+                session.insight.acked(t);
+                listeners_acked = t == XdsType::Listener;
             }
         }
         st.subscribed = true;
         st.names = req.resource_names.into_iter().collect();
         if listeners_acked {
-            session.listeners_acked();
+            session.listeners_acked().await;
         }
         match snapshot {
-            Some(s) => self.send(t, s, &mut session.insight).await,
-            None => true,
+            Some(s) => self.send(t, s, session, tx).await,
+            None => Ok(()),
         }
     }
 
-    async fn push_changes(&mut self, snapshot: &Snapshot, insight: &mut InsightRecorder) -> bool {
+    async fn push_all(
+        &mut self,
+        snapshot: &Snapshot,
+        session: &mut Session,
+        tx: &ResponseSender,
+    ) -> Result<(), Status> {
         for t in XdsType::PUSH_ORDER {
-            if self.types.get(&t).is_some_and(|s| s.subscribed)
-                && !self.send(t, snapshot, insight).await
-            {
-                return false;
+            if self.types.get(&t).is_some_and(|s| s.subscribed) {
+                self.send(t, snapshot, session, tx).await?;
             }
         }
-        true
+        Ok(())
     }
+}
 
+impl SotwStream {
     /// Sends type `t` if its version for the subscribed names changed.
     async fn send(
         &mut self,
         t: XdsType,
         snapshot: &Snapshot,
-        insight: &mut InsightRecorder,
-    ) -> bool {
+        session: &mut Session,
+        tx: &ResponseSender,
+    ) -> Result<(), Status> {
         let st = self.types.entry(t).or_default();
         let (version, items) = snapshot.select(t, &st.names);
-        if st.sent_version.as_deref() == Some(version.as_str()) {
-            return true;
+        if st.acks.sent_version() == Some(version.as_str()) {
+            return Ok(());
         }
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
+        let nonce = self.nonces.next_nonce();
         let head = DiscoveryResponse {
             version_info: version.clone(),
             type_url: t.type_url().to_string(),
             nonce: nonce.clone(),
             control_plane: Some(ControlPlane {
-                identifier: self.shared.instance_id.clone(),
+                identifier: session.instance_id().to_string(),
             }),
             ..Default::default()
         };
@@ -331,9 +327,10 @@ impl SotwStream {
         // stuck behind a slow proxy then keeps its encoded response only,
         // not the resources of a snapshot that may since have been replaced.
         drop(items);
-        st.sent_version = Some(version);
-        st.nonce = nonce;
-        insight.sent(t);
-        self.tx.send(Outgoing::Message(response)).await.is_ok()
+        st.acks.sent(version, nonce);
+        session.insight.sent(t);
+        tx.send(Outgoing::Message(response))
+            .await
+            .map_err(|_| hung_up())
     }
 }

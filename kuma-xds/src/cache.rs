@@ -1,7 +1,11 @@
 //! The snapshot cache: the latest snapshot of every connected proxy, with a
-//! watch per proxy so its ADS stream wakes up on change.
+//! watch per proxy so its ADS stream wakes up on change. It sits between
+//! the reconciler, which publishes snapshots ([`SnapshotCache::set`]), and
+//! the stream core ([`crate::stream`]), for which it is the
+//! [`ResourceSource`] of ADS.
 
 use crate::resource::Snapshot;
+use crate::stream::{ResourceSource, Watch};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -38,6 +42,22 @@ impl std::fmt::Display for NodeId {
 
 /// A proxy's current snapshot; `None` until the first one is built.
 pub type SnapshotWatch = watch::Receiver<Option<Arc<Snapshot>>>;
+
+impl Watch for SnapshotWatch {
+    async fn wait(&mut self) -> bool {
+        self.changed().await.is_ok()
+    }
+}
+
+/// The cache is where ADS streams get their resources: a stream watches
+/// its proxy's snapshot.
+impl ResourceSource for SnapshotCache {
+    type Watch = SnapshotWatch;
+
+    fn watch(&self, node: &NodeId) -> SnapshotWatch {
+        SnapshotCache::watch(self, node)
+    }
+}
 
 /// Latest snapshot per proxy.
 #[derive(Debug, Default)]

@@ -19,20 +19,20 @@
 //!   is.
 
 use crate::grpc::{DeltaItem, Outgoing, ResponseSender};
-use crate::insight::InsightRecorder;
 use crate::resource::{Snapshot, XdsResource, XdsType};
-use crate::session::{AdsProtocol, Session, Shared};
+use crate::session::{AdsProtocol, Session};
+use crate::stream::{AckTracker, Nonces, Reply, hung_up};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::sync::Arc;
 use tonic::Status;
 use tracing::{debug, warn};
 
+/// What a delta stream knows of one type.
 #[derive(Debug, Default)]
 struct TypeState {
     /// Whether the client asked for this type at all.
@@ -43,10 +43,8 @@ struct TypeState {
     names: BTreeSet<String>,
     /// What the client holds: name -> version.
     known: HashMap<String, String>,
-    /// Nonce of the last response of this type.
-    nonce: String,
-    /// `system_version_info` of the last response of this type.
-    sent_version: String,
+    /// The last response (its `system_version_info` and nonce) and its ACK.
+    acks: AckTracker,
 }
 
 fn version(r: &XdsResource) -> String {
@@ -54,77 +52,57 @@ fn version(r: &XdsResource) -> String {
 }
 
 /// One delta ADS stream.
+#[derive(Default)]
 pub(crate) struct DeltaStream {
-    shared: Arc<Shared>,
-    tx: ResponseSender,
-    nonce: u64,
+    nonces: Nonces,
     types: HashMap<XdsType, TypeState>,
 }
 
 impl AdsProtocol for DeltaStream {
     type Request = DeltaDiscoveryRequest;
 
+    /// One service with state-of-the-world ADS (logs and operators say
+    /// "ADS" for both).
+    const NAME: &'static str = "ADS";
+
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
 
-    fn on_request(
-        &mut self,
-        request: DeltaDiscoveryRequest,
-        snapshot: Option<&Snapshot>,
-        session: &mut Session,
-    ) -> impl Future<Output = bool> + Send {
-        self.handle_request(request, snapshot, session)
-    }
-
-    fn push_all(
-        &mut self,
-        snapshot: &Snapshot,
-        insight: &mut InsightRecorder,
-    ) -> impl Future<Output = bool> + Send {
-        self.push_changes(snapshot, insight)
-    }
-
-    async fn fail(&self, status: Status) {
-        let _ = self.tx.send(Outgoing::End(status)).await;
-    }
-}
-
-impl DeltaStream {
-    pub(crate) fn new(shared: Arc<Shared>, tx: ResponseSender) -> Self {
-        Self {
-            shared,
-            tx,
-            nonce: 0,
-            types: HashMap::new(),
-        }
-    }
-
-    async fn handle_request(
+    async fn on_request(
         &mut self,
         req: DeltaDiscoveryRequest,
         snapshot: Option<&Snapshot>,
         session: &mut Session,
-    ) -> bool {
+        tx: &ResponseSender,
+    ) -> Result<(), Status> {
         let Some(t) = XdsType::from_type_url(&req.type_url) else {
             debug!(type_url = %req.type_url, "ignoring delta request for an unknown type");
-            return true;
+            return Ok(());
         };
         let st = self.types.entry(t).or_default();
         // A reconnecting Envoy that already holds listeners serves traffic
         // already: it is ready at once (see the SotW stream).
         let mut listeners_acked =
             t == XdsType::Listener && !st.subscribed && !req.initial_resource_versions.is_empty();
-        if !req.response_nonce.is_empty() && req.response_nonce == st.nonce {
-            match &req.error_detail {
-                Some(err) => {
-                    warn!(r#type = t.short(), version = %st.sent_version, error = %err.message, "proxy rejected config (delta)");
-                    session.insight.nacked(t, &st.sent_version, &err.message);
-                }
-                None => {
-                    session.insight.acked(t);
-                    listeners_acked = t == XdsType::Listener;
-                }
+        let error = req.error_detail.as_ref().map(|e| e.message.as_str());
+        // Stale or not, the request's subscription changes apply below.
+        match st.acks.on_request(&req.response_nonce, error) {
+            Reply::Initial | Reply::Stale => {}
+            Reply::Nack => {
+                let rejected = st.acks.sent_version().unwrap_or_default();
+                let error = error.unwrap_or_default();
+                warn!(
+                    r#type = t.short(),
+                    version = rejected,
+                    error,
+                    "proxy rejected config (delta)"
+                );
+                session.insight.nacked(t, rejected, error);
+            }
+            Reply::Ack => {
+                session.insight.acked(t);
+                listeners_acked = t == XdsType::Listener;
             }
         }
         if !st.subscribed {
@@ -154,32 +132,38 @@ impl DeltaStream {
             }
         }
         if listeners_acked {
-            session.listeners_acked();
+            session.listeners_acked().await;
         }
         match snapshot {
-            Some(s) => self.send(t, s, &mut session.insight).await,
-            None => true,
+            Some(s) => self.send(t, s, session, tx).await,
+            None => Ok(()),
         }
     }
 
-    async fn push_changes(&mut self, snapshot: &Snapshot, insight: &mut InsightRecorder) -> bool {
+    async fn push_all(
+        &mut self,
+        snapshot: &Snapshot,
+        session: &mut Session,
+        tx: &ResponseSender,
+    ) -> Result<(), Status> {
         for t in XdsType::PUSH_ORDER {
-            if self.types.get(&t).is_some_and(|s| s.subscribed)
-                && !self.send(t, snapshot, insight).await
-            {
-                return false;
+            if self.types.get(&t).is_some_and(|s| s.subscribed) {
+                self.send(t, snapshot, session, tx).await?;
             }
         }
-        true
+        Ok(())
     }
+}
 
+impl DeltaStream {
     /// Sends what changed for type `t` since the client's known state.
     async fn send(
         &mut self,
         t: XdsType,
         snapshot: &Snapshot,
-        insight: &mut InsightRecorder,
-    ) -> bool {
+        session: &mut Session,
+        tx: &ResponseSender,
+    ) -> Result<(), Status> {
         let st = self.types.entry(t).or_default();
         let all = snapshot.resources(t);
         let wanted = |name: &str| st.wildcard || st.names.contains(name);
@@ -197,24 +181,23 @@ impl DeltaStream {
             .cloned()
             .collect();
         if changed.is_empty() && removed.is_empty() {
-            return true;
+            return Ok(());
         }
         for n in &removed {
             st.known.remove(n);
         }
-        self.nonce += 1;
-        st.nonce = self.nonce.to_string();
-        st.sent_version = snapshot.version(t).to_string();
+        let nonce = self.nonces.next_nonce();
         let head = DeltaDiscoveryResponse {
             system_version_info: snapshot.version(t).to_string(),
             type_url: t.type_url().to_string(),
             removed_resources: removed,
-            nonce: st.nonce.clone(),
+            nonce: nonce.clone(),
             control_plane: Some(ControlPlane {
-                identifier: self.shared.instance_id.clone(),
+                identifier: session.instance_id().to_string(),
             }),
             ..Default::default()
         };
+        st.acks.sent(snapshot.version(t), nonce);
         let items: Vec<DeltaItem<'_>> = changed
             .iter()
             .map(|(name, r, v)| DeltaItem {
@@ -227,7 +210,9 @@ impl DeltaStream {
         for (name, _, v) in changed {
             st.known.insert(name.clone(), v);
         }
-        insight.sent(t);
-        self.tx.send(Outgoing::Message(response)).await.is_ok()
+        session.insight.sent(t);
+        tx.send(Outgoing::Message(response))
+            .await
+            .map_err(|_| hung_up())
     }
 }

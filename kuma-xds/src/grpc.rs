@@ -201,8 +201,16 @@ pub(crate) enum Outgoing {
     End(Status),
 }
 
-/// The sending half of a response stream.
+/// The sending half of a response stream. Bounded (see
+/// [`ResponseBody::channel`]): when full, the stream's task waits until
+/// HTTP/2 has taken a message, i.e. until the proxy reads.
 pub(crate) type ResponseSender = mpsc::Sender<Outgoing>;
+
+impl crate::stream::Sink for ResponseSender {
+    async fn end(&self, status: Status) {
+        let _ = self.send(Outgoing::End(status)).await;
+    }
+}
 
 /// The HTTP body of a response stream: the messages of its channel, then
 /// the status as trailers (`OK` when the sender is dropped).

@@ -8,16 +8,25 @@
 //! - [`reconcile`]: the event-driven task turning store events into the
 //!   snapshots of connected proxies, recomputing only what a change affects.
 //! - [`cache`]: the latest snapshot per proxy, with a watch per proxy.
+//! - [`stream`]: the xDS stream core every DiscoveryRequest/Response stream
+//!   runs on: client identification and token check, per-type ACK
+//!   tracking, waiting on a [`stream::ResourceSource`], ending streams.
 //! - [`ads`]: the ADS gRPC service (state of the world and incremental on one
-//!   port), recording each stream in the proxy's DataplaneInsight ([`insight`]).
+//!   port) on the stream core, recording each stream in the proxy's
+//!   DataplaneInsight ([`insight`]) and telling the reconciler about
+//!   proxies ([`ads::ProxyEventSender`]).
 //! - [`bootstrap`]: Envoy bootstrap generation and the `POST /bootstrap` router.
-//! - [`sds`]: the SDS gRPC service serving proxies their mTLS certificate and
-//!   the mesh CA, with rotation.
+//! - [`sds`]: the SDS gRPC service on the stream core, serving proxies their
+//!   mTLS certificate and the mesh CA, with rotation.
 //! - [`Error`]: the crate's error, answering as Kuma's error body over HTTP
 //!   and as a status over gRPC.
 //!
-//! The binary wires them: `Reconciler::run` as a task, `AdsServer` and
-//! `SdsServer` into tonic servers, `bootstrap::router` into an HTTP server.
+//! A change goes store -> [`reconcile`] -> [`cache`] -> [`stream`] (an
+//! [`ads`] stream) -> Envoy.
+//!
+//! The binary wires them: `Reconciler::run` as a task fed by
+//! [`ads::proxy_event_channel`], `AdsServer` and `SdsServer` into tonic
+//! servers, `bootstrap::router` into an HTTP server.
 //!
 //! ```
 //! use kuma_xds::generate::{generate, ProxyInput};
@@ -44,5 +53,6 @@ pub mod reconcile;
 pub mod resource;
 pub mod sds;
 mod session;
+pub mod stream;
 
 pub use error::{Error, ProxyTemplateError};

@@ -2,13 +2,15 @@
 //! mTLS (see `docs/security.md`).
 //!
 //! State-of-the-world `StreamSecrets` only (`DeltaSecrets` answers
-//! `UNIMPLEMENTED`; `FetchSecrets` answers once). Per stream:
+//! `UNIMPLEMENTED`; `FetchSecrets` answers once). A stream runs on the xDS
+//! stream core ([`crate::stream`]), with the certificate state below as its
+//! [`ResourceSource`]. Per stream:
 //!
 //! - the first request names the node (`<mesh>.<name>`); the dataplane token
 //!   in the `authorization` gRPC metadata (with or without `Bearer `) is
-//!   checked with [`DataplaneAuth`]: a refused token ends the stream with
-//!   `UNAUTHENTICATED` and the check's message (never the token); a proxy
-//!   with no Dataplane gets `NOT_FOUND`;
+//!   checked with [`DataplaneAuth`] ([`crate::stream::Client::identify`]): a
+//!   refused token ends the stream with `UNAUTHENTICATED` and the check's
+//!   message (never the token); a proxy with no Dataplane gets `NOT_FOUND`;
 //! - two secret names are served: `identity_cert` (the proxy's certificate
 //!   chain and private key, one `spiffe://<mesh>/<service>` URI SAN per
 //!   `kuma.io/service` of its inbounds or gateway) and `mesh_ca` (a
@@ -32,8 +34,13 @@
 //! change. One task follows the store's events for all streams.
 
 use crate::cache::NodeId;
-use crate::generate::names::{IDENTITY_CERT_SECRET, MESH_CA_SECRET, SDS_TOKEN_METADATA};
+use crate::generate::names::{IDENTITY_CERT_SECRET, MESH_CA_SECRET};
+use crate::stream::{
+    self, AckTracker, Client, ClientStream, Credentials, Nonces, Reply, ResourceSource, Service,
+    Sink, Watch, hung_up, stopped,
+};
 use envoy_types::pb::envoy::config::core::v3::DataSource;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type as SecretType;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -53,6 +60,7 @@ use kuma_core::store::{Event, EventKind, StoreError, StoreEvent, Subscription};
 use kuma_core::tokens::DataplaneAuth;
 use prost::Message;
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,9 +101,12 @@ struct Shared {
     /// The current certificate of each proxy.
     certs: Mutex<HashMap<NodeId, Arc<CachedIdentity>>>,
     /// Change counters streams wait on, bumped by the event task.
-    watchers: Mutex<HashMap<WatchKey, watch::Sender<u64>>>,
+    watchers: Arc<Watchers>,
     events_started: Once,
 }
+
+/// Change counters per [`WatchKey`].
+type Watchers = Mutex<HashMap<WatchKey, watch::Sender<u64>>>;
 
 /// What a stream waits on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -122,21 +133,68 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Shared {
-    fn watch(&self, key: WatchKey) -> watch::Receiver<u64> {
-        lock(&self.watchers)
-            .entry(key)
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
-    }
+fn subscribe(watchers: &Watchers, key: WatchKey) -> watch::Receiver<u64> {
+    lock(watchers)
+        .entry(key)
+        .or_insert_with(|| watch::channel(0).0)
+        .subscribe()
+}
 
-    fn release(&self, key: &WatchKey) {
-        let mut w = lock(&self.watchers);
-        if w.get(key).is_some_and(|tx| tx.receiver_count() == 0) {
-            w.remove(key);
+/// One stream's watch on its secrets: the mesh's CA, the proxy's Dataplane
+/// and the rotation of its certificate. Dropping it forgets the counters no
+/// other stream waits on.
+pub(crate) struct SecretWatch {
+    watchers: Arc<Watchers>,
+    mesh_key: WatchKey,
+    dp_key: WatchKey,
+    mesh_rx: watch::Receiver<u64>,
+    dp_rx: watch::Receiver<u64>,
+    /// When the identity last sent is due for rotation.
+    rotate_at: Option<Instant>,
+}
+
+impl Watch for SecretWatch {
+    async fn wait(&mut self) -> bool {
+        tokio::select! {
+            changed = self.mesh_rx.changed() => changed.is_ok(),
+            changed = self.dp_rx.changed() => changed.is_ok(),
+            () = sleep_until(self.rotate_at) => true,
         }
     }
+}
 
+impl Drop for SecretWatch {
+    fn drop(&mut self) {
+        // The receivers go after this; a counter is released when only
+        // this stream's receiver is left.
+        let mut w = lock(&self.watchers);
+        for key in [&self.mesh_key, &self.dp_key] {
+            if w.get(key).is_some_and(|tx| tx.receiver_count() <= 1) {
+                w.remove(key);
+            }
+        }
+    }
+}
+
+/// The certificate state is where SDS streams get their secrets.
+impl ResourceSource for Shared {
+    type Watch = SecretWatch;
+
+    fn watch(&self, node: &NodeId) -> SecretWatch {
+        let mesh_key = WatchKey::Mesh(node.mesh.clone());
+        let dp_key = WatchKey::Dataplane(node.clone());
+        SecretWatch {
+            mesh_rx: subscribe(&self.watchers, mesh_key.clone()),
+            dp_rx: subscribe(&self.watchers, dp_key.clone()),
+            watchers: self.watchers.clone(),
+            mesh_key,
+            dp_key,
+            rotate_at: None,
+        }
+    }
+}
+
+impl Shared {
     fn bump(&self, key: &WatchKey) {
         if let Some(tx) = lock(&self.watchers).get(key) {
             tx.send_modify(|n| *n += 1);
@@ -243,16 +301,6 @@ async fn follow_events(
     }
 }
 
-/// Resolves once `stop` is `true` (or its sender is gone); never without one.
-async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
-    match stop {
-        Some(rx) => {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 impl SdsServer {
     /// An SDS server issuing from the CAs in `manager`'s store, checking
     /// proxies' tokens with `auth`.
@@ -263,7 +311,7 @@ impl SdsServer {
                 auth,
                 streams: AtomicU64::new(0),
                 certs: Mutex::new(HashMap::new()),
-                watchers: Mutex::new(HashMap::new()),
+                watchers: Arc::new(Mutex::new(HashMap::new())),
                 events_started: Once::new(),
             }),
             stop: None,
@@ -282,34 +330,17 @@ impl SdsServer {
     pub fn into_service(self) -> SecretDiscoveryServiceServer<Self> {
         SecretDiscoveryServiceServer::new(self)
     }
+}
 
-    /// Authenticates the proxy named by `request`'s node; the node on
-    /// success, else the status to end the stream with.
-    async fn open(
-        &self,
-        token: Option<&str>,
-        request: &DiscoveryRequest,
-    ) -> Result<NodeId, Status> {
-        let id = request
-            .node
-            .as_ref()
-            .map(|n| n.id.as_str())
-            .ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
-        let node = NodeId::parse(id).ok_or_else(|| {
-            Status::invalid_argument(format!("node id {id:?} is not <mesh>.<name>"))
-        })?;
-        if let Err(e) = self.shared.auth.check(token, &node.mesh, &node.name).await {
-            warn!(node = %node, error = %e, "refused SDS stream");
-            return Err(if e.is_unauthenticated() {
-                Status::unauthenticated(e.to_string())
-            } else {
-                Status::unavailable(e.to_string())
-            });
-        }
+impl Shared {
+    /// Admits an authenticated client whose Dataplane exists; else the
+    /// status to end the stream with.
+    async fn admit(&self, client: &Client) -> Result<(), Status> {
+        let node = &client.node;
         let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
-        match self.shared.manager.get(&key).await {
-            Ok(_) => Ok(node),
-            Err(ManagerError::Store(StoreError::NotFound(_))) => Err(dataplane_not_found(&node)),
+        match self.manager.get(&key).await {
+            Ok(_) => Ok(()),
+            Err(ManagerError::Store(StoreError::NotFound(_))) => Err(dataplane_not_found(node)),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
     }
@@ -320,15 +351,6 @@ fn dataplane_not_found(node: &NodeId) -> Status {
         "Dataplane {:?} in mesh {:?} does not exist",
         node.name, node.mesh
     ))
-}
-
-/// The token in a request's `authorization` metadata.
-fn token_of<T>(request: &Request<T>) -> Option<String> {
-    request
-        .metadata()
-        .get(SDS_TOKEN_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -352,12 +374,17 @@ impl SecretDiscoveryService for SdsServer {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamSecretsStream>, Status> {
         self.shared.start_events(self.stop.clone());
-        let token = token_of(&request);
-        let (tx, rx) = mpsc::channel(4);
-        let server = self.clone();
+        let credentials = Credentials::from_metadata(&self.shared.auth, request.metadata());
+        // Bounded: when full, the stream's task waits for tonic to take a
+        // response, i.e. for the proxy to read.
+        let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+        let streams = SdsStreams {
+            shared: self.shared.clone(),
+        };
         let id = self.shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
+        let stop = self.stop.clone();
         tokio::spawn(async move {
-            server.drive(id, token, request.into_inner(), tx).await;
+            stream::run(&streams, id, credentials, request.into_inner(), tx, stop).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -366,9 +393,11 @@ impl SecretDiscoveryService for SdsServer {
         &self,
         request: Request<DiscoveryRequest>,
     ) -> Result<Response<DiscoveryResponse>, Status> {
-        let token = token_of(&request);
+        let credentials = Credentials::from_metadata(&self.shared.auth, request.metadata());
         let request = request.into_inner();
-        let node = self.open(token.as_deref(), &request).await?;
+        let client = Client::identify(request.node.as_ref(), credentials, SdsStreams::NAME).await?;
+        self.shared.admit(&client).await?;
+        let node = client.node;
         let names: BTreeSet<String> = request.resource_names.into_iter().collect();
         let mut warned = BTreeSet::new();
         match secrets(&self.shared, &node, &names, &mut warned).await? {
@@ -525,66 +554,129 @@ async fn secrets(
     }))
 }
 
+/// Responses a stream may queue before its task waits for tonic to take
+/// them.
+const RESPONSE_QUEUE: usize = 4;
+
+/// Where an SDS stream's responses go: tonic's response stream.
+type SecretSender = mpsc::Sender<Result<DiscoveryResponse, Status>>;
+
+impl Sink for SecretSender {
+    async fn end(&self, status: Status) {
+        let _ = self.send(Err(status)).await;
+    }
+}
+
+/// The SDS streams of one server: a [`Service`] of the stream core.
+struct SdsStreams {
+    shared: Arc<Shared>,
+}
+
+impl Service for SdsStreams {
+    type Request = DiscoveryRequest;
+    type Sink = SecretSender;
+    type Stream = SecretStream;
+
+    const NAME: &'static str = "SDS";
+
+    fn node(request: &DiscoveryRequest) -> Option<&Node> {
+        request.node.as_ref()
+    }
+
+    async fn open(
+        &self,
+        client: Client,
+        _node: &Node,
+        stream: u64,
+    ) -> Result<SecretStream, Status> {
+        self.shared.admit(&client).await?;
+        // Watches first, content second: no change falls in between.
+        let watch = ResourceSource::watch(&*self.shared, &client.node);
+        debug!(node = %client.node, stream, "SDS stream opened");
+        Ok(SecretStream {
+            shared: self.shared.clone(),
+            node: client.node,
+            watch,
+            names: BTreeSet::new(),
+            nonces: Nonces::default(),
+            acks: AckTracker::default(),
+            warned: BTreeSet::new(),
+        })
+    }
+}
+
 /// One stream's protocol state.
 struct SecretStream {
     shared: Arc<Shared>,
     node: NodeId,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    watch: SecretWatch,
     names: BTreeSet<String>,
-    nonce: u64,
-    last_nonce: String,
-    sent_version: Option<String>,
+    nonces: Nonces,
+    acks: AckTracker,
     warned: BTreeSet<String>,
-    rotate_at: Option<Instant>,
 }
 
-impl SecretStream {
-    /// Handles a request; `Err` ends the stream with that status.
-    async fn on_request(&mut self, req: DiscoveryRequest) -> Result<(), Status> {
+impl ClientStream for SecretStream {
+    type Request = DiscoveryRequest;
+    type Sink = SecretSender;
+    type Watch = SecretWatch;
+
+    fn watch(&mut self) -> &mut SecretWatch {
+        &mut self.watch
+    }
+
+    async fn on_request(&mut self, req: DiscoveryRequest, tx: &SecretSender) -> Result<(), Status> {
         if !req.type_url.is_empty() && req.type_url != SECRET_TYPE_URL {
             return Err(Status::invalid_argument(format!(
                 "type {:?} is not served here: the SDS server serves {SECRET_TYPE_URL}",
                 req.type_url
             )));
         }
-        if !req.response_nonce.is_empty() {
-            if req.response_nonce != self.last_nonce {
-                return Ok(()); // stale: answered by a later response already
-            }
-            match &req.error_detail {
-                Some(err) => warn!(
-                    node = %self.node,
-                    version = self.sent_version.as_deref().unwrap_or_default(),
-                    error = %err.message,
-                    "proxy rejected secrets"
-                ),
-                None => {
-                    debug!(node = %self.node, version = %req.version_info, "proxy accepted secrets")
-                }
+        let error = req.error_detail.as_ref().map(|e| e.message.as_str());
+        match self.acks.on_request(&req.response_nonce, error) {
+            Reply::Initial => {}
+            Reply::Stale => return Ok(()), // answered by a later response already
+            Reply::Nack => warn!(
+                node = %self.node,
+                version = self.acks.sent_version().unwrap_or_default(),
+                error = error.unwrap_or_default(),
+                "proxy rejected secrets"
+            ),
+            Reply::Ack => {
+                debug!(node = %self.node, version = %req.version_info, "proxy accepted secrets")
             }
         }
         let names: BTreeSet<String> = req.resource_names.into_iter().collect();
-        if names != self.names || self.sent_version.is_none() {
+        if names != self.names || self.acks.sent_version().is_none() {
             self.names = names;
-            self.push().await?;
+            self.push(tx).await?;
         }
         Ok(())
     }
 
+    fn on_change(&mut self, tx: &SecretSender) -> impl Future<Output = Result<(), Status>> + Send {
+        self.push(tx)
+    }
+
+    async fn close(self, stream: u64) {
+        debug!(node = %self.node, stream, "SDS stream closed");
+    }
+}
+
+impl SecretStream {
     /// Sends the current content if its version differs from the last one
     /// sent (a NACKed version is therefore not sent again).
-    async fn push(&mut self) -> Result<(), Status> {
+    async fn push(&mut self, tx: &SecretSender) -> Result<(), Status> {
         let content = secrets(&self.shared, &self.node, &self.names, &mut self.warned).await?;
         let Some(content) = content else {
-            self.rotate_at = None;
+            self.watch.rotate_at = None;
             return Ok(());
         };
-        self.rotate_at = content.rotate_at;
-        if self.sent_version.as_deref() == Some(content.version.as_str()) {
+        self.watch.rotate_at = content.rotate_at;
+        if self.acks.sent_version() == Some(content.version.as_str()) {
             return Ok(());
         }
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
+        let nonce = self.nonces.next_nonce();
         let response = DiscoveryResponse {
             version_info: content.version.clone(),
             resources: content.resources,
@@ -593,12 +685,8 @@ impl SecretStream {
             ..Default::default()
         };
         debug!(node = %self.node, version = %content.version, "sending secrets");
-        self.sent_version = Some(content.version);
-        self.last_nonce = nonce;
-        self.tx
-            .send(Ok(response))
-            .await
-            .map_err(|_| Status::cancelled("the proxy hung up"))
+        self.acks.sent(content.version, nonce);
+        tx.send(Ok(response)).await.map_err(|_| hung_up())
     }
 }
 
@@ -606,80 +694,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-impl SdsServer {
-    /// Runs one stream from its first request to its end.
-    async fn drive(
-        self,
-        id: u64,
-        token: Option<String>,
-        mut inbound: Streaming<DiscoveryRequest>,
-        tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    ) {
-        let first = match inbound.message().await {
-            Ok(Some(r)) => r,
-            _ => return,
-        };
-        let node = match self.open(token.as_deref(), &first).await {
-            Ok(n) => n,
-            Err(status) => {
-                let _ = tx.send(Err(status)).await;
-                return;
-            }
-        };
-        drop(token);
-        let shared = self.shared.clone();
-        // Watches first, content second: no change falls in between.
-        let mesh_key = WatchKey::Mesh(node.mesh.clone());
-        let dp_key = WatchKey::Dataplane(node.clone());
-        let mut mesh_rx = shared.watch(mesh_key.clone());
-        let mut dp_rx = shared.watch(dp_key.clone());
-        debug!(node = %node, stream = id, "SDS stream opened");
-        let mut stream = SecretStream {
-            shared: shared.clone(),
-            node,
-            tx,
-            names: BTreeSet::new(),
-            nonce: 0,
-            last_nonce: String::new(),
-            sent_version: None,
-            warned: BTreeSet::new(),
-            rotate_at: None,
-        };
-        let mut stop = self.stop.clone();
-        let mut result = stream.on_request(first).await;
-        while result.is_ok() {
-            result = tokio::select! {
-                msg = inbound.message() => match msg {
-                    Ok(Some(req)) => stream.on_request(req).await,
-                    Ok(None) => break,
-                    Err(e) => {
-                        debug!(node = %stream.node, error = %e, "SDS stream error");
-                        break;
-                    }
-                },
-                changed = mesh_rx.changed() => match changed {
-                    Ok(()) => stream.push().await,
-                    Err(_) => break,
-                },
-                changed = dp_rx.changed() => match changed {
-                    Ok(()) => stream.push().await,
-                    Err(_) => break,
-                },
-                () = sleep_until(stream.rotate_at) => stream.push().await,
-                () = stopped(&mut stop) => Err(Status::unavailable("the control plane is shutting down")),
-            };
-        }
-        if let Err(status) = result
-            && status.code() != tonic::Code::Cancelled
-        {
-            let _ = stream.tx.send(Err(status)).await;
-        }
-        debug!(node = %stream.node, stream = id, "SDS stream closed");
-        drop((mesh_rx, dp_rx));
-        shared.release(&mesh_key);
-        shared.release(&dp_key);
     }
 }

@@ -1,119 +1,43 @@
-//! What every ADS stream does, whatever its flavour (state of the world or
-//! delta): identify the node, check its dataplane token (the `authorization`
-//! metadata of the stream) when token checks are on, register the Dataplane
-//! it carries, record the
-//! subscription in the DataplaneInsight, tell the reconciler the proxy is
-//! connected (and, once it ACKs its listeners, ready), and undo all of that
-//! when the stream ends.
+//! What every ADS stream does on top of the stream core
+//! ([`crate::stream`]), whatever its flavour (state of the world or delta):
+//! register the Dataplane the node carries, record the subscription in the
+//! DataplaneInsight, tell the reconciler the proxy is connected (and, once
+//! it ACKs its listeners, ready), watch the proxy's snapshot in the cache,
+//! and undo all of that when the stream ends. A flavour ([`AdsProtocol`])
+//! only adapts requests and snapshots to its wire shapes.
 
-use crate::cache::{NodeId, SnapshotWatch};
+use crate::cache::{NodeId, SnapshotCache, SnapshotWatch};
+use crate::grpc::ResponseSender;
 use crate::insight::InsightRecorder;
 use crate::reconcile::ProxyEvent;
 use crate::resource::Snapshot;
+use crate::stream::client::{DATAPLANE_RESOURCE_KEY, metadata_string};
+use crate::stream::{Client, ClientStream, ResourceSource, Service};
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
-use envoy_types::pb::google::protobuf::value::Kind;
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::{Resource, ResourceKey, ResourceType};
 use kuma_core::store::StoreError;
-use kuma_core::tokens::DataplaneAuth;
 use std::collections::HashMap;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::sync::{Mutex, mpsc};
 use tonic::Status;
-use tonic::Streaming;
-use tracing::{debug, info, warn};
-
-/// Node metadata key carrying a Dataplane to register (JSON text).
-pub const DATAPLANE_RESOURCE_KEY: &str = "dataplane.resource";
-/// Node metadata key carrying kuma-dp's version.
-pub const KUMA_DP_VERSION_KEY: &str = "version.kumaDp";
+use tracing::{info, warn};
 
 /// State shared by every stream of one ADS server.
 pub(crate) struct Shared {
     pub(crate) manager: ResourceManager,
-    pub(crate) cache: Arc<crate::cache::SnapshotCache>,
-    pub(crate) proxies: mpsc::UnboundedSender<ProxyEvent>,
+    pub(crate) cache: Arc<SnapshotCache>,
+    pub(crate) proxies: mpsc::Sender<ProxyEvent>,
     pub(crate) instance_id: String,
     pub(crate) streams: std::sync::atomic::AtomicU64,
     /// Streams per node that registered their Dataplane from metadata.
     pub(crate) registrations: Mutex<HashMap<NodeId, usize>>,
 }
 
-fn metadata_string(node: &Node, key: &str) -> Option<String> {
-    let fields = &node.metadata.as_ref()?.fields;
-    match fields.get(key)?.kind.as_ref()? {
-        Kind::StringValue(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn envoy_version(node: &Node) -> Option<String> {
-    match node.user_agent_version_type.as_ref()? {
-        UserAgentVersionType::UserAgentVersion(v) => Some(v.clone()),
-        UserAgentVersionType::UserAgentBuildVersion(b) => b
-            .version
-            .as_ref()
-            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch)),
-    }
-}
-
-/// How a stream authenticates: the server's token checking and the token
-/// the stream presented (its `authorization` metadata, `Bearer ` prefix
-/// removed). Deliberately not `Debug`: the token is a credential.
-pub(crate) struct StreamAuth {
-    /// Whether and how tokens are checked.
-    pub(crate) auth: DataplaneAuth,
-    /// The presented token, if any.
-    pub(crate) token: Option<String>,
-}
-
-impl StreamAuth {
-    /// The credentials of a stream whose request carried `metadata`.
-    pub(crate) fn from_metadata(
-        auth: &DataplaneAuth,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Self {
-        let token = metadata
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(kuma_core::tokens::strip_bearer)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        Self {
-            auth: auth.clone(),
-            token,
-        }
-    }
-
-    /// Checks the token for `node`; the error is the status to end the
-    /// stream with. On success, the token to hand to config generation
-    /// (`None` when checks are off).
-    async fn check(&self, node: &NodeId) -> Result<Option<Arc<str>>, Status> {
-        match self
-            .auth
-            .check(self.token.as_deref(), &node.mesh, &node.name)
-            .await
-        {
-            Ok(()) if self.auth.is_on() => Ok(self.token.as_deref().map(Arc::from)),
-            Ok(()) => Ok(None),
-            Err(e) if e.is_unauthenticated() => {
-                // The error names the failed check, never the token.
-                warn!(node = %node, error = %e, "refused a proxy's ADS stream");
-                Err(Status::unauthenticated(e.to_string()))
-            }
-            Err(e) => {
-                warn!(node = %node, error = %e, "could not check a proxy's dataplane token");
-                Err(Status::unavailable(e.to_string()))
-            }
-        }
-    }
-}
-
-/// One proxy's stream, from its first request to its end.
+/// One proxy's ADS stream, from its first request to its end.
 pub(crate) struct Session {
     shared: Arc<Shared>,
     /// The proxy.
@@ -127,21 +51,20 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Opens a session for the node of a stream's first request; the error
-    /// is the status to end the stream with.
-    pub(crate) async fn open(
+    /// Opens a session for an authenticated `client` whose first request
+    /// carried `node_pb`; the error is the status to end the stream with.
+    async fn open(
         shared: &Arc<Shared>,
-        node_pb: Option<&Node>,
+        client: Client,
+        node_pb: &Node,
         stream: u64,
-        credentials: &StreamAuth,
     ) -> Result<Self, Status> {
-        let node_pb = node_pb
-            .ok_or_else(|| Status::invalid_argument("the first request must carry the node"))?;
-        let node = NodeId::parse(&node_pb.id).ok_or_else(|| {
-            Status::invalid_argument(format!("node id {:?} is not <mesh>.<name>", node_pb.id))
-        })?;
-        // Before anything is registered or recorded for the node.
-        let token = credentials.check(&node).await?;
+        let Client {
+            node,
+            envoy_version,
+            kuma_dp_version,
+            token,
+        } = client;
         let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
             Some(text) => {
                 register(shared, &node, &text).await?;
@@ -162,16 +85,19 @@ impl Session {
             &node.name,
             &format!("{}-{stream}", shared.instance_id),
             &shared.instance_id,
-            envoy_version(node_pb),
-            metadata_string(node_pb, KUMA_DP_VERSION_KEY),
+            envoy_version,
+            kuma_dp_version,
         );
         insight.flush(&shared.manager).await;
-        let watch = shared.cache.watch(&node);
+        let watch = ResourceSource::watch(&*shared.cache, &node);
         // The validated token goes to the proxy's own SDS config sources.
-        let _ = shared.proxies.send(ProxyEvent::Connected {
-            node: node.clone(),
-            token,
-        });
+        let _ = shared
+            .proxies
+            .send(ProxyEvent::Connected {
+                node: node.clone(),
+                token,
+            })
+            .await;
         Ok(Self {
             shared: shared.clone(),
             node,
@@ -182,27 +108,33 @@ impl Session {
         })
     }
 
+    /// The control plane's identifier in responses.
+    pub(crate) fn instance_id(&self) -> &str {
+        &self.shared.instance_id
+    }
+
     /// The proxy acknowledged its listeners, inbound ones included: from now
     /// on other proxies may be sent to it.
-    pub(crate) fn listeners_acked(&mut self) {
+    pub(crate) async fn listeners_acked(&mut self) {
         if !self.ready_sent {
             self.ready_sent = true;
             let _ = self
                 .shared
                 .proxies
-                .send(ProxyEvent::Ready(self.node.clone()));
+                .send(ProxyEvent::Ready(self.node.clone()))
+                .await;
         }
     }
 
     /// Writes the insight if it changed.
-    pub(crate) async fn flush(&mut self) {
+    async fn flush(&mut self) {
         self.insight.flush(&self.shared.manager).await;
     }
 
     /// Ends the session: the reconciler forgets the stream, a Dataplane the
     /// proxy registered goes when its last stream does, else the insight
     /// records the disconnect.
-    pub(crate) async fn close(self, stream: u64) {
+    async fn close(self, stream: u64) {
         let Session {
             shared,
             node,
@@ -213,7 +145,10 @@ impl Session {
         } = self;
         info!(node = %node, stream, "proxy disconnected");
         drop(watch);
-        let _ = shared.proxies.send(ProxyEvent::Disconnected(node.clone()));
+        let _ = shared
+            .proxies
+            .send(ProxyEvent::Disconnected(node.clone()))
+            .await;
         if registered {
             deregister(&shared, &node).await;
         } else {
@@ -281,109 +216,110 @@ async fn deregister(shared: &Shared, node: &NodeId) {
 /// How often a stream writes its DataplaneInsight when it changed.
 const INSIGHT_FLUSH: Duration = Duration::from_secs(1);
 
-/// Resolves once `stop` is `true` (or its sender is gone); never without one.
-async fn stopped(stop: &mut Option<watch::Receiver<bool>>) {
-    match stop {
-        Some(rx) => {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
 /// One flavour of the ADS protocol (state of the world, delta): how a
-/// stream answers a request and pushes a new snapshot. [`drive`] does the
-/// rest, the same for both.
-pub(crate) trait AdsProtocol: Send {
+/// stream answers a request and pushes a new snapshot. The stream core and
+/// [`Session`] do the rest, the same for both. Errors end the stream as
+/// the core's handlers do ([`crate::stream::hung_up`] when the proxy is
+/// gone).
+pub(crate) trait AdsProtocol: Default + Send + 'static {
     /// The request message.
     type Request: Send + 'static;
+
+    /// The flavour's name in logs.
+    const NAME: &'static str;
 
     /// The node of a request (set on a stream's first request).
     fn node(request: &Self::Request) -> Option<&Node>;
 
-    /// Handles one request; false when the stream is gone.
+    /// Handles one request.
     fn on_request(
         &mut self,
         request: Self::Request,
         snapshot: Option<&Snapshot>,
         session: &mut Session,
-    ) -> impl Future<Output = bool> + Send;
+        tx: &ResponseSender,
+    ) -> impl Future<Output = Result<(), Status>> + Send;
 
-    /// Pushes what changed in a new snapshot; false when the stream is gone.
+    /// Pushes what changed in a new snapshot.
     fn push_all(
         &mut self,
         snapshot: &Snapshot,
-        insight: &mut InsightRecorder,
-    ) -> impl Future<Output = bool> + Send;
-
-    /// Ends the stream with `status`.
-    fn fail(&self, status: Status) -> impl Future<Output = ()> + Send;
+        session: &mut Session,
+        tx: &ResponseSender,
+    ) -> impl Future<Output = Result<(), Status>> + Send;
 }
 
-/// Runs one ADS stream: opens the session from the first request, answers
-/// requests, pushes snapshot changes, flushes the insight, ends the stream
-/// when the proxy hangs up or the server stops, and closes the session.
-pub(crate) async fn drive<P: AdsProtocol>(
-    mut protocol: P,
-    shared: Arc<Shared>,
-    stream: u64,
-    mut stop: Option<watch::Receiver<bool>>,
-    mut inbound: Streaming<P::Request>,
-    credentials: StreamAuth,
-) {
-    let first = match inbound.message().await {
-        Ok(Some(r)) => r,
-        _ => return,
-    };
-    // The sub-futures below are boxed: awaited in place they would all be
-    // laid out in this task's future, which lives as long as the stream
-    // (~8.7 KB each when inline; the stream's state is what stays).
-    let mut session = match Box::pin(Session::open(
-        &shared,
-        P::node(&first),
-        stream,
-        &credentials,
-    ))
-    .await
-    {
-        Ok(s) => s,
-        Err(status) => return Box::pin(protocol.fail(status)).await,
-    };
-    let mut flush = tokio::time::interval(INSIGHT_FLUSH);
-    let mut pending = Some(first);
-    loop {
-        if let Some(req) = pending.take() {
-            let snapshot = session.watch.borrow().clone();
-            if !Box::pin(protocol.on_request(req, snapshot.as_deref(), &mut session)).await {
-                break;
-            }
-        }
-        tokio::select! {
-            msg = inbound.message() => match msg {
-                Ok(Some(req)) => pending = Some(req),
-                Ok(None) => break,
-                Err(e) => {
-                    debug!(node = %session.node, error = %e, "stream error");
-                    break;
-                }
-            },
-            changed = session.watch.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let snapshot = session.watch.borrow_and_update().clone();
-                if let Some(s) = snapshot
-                    && !Box::pin(protocol.push_all(&s, &mut session.insight)).await
-                {
-                    break;
-                }
-            },
-            _ = flush.tick() => Box::pin(session.flush()).await,
-            () = stopped(&mut stop) => {
-                protocol.fail(Status::unavailable("the control plane is shutting down")).await;
-                break;
-            }
+/// The ADS streams of flavour `P`: a [`Service`] of the stream core.
+pub(crate) struct AdsStreams<P> {
+    pub(crate) shared: Arc<Shared>,
+    flavour: PhantomData<fn() -> P>,
+}
+
+impl<P> AdsStreams<P> {
+    /// The streams of one server.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            flavour: PhantomData,
         }
     }
-    Box::pin(session.close(stream)).await;
+}
+
+impl<P: AdsProtocol> Service for AdsStreams<P> {
+    type Request = P::Request;
+    type Sink = ResponseSender;
+    type Stream = AdsStream<P>;
+
+    const NAME: &'static str = P::NAME;
+    const HOUSEKEEPING: Option<Duration> = Some(INSIGHT_FLUSH);
+
+    fn node(request: &P::Request) -> Option<&Node> {
+        P::node(request)
+    }
+
+    async fn open(&self, client: Client, node: &Node, stream: u64) -> Result<AdsStream<P>, Status> {
+        Ok(AdsStream {
+            session: Session::open(&self.shared, client, node, stream).await?,
+            protocol: P::default(),
+        })
+    }
+}
+
+/// One ADS stream: its session and its flavour's state.
+pub(crate) struct AdsStream<P> {
+    session: Session,
+    protocol: P,
+}
+
+impl<P: AdsProtocol> ClientStream for AdsStream<P> {
+    type Request = P::Request;
+    type Sink = ResponseSender;
+    type Watch = SnapshotWatch;
+
+    fn watch(&mut self) -> &mut SnapshotWatch {
+        &mut self.session.watch
+    }
+
+    async fn on_request(&mut self, request: P::Request, tx: &ResponseSender) -> Result<(), Status> {
+        let snapshot = self.session.watch.borrow().clone();
+        self.protocol
+            .on_request(request, snapshot.as_deref(), &mut self.session, tx)
+            .await
+    }
+
+    async fn on_change(&mut self, tx: &ResponseSender) -> Result<(), Status> {
+        let snapshot = self.session.watch.borrow_and_update().clone();
+        match snapshot {
+            Some(s) => self.protocol.push_all(&s, &mut self.session, tx).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn housekeeping(&mut self) {
+        self.session.flush().await;
+    }
+
+    async fn close(self, stream: u64) {
+        self.session.close(stream).await;
+    }
 }

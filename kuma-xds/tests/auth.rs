@@ -162,13 +162,13 @@ async fn bootstrap_without_checks_needs_no_token() {
 
 struct Ads {
     addr: SocketAddr,
-    events: mpsc::UnboundedReceiver<ProxyEvent>,
+    events: kuma_xds::ads::ProxyEventReceiver,
 }
 
 async fn serve_ads(manager: ResourceManager, auth: DataplaneAuth) -> Ads {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, events) = mpsc::unbounded_channel();
+    let (tx, events) = kuma_xds::ads::proxy_event_channel();
     let ads = AdsServer::new(manager, Arc::new(SnapshotCache::new()), tx, "test").with_auth(auth);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tokio::spawn(

@@ -235,7 +235,7 @@ fn snapshot_of(scenario: &Scenario) -> Arc<Snapshot> {
                 .unwrap_or_else(|e| panic!("deleting {key}: {e}"));
         }
         let cache = Arc::new(SnapshotCache::new());
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = kuma_xds::ads::proxy_event_channel();
         let task = tokio::spawn(Reconciler::new(store, cache.clone()).run(rx));
         let node = NodeId {
             mesh: scenario.mesh.clone(),
@@ -245,6 +245,7 @@ fn snapshot_of(scenario: &Scenario) -> Arc<Snapshot> {
             node: node.clone(),
             token: None,
         })
+        .await
         .unwrap();
         let mut watch = cache.watch(&node);
         let snapshot = tokio::time::timeout(Duration::from_secs(10), async {

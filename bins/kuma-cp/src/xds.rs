@@ -16,7 +16,7 @@ use kuma_xds::sds::SdsServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, ServerTlsConfig};
@@ -69,7 +69,7 @@ pub fn start(
     stop: watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>> {
     let cache = Arc::new(SnapshotCache::new());
-    let (proxies_tx, proxies_rx) = mpsc::unbounded_channel();
+    let (proxies_tx, proxies_rx) = kuma_xds::ads::proxy_event_channel();
     let reconciler = Reconciler::new(store, cache.clone());
     let reconcile_task = tokio::spawn(reconciler.run(proxies_rx));
 

@@ -203,7 +203,7 @@ impl Reconciler {
     /// connected proxy, secrets...) never fills its queue while it is busy
     /// regenerating; the subscription's first item, and any later overflow
     /// of its queue, is a resync.
-    pub async fn run(mut self, mut proxies: mpsc::UnboundedReceiver<ProxyEvent>) {
+    pub async fn run(mut self, mut proxies: mpsc::Receiver<ProxyEvent>) {
         let mut events: Subscription = self.store.subscribe(&relevant_types());
         let mut work = Work::default();
         loop {
@@ -309,7 +309,7 @@ impl Reconciler {
                 self.meshes.entry(mesh.to_string()).or_default().vips = vips_of(&config);
             }
         }
-        for &ty in ResourceType::POLICIES {
+        for ty in ResourceType::POLICIES {
             for p in self.list(ty).await {
                 let mesh = p.meta.mesh.clone().unwrap_or_default();
                 self.meshes
@@ -334,7 +334,7 @@ impl Reconciler {
 
     async fn reload_policies(&mut self, mesh: &str) {
         let mut policies = BTreeMap::new();
-        for &ty in ResourceType::POLICIES {
+        for ty in ResourceType::POLICIES {
             let items = match self.store.list(&ListRequest::in_mesh(ty, mesh)).await {
                 Ok(p) => p.items,
                 Err(e) => {
