@@ -1,9 +1,8 @@
 //! End to end: the real `kuma-cp` binary on ephemeral ports, driven by the
 //! real `kumactl` binary and a real HTTP client.
 //!
-//! Needs `kumactl` built into the same target directory
-//! (`cargo build --workspace --bins`); the tests fail with that hint if it
-//! is missing.
+//! The harness (kuma-testing) builds `kumactl` into the same target
+//! directory on first use.
 
 use kuma_testing::{
     ControlPlane, EXIT_LIMIT, cause_fields, http_delete, http_get, http_put, json, kuma_cp_bin,

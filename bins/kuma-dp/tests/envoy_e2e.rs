@@ -5,7 +5,8 @@
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`
 //! (scripts/test installs it); without one the tests are skipped, unless
-//! `CI=true`. kuma-cp must be built (`cargo build --workspace --bins`).
+//! `CI=true`. The harness (kuma-testing) builds kuma-cp and kumactl if
+//! needed.
 //!
 //! Run: `cargo test -p kuma-dp --test envoy_e2e -- --nocapture`.
 

@@ -16,8 +16,8 @@
 //!   the builtin one: proxies get certificates it issued, traffic flows.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the test is skipped, unless `CI=true`. kuma-cp must be built
-//! (`cargo build --workspace --bins`).
+//! without one the test is skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test mtls_e2e -- --nocapture`.
 

@@ -12,8 +12,8 @@
 //!   the HTTP response, and removing the template removes it.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the tests are skipped, unless `CI=true`. kuma-cp and kumactl
-//! must be built (`cargo build --workspace --bins`).
+//! without one the tests are skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp and kumactl if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test nack_e2e -- --nocapture`.
 

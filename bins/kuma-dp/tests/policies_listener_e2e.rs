@@ -5,8 +5,8 @@
 //! lines in a file, spans POSTed to a Zipkin collector run by the test).
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the tests are skipped, unless `CI=true`. kuma-cp must be
-//! built (`cargo build --workspace --bins`).
+//! without one the tests are skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test policies_listener_e2e -- --nocapture`.
 

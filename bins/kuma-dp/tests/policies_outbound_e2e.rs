@@ -8,8 +8,8 @@
 //! loaded 2-core machine runs one mesh at a time.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the tests are skipped, unless `CI=true`. kuma-cp must be
-//! built (`cargo build --workspace --bins`).
+//! without one the tests are skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test policies_outbound_e2e -- --nocapture`.
 
