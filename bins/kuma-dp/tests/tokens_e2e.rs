@@ -6,8 +6,8 @@
 //! `KUMA_DP_SERVER_AUTH_TYPE=none` lets a proxy in without one.
 //!
 //! Run: `cargo test -p kuma-dp --test tokens_e2e -- --nocapture` (Envoy from
-//! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the workspace's
-//! binaries built first).
+//! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the harness builds
+//! kuma-cp and kumactl if needed).
 
 use kuma_testing::{
     App, ControlPlane, Dataplane, DpToken, Proc, free_port, send, try_http_post_json, wait_for,
