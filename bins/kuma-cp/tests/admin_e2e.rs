@@ -3,9 +3,7 @@
 //! `kumactl` finds it through `/catalog`; `dpServer.auth.type` shows in the
 //! effective configuration.
 
-mod support;
-
-use support::{ControlPlane, http_delete, http_get, http_post, http_put, json, write_file};
+use kuma_testing::{ControlPlane, http_delete, http_get, http_post, http_put, json, write_file};
 
 const SECRET: &str = "type: Secret\nmesh: default\nname: db-password\ndata: c3VwZXJzZWNyZXQ=\n";
 const SECRET_DATA: &str = "c3VwZXJzZWNyZXQ=";

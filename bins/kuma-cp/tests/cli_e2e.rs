@@ -1,18 +1,15 @@
 //! End to end: the real `kuma-cp` binary on ephemeral ports, driven by the
 //! real `kumactl` binary and a real HTTP client.
 //!
-//! Needs `kumactl` built into the same target directory
-//! (`cargo build --workspace --bins`); the tests fail with that hint if it
-//! is missing.
+//! The harness (kuma-testing) builds `kumactl` into the same target
+//! directory on first use.
 
-mod support;
-
+use kuma_testing::{
+    ControlPlane, EXIT_LIMIT, cause_fields, http_delete, http_get, http_put, json, kuma_cp_bin,
+    kuma_cp_command, run_to_exit, write_file,
+};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use support::{
-    ControlPlane, EXIT_LIMIT, cause_fields, http_delete, http_get, http_put, json, kuma_cp_bin,
-    kuma_cp_command, run_to_exit, wait_exit, write_file,
-};
 
 const YAML: &str = "application/yaml";
 const JSON: &str = "application/json";
@@ -145,7 +142,9 @@ fn sigterm_and_sigint_shut_down_with_exit_0() {
     for signal in ["TERM", "INT"] {
         let mut cp = ControlPlane::start(&[]);
         cp.signal(signal);
-        let status = wait_exit(&mut cp.child, EXIT_LIMIT)
+        let status = cp
+            .proc
+            .wait_exit(EXIT_LIMIT)
             .unwrap_or_else(|| panic!("kuma-cp still running {EXIT_LIMIT:?} after SIG{signal}"));
         assert_eq!(status.code(), Some(0), "exit after SIG{signal}: {status}");
     }
@@ -162,7 +161,7 @@ fn sigterm_is_not_blocked_by_a_client_that_never_finishes_its_request() {
     // Let the server read what was sent before the signal.
     assert_eq!(get_status(&cp, "/"), 200);
     cp.signal("TERM");
-    let status = wait_exit(&mut cp.child, EXIT_LIMIT).unwrap_or_else(|| {
+    let status = cp.proc.wait_exit(EXIT_LIMIT).unwrap_or_else(|| {
         panic!("kuma-cp still running {EXIT_LIMIT:?} after SIGTERM, held by an unfinished request")
     });
     assert_eq!(status.code(), Some(0), "{status}");

@@ -3,16 +3,14 @@
 //! (standing in for Envoy) verify that TLS and fetch the proxy's secrets
 //! with its dataplane token.
 
-mod support;
-
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type as SecretType;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
+use kuma_testing::{ControlPlane, address_of, http_put};
 use prost::Message;
 use std::time::Duration;
-use support::{ControlPlane, address_of, http_put};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 const YAML: &str = "application/yaml";

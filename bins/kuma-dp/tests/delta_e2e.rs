@@ -2,10 +2,8 @@
 //! Envoy use DELTA_GRPC; the basic frontend -> backend scenario works, and
 //! endpoint changes (an instance joining, one leaving) reach the frontend.
 
-mod support;
-
+use kuma_testing::{App, ControlPlane, Dataplane, free_port, send, wait_for};
 use std::time::Duration;
-use support::{App, ControlPlane, Dataplane, free_port, send, wait_for};
 
 const READY: Duration = Duration::from_secs(30);
 
@@ -21,7 +19,7 @@ fn backend(
     name: &str,
 ) -> Backend {
     let app = App::start(name);
-    let yaml = support::backend_yaml(name, free_port(), app.port, None);
+    let yaml = kuma_testing::backend_yaml(name, free_port(), app.port, None);
     let mut dp = Dataplane::start_with(cp, envoy, dir, name, &yaml, &["--xds-delta"]);
     dp.wait_ready(READY);
     Backend { app, dp }
@@ -29,19 +27,19 @@ fn backend(
 
 #[test]
 fn delta_ads_serves_traffic_and_endpoint_changes() {
-    let Some(envoy) = support::envoy_or_skip("delta_ads") else {
+    let Some(envoy) = kuma_testing::envoy_or_skip("delta_ads") else {
         return;
     };
     let dir = tempfile::Builder::new()
         .prefix("kuma-e2e-delta-")
         .tempdir()
         .expect("temp dir");
-    let mut cp = ControlPlane::start(dir.path(), "kuma-cp", None);
+    let mut cp = ControlPlane::start_in(dir.path(), "kuma-cp", None);
     let a = backend(&cp, &envoy, dir.path(), "backend-a");
     let mut b = backend(&cp, &envoy, dir.path(), "backend-b");
 
     let outbound = free_port();
-    let yaml = support::frontend_yaml("frontend", free_port(), free_port(), outbound);
+    let yaml = kuma_testing::frontend_yaml("frontend", free_port(), free_port(), outbound);
     let mut fe =
         Dataplane::start_with(&cp, &envoy, dir.path(), "frontend", &yaml, &["--xds-delta"]);
     fe.wait_ready(READY);
@@ -97,7 +95,7 @@ fn delta_ads_serves_traffic_and_endpoint_changes() {
     // and a later endpoint change still reaches the frontend.
     let ports = cp.ports;
     cp.proc.terminate(Duration::from_secs(10));
-    let cp = ControlPlane::start(dir.path(), "kuma-cp-2", Some(ports));
+    let cp = ControlPlane::start_in(dir.path(), "kuma-cp-2", Some(ports));
     wait_for(
         "the proxies to re-register",
         Duration::from_secs(30),

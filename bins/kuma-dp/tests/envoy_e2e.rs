@@ -5,18 +5,17 @@
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`
 //! (scripts/test installs it); without one the tests are skipped, unless
-//! `CI=true`. kuma-cp must be built (`cargo build --workspace --bins`).
+//! `CI=true`. The harness (kuma-testing) builds kuma-cp and kumactl if
+//! needed.
 //!
 //! Run: `cargo test -p kuma-dp --test envoy_e2e -- --nocapture`.
 
-mod support;
-
+use kuma_testing::{App, ControlPlane, Dataplane, Tally, free_port, request, send, wait_for};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{App, ControlPlane, Dataplane, Tally, free_port, request, send, wait_for};
 
 const READY: Duration = Duration::from_secs(30);
 
@@ -36,7 +35,7 @@ fn spawn_backend(
     version: Option<&str>,
 ) -> Backend {
     let app = App::start(name);
-    let yaml = support::backend_yaml(name, free_port(), app.port, version);
+    let yaml = kuma_testing::backend_yaml(name, free_port(), app.port, version);
     let dp = Dataplane::start(cp, envoy, dir, name, &yaml);
     Backend { app, dp }
 }
@@ -69,7 +68,7 @@ struct Frontend {
 /// outbound listener reaches one of `backends`.
 fn start_frontend(cp: &ControlPlane, envoy: &Path, dir: &Path, backends: &[Backend]) -> Frontend {
     let outbound = free_port();
-    let yaml = support::frontend_yaml("frontend", free_port(), free_port(), outbound);
+    let yaml = kuma_testing::frontend_yaml("frontend", free_port(), free_port(), outbound);
     let mut dp = Dataplane::start(cp, envoy, dir, "frontend", &yaml);
     dp.wait_ready(READY);
     let names: BTreeSet<&str> = backends.iter().map(|b| b.app.name.as_str()).collect();
@@ -85,12 +84,12 @@ fn start_frontend(cp: &ControlPlane, envoy: &Path, dir: &Path, backends: &[Backe
 }
 
 fn setup(test: &str) -> Option<(std::path::PathBuf, tempfile::TempDir, ControlPlane)> {
-    let envoy = support::envoy_or_skip(test)?;
+    let envoy = kuma_testing::envoy_or_skip(test)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("kuma-e2e-{test}-"))
         .tempdir()
         .expect("creating a temp dir");
-    let cp = ControlPlane::start(dir.path(), "kuma-cp", None);
+    let cp = ControlPlane::start_in(dir.path(), "kuma-cp", None);
     Some((envoy, dir, cp))
 }
 
@@ -512,7 +511,7 @@ fn proxies_survive_control_plane_restart() {
 
     // Same ports, empty store.
     let t_restart = Instant::now();
-    cp = ControlPlane::start(dir.path(), "kuma-cp-2", Some(ports));
+    cp = ControlPlane::start_in(dir.path(), "kuma-cp-2", Some(ports));
     let expected: BTreeSet<String> = ["backend-v1-a", "backend-v2-a", "frontend"]
         .map(String::from)
         .into();
@@ -567,7 +566,7 @@ fn vip_listeners_are_accepted_by_envoy() {
     let _backends = start_backends(&cp, &envoy, dir.path(), &[("backend-v1-a", None)]);
     let yaml = format!(
         "{}  transparentProxying:\n    redirectPortInbound: 15006\n    redirectPortOutbound: 15001\n",
-        support::frontend_yaml("frontend", free_port(), free_port(), free_port())
+        kuma_testing::frontend_yaml("frontend", free_port(), free_port(), free_port())
     );
     let mut fe = Dataplane::start(&cp, &envoy, dir.path(), "frontend", &yaml);
     fe.wait_ready(READY);

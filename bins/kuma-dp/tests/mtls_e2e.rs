@@ -16,14 +16,16 @@
 //!   the builtin one: proxies get certificates it issued, traffic flows.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the test is skipped, unless `CI=true`. kuma-cp must be built
-//! (`cargo build --workspace --bins`).
+//! without one the test is skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test mtls_e2e -- --nocapture`.
 
-mod support;
-
 use base64::Engine;
+use kuma_testing::{
+    App, ControlPlane, Dataplane, free_port, try_http_delete, try_http_get, try_http_put_json,
+    wait_for,
+};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -31,9 +33,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{
-    App, ControlPlane, Dataplane, free_port, http_delete, http_get, http_put_json, wait_for,
-};
 
 const READY: Duration = Duration::from_secs(30);
 /// How long a policy change may take to show on the wire on a loaded
@@ -169,7 +168,7 @@ fn mesh_ca_subject(cp: &ControlPlane) -> String {
         "{}/meshes/default/secrets/default.ca-builtin-cert-ca-1",
         cp.admin_url()
     );
-    let (status, body) = http_get(&url).expect("reading the CA secret");
+    let (status, body) = try_http_get(&url).expect("reading the CA secret");
     assert_eq!(status, 200, "GET {url}: {body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("secret JSON");
     let pem = base64::engine::general_purpose::STANDARD
@@ -207,17 +206,17 @@ fn put_secret(cp: &ControlPlane, name: &str, data: &str) {
         "name": name,
         "data": base64::engine::general_purpose::STANDARD.encode(data),
     });
-    let (status, resp) = http_put_json(&url, &body.to_string()).expect("PUT secret");
+    let (status, resp) = try_http_put_json(&url, &body.to_string()).expect("PUT secret");
     assert!(status == 200 || status == 201, "PUT {url}: {status} {resp}");
 }
 
 fn allowed(outbound: u16) -> bool {
-    matches!(support::request(outbound), Ok((200, ref b)) if b == "backend-1")
+    matches!(kuma_testing::request(outbound), Ok((200, ref b)) if b == "backend-1")
 }
 
 #[test]
 fn mtls_identity_permissions_and_rotation() {
-    let Some(envoy) = support::envoy_or_skip("mtls_identity_permissions_and_rotation") else {
+    let Some(envoy) = kuma_testing::envoy_or_skip("mtls_identity_permissions_and_rotation") else {
         return;
     };
     let dir = tempfile::Builder::new()
@@ -225,7 +224,7 @@ fn mtls_identity_permissions_and_rotation() {
         .tempdir()
         .expect("creating a temp dir");
     let path = dir.path();
-    let cp = ControlPlane::start(path, "kuma-cp", None);
+    let cp = ControlPlane::start_in(path, "kuma-cp", None);
 
     // mTLS on before the proxies start: a builtin CA with short-lived
     // proxy certificates.
@@ -233,20 +232,22 @@ fn mtls_identity_permissions_and_rotation() {
         r#"{{"type":"Mesh","name":"default","mtls":{{"enabledBackend":"ca-1","backends":[{{"name":"ca-1","type":"builtin","dpCert":{{"rotation":{{"expiration":"{CERT_LIFETIME}"}}}}}}]}}}}"#
     );
     let url = format!("{}/meshes/default", cp.api_url());
-    let (status, body) = http_put_json(&url, &mesh).expect("PUT mesh");
+    let (status, body) = try_http_put_json(&url, &mesh).expect("PUT mesh");
     assert!(status == 200 || status == 201, "PUT {url}: {status} {body}");
 
     let app = App::start("backend-1");
     let backend_inbound = free_port();
-    let yaml = support::backend_yaml("backend-1", backend_inbound, app.port, None);
+    let yaml = kuma_testing::backend_yaml("backend-1", backend_inbound, app.port, None);
     let mut backend = Dataplane::start(&cp, &envoy, path, "backend-1", &yaml);
     backend.wait_ready(READY);
     let outbound = free_port();
-    let yaml = support::caller_yaml("frontend", "frontend", free_port(), free_port(), outbound);
+    let yaml =
+        kuma_testing::caller_yaml("frontend", "frontend", free_port(), free_port(), outbound);
     let mut frontend = Dataplane::start(&cp, &envoy, path, "frontend", &yaml);
     frontend.wait_ready(READY);
     let other_outbound = free_port();
-    let yaml = support::caller_yaml("other", "other", free_port(), free_port(), other_outbound);
+    let yaml =
+        kuma_testing::caller_yaml("other", "other", free_port(), free_port(), other_outbound);
     let mut other = Dataplane::start(&cp, &envoy, path, "other", &yaml);
     other.wait_ready(READY);
 
@@ -278,7 +279,7 @@ fn mtls_identity_permissions_and_rotation() {
 
     // 3. Plain text on the inbound port never reaches the app.
     let hits = app.hits();
-    let plain = support::request(backend_inbound);
+    let plain = kuma_testing::request(backend_inbound);
     assert!(
         !matches!(plain, Ok((200, _))),
         "a plain-text request got through: {plain:?}"
@@ -290,13 +291,13 @@ fn mtls_identity_permissions_and_rotation() {
         "{}/meshes/default/traffic-permissions/allow-all-default",
         cp.api_url()
     );
-    let (status, body) = http_delete(&url).expect("DELETE allow-all");
+    let (status, body) = try_http_delete(&url).expect("DELETE allow-all");
     assert_eq!(status, 200, "DELETE {url}: {body}");
     wait_for("frontend -> backend to be denied", APPLIED, || {
         (!allowed(outbound)).then_some(())
     });
     let hits = app.hits();
-    let t = support::send(outbound, 5);
+    let t = kuma_testing::send(outbound, 5);
     assert_eq!(t.total_ok(), 0, "denied traffic got through: {t:?}");
     assert_eq!(app.hits(), hits, "the app saw denied requests");
 
@@ -317,9 +318,9 @@ fn mtls_identity_permissions_and_rotation() {
     wait_for("other -> backend to be denied", APPLIED, || {
         (!allowed(other_outbound)).then_some(())
     });
-    let t = support::send(other_outbound, 5);
+    let t = kuma_testing::send(other_outbound, 5);
     assert_eq!(t.total_ok(), 0, "other got through: {t:?}");
-    let t = support::send(outbound, 5);
+    let t = kuma_testing::send(outbound, 5);
     assert_eq!(t.total_ok(), 5, "frontend was refused: {t:?}");
 
     // 6. Rotation: requests flow while the backend's certificate changes.
@@ -327,9 +328,9 @@ fn mtls_identity_permissions_and_rotation() {
     let load = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut t = support::Tally::default();
+            let mut t = kuma_testing::Tally::default();
             while !stop.load(Ordering::Relaxed) {
-                t.add(support::request(outbound));
+                t.add(kuma_testing::request(outbound));
                 std::thread::sleep(Duration::from_millis(20));
             }
             t
@@ -378,7 +379,7 @@ fn mtls_identity_permissions_and_rotation() {
               "conf":{{"cert":{{"secret":"acme-ca-cert"}},"key":{{"secret":"acme-ca-key"}}}}}}]}}}}"#
     );
     let url = format!("{}/meshes/default", cp.api_url());
-    let (status, body) = http_put_json(&url, &mesh).expect("PUT mesh");
+    let (status, body) = try_http_put_json(&url, &mesh).expect("PUT mesh");
     assert_eq!(status, 200, "PUT {url}: {body}");
     let acme = subject_of_pem(ca_cert.as_bytes());
     let der = wait_for(
@@ -397,9 +398,9 @@ fn mtls_identity_permissions_and_rotation() {
     wait_for("frontend -> backend under the provided CA", APPLIED, || {
         allowed(outbound).then_some(())
     });
-    let t = support::send(outbound, 5);
+    let t = kuma_testing::send(outbound, 5);
     assert_eq!(t.total_ok(), 5, "frontend under the provided CA: {t:?}");
-    let t = support::send(other_outbound, 3);
+    let t = kuma_testing::send(other_outbound, 3);
     assert_eq!(
         t.total_ok(),
         0,

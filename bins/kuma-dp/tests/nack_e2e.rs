@@ -12,13 +12,12 @@
 //!   the HTTP response, and removing the template removes it.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the tests are skipped, unless `CI=true`. kuma-cp and kumactl
-//! must be built (`cargo build --workspace --bins`).
+//! without one the tests are skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp and kumactl if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test nack_e2e -- --nocapture`.
 
-mod support;
-
+use kuma_testing::{App, ControlPlane, Dataplane, free_port, try_http_get, wait_for};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -26,7 +25,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
-use support::{App, ControlPlane, Dataplane, free_port, http_get, wait_for};
 
 const READY: Duration = Duration::from_secs(30);
 /// How long a policy change may take to reach Envoy on a loaded machine.
@@ -47,19 +45,19 @@ struct Mesh {
 }
 
 fn start(test: &str) -> Option<Mesh> {
-    let envoy = support::envoy_or_skip(test)?;
+    let envoy = kuma_testing::envoy_or_skip(test)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("kuma-e2e-{test}-"))
         .tempdir()
         .expect("creating a temp dir");
     let path = dir.path().to_path_buf();
-    let cp = ControlPlane::start(&path, "kuma-cp", None);
+    let cp = ControlPlane::start_in(&path, "kuma-cp", None);
     let app = App::start("backend-1");
-    let yaml = support::backend_yaml("backend-1", free_port(), app.port, None);
+    let yaml = kuma_testing::backend_yaml("backend-1", free_port(), app.port, None);
     let mut backend = Dataplane::start(&cp, &envoy, &path, "backend-1", &yaml);
     backend.wait_ready(READY);
     let outbound = free_port();
-    let yaml = support::frontend_yaml("frontend", free_port(), free_port(), outbound);
+    let yaml = kuma_testing::frontend_yaml("frontend", free_port(), free_port(), outbound);
     let mut frontend = Dataplane::start(&cp, &envoy, &path, "frontend", &yaml);
     frontend.wait_ready(READY);
     let mesh = Mesh {
@@ -173,7 +171,7 @@ impl Mesh {
     /// The frontend's latest subscription in `dataplanes+insights`.
     fn frontend_subscription(&self) -> Option<Value> {
         let url = format!("{}/meshes/default/dataplanes+insights", self.cp.api_url());
-        let (status, body) = http_get(&url).ok()?;
+        let (status, body) = try_http_get(&url).ok()?;
         if status != 200 {
             return None;
         }
@@ -189,7 +187,7 @@ impl Mesh {
     }
 
     fn kumactl_inspect(&self) -> String {
-        let out = Command::new(support::kumactl_bin())
+        let out = Command::new(kuma_testing::kumactl_bin())
             .arg("--config-file")
             .arg(self.dir.join("kumactl.config"))
             .arg("--api-url")

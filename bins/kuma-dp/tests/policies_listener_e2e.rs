@@ -5,19 +5,19 @@
 //! lines in a file, spans POSTed to a Zipkin collector run by the test).
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the tests are skipped, unless `CI=true`. kuma-cp must be
-//! built (`cargo build --workspace --bins`).
+//! without one the tests are skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test policies_listener_e2e -- --nocapture`.
 
-mod support;
-
+use kuma_testing::{
+    App, ControlPlane, Dataplane, free_port, try_http_get, try_http_put_json, wait_for,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{App, ControlPlane, Dataplane, free_port, http_get, http_put_json, wait_for};
 
 const READY: Duration = Duration::from_secs(30);
 /// How long a policy change may take to show on the wire (a loaded 2-core
@@ -40,20 +40,20 @@ struct Mesh {
 }
 
 fn start(test: &str) -> Option<Mesh> {
-    let envoy = support::envoy_or_skip(test)?;
+    let envoy = kuma_testing::envoy_or_skip(test)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("kuma-e2e-{test}-"))
         .tempdir()
         .expect("creating a temp dir");
     let path = dir.path().to_path_buf();
-    let cp = ControlPlane::start(&path, "kuma-cp", None);
+    let cp = ControlPlane::start_in(&path, "kuma-cp", None);
     let app = App::start("backend-1");
     let backend_inbound = free_port();
-    let yaml = support::backend_yaml("backend-1", backend_inbound, app.port, None);
+    let yaml = kuma_testing::backend_yaml("backend-1", backend_inbound, app.port, None);
     let mut backend = Dataplane::start(&cp, &envoy, &path, "backend-1", &yaml);
     backend.wait_ready(READY);
     let outbound = free_port();
-    let yaml = support::frontend_yaml("frontend", free_port(), free_port(), outbound);
+    let yaml = kuma_testing::frontend_yaml("frontend", free_port(), free_port(), outbound);
     let mut frontend = Dataplane::start(&cp, &envoy, &path, "frontend", &yaml);
     frontend.wait_ready(READY);
     wait_for(
@@ -111,7 +111,7 @@ impl Mesh {
     /// Replaces the Mesh `default`, keeping its fields, with `set` merged in.
     fn update_mesh(&self, set: serde_json::Value) {
         let url = format!("{}/meshes/default", self.cp.api_url());
-        let (code, body) = http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let (code, body) = try_http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
         assert_eq!(code, 200, "GET {url}: {body}");
         let mut mesh: serde_json::Value = serde_json::from_str(&body).expect("mesh JSON");
         let obj = mesh.as_object_mut().expect("mesh object");
@@ -121,7 +121,7 @@ impl Mesh {
             obj.insert(k.clone(), v.clone());
         }
         let (code, body) =
-            http_put_json(&url, &mesh.to_string()).unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+            try_http_put_json(&url, &mesh.to_string()).unwrap_or_else(|e| panic!("PUT {url}: {e}"));
         assert!(
             code == 200 || code == 201,
             "PUT {url} answered {code}: {body}"

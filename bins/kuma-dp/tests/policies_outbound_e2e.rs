@@ -8,19 +8,17 @@
 //! loaded 2-core machine runs one mesh at a time.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`;
-//! without one the tests are skipped, unless `CI=true`. kuma-cp must be
-//! built (`cargo build --workspace --bins`).
+//! without one the tests are skipped, unless `CI=true`. The harness
+//! (kuma-testing) builds kuma-cp if needed.
 //!
 //! Run: `cargo test -p kuma-dp --test policies_outbound_e2e -- --nocapture`.
 
-mod support;
-
+use kuma_testing::{
+    App, AppBehavior, ControlPlane, Dataplane, Tally, free_port, request, send, wait_for,
+};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use support::{
-    App, AppBehavior, ControlPlane, Dataplane, Tally, free_port, request, send, wait_for,
-};
 
 const READY: Duration = Duration::from_secs(30);
 
@@ -34,12 +32,12 @@ struct Mesh {
 }
 
 fn setup(test: &str) -> Option<Mesh> {
-    let envoy = support::envoy_or_skip(test)?;
+    let envoy = kuma_testing::envoy_or_skip(test)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("kuma-e2e-{test}-"))
         .tempdir()
         .expect("creating a temp dir");
-    let cp = ControlPlane::start(dir.path(), "kuma-cp", None);
+    let cp = ControlPlane::start_in(dir.path(), "kuma-cp", None);
     Some(Mesh { envoy, dir, cp })
 }
 
@@ -51,7 +49,7 @@ impl Mesh {
     /// Starts a backend Dataplane named `name` in front of `app_port` and
     /// waits until its Envoy is ready.
     fn backend(&self, name: &str, app_port: u16) -> Dataplane {
-        let yaml = support::backend_yaml(name, free_port(), app_port, None);
+        let yaml = kuma_testing::backend_yaml(name, free_port(), app_port, None);
         let mut dp = Dataplane::start(&self.cp, &self.envoy, self.dir(), name, &yaml);
         dp.wait_ready(READY);
         dp
@@ -61,7 +59,7 @@ impl Mesh {
     /// listener gets `200` from `good`. Returns it and its outbound port.
     fn frontend(&self, good: &str) -> (Dataplane, u16) {
         let outbound = free_port();
-        let yaml = support::frontend_yaml("frontend", free_port(), free_port(), outbound);
+        let yaml = kuma_testing::frontend_yaml("frontend", free_port(), free_port(), outbound);
         let mut dp = Dataplane::start(&self.cp, &self.envoy, self.dir(), "frontend", &yaml);
         dp.wait_ready(READY);
         wait_for(

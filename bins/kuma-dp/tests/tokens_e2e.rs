@@ -6,27 +6,25 @@
 //! `KUMA_DP_SERVER_AUTH_TYPE=none` lets a proxy in without one.
 //!
 //! Run: `cargo test -p kuma-dp --test tokens_e2e -- --nocapture` (Envoy from
-//! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the workspace's
-//! binaries built first).
+//! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the harness builds
+//! kuma-cp and kumactl if needed).
 
-mod support;
-
+use kuma_testing::{
+    App, ControlPlane, Dataplane, DpToken, Proc, free_port, send, try_http_post_json, wait_for,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
-use support::{
-    App, ControlPlane, Dataplane, DpToken, Proc, free_port, http_post_json, send, wait_for,
-};
 
 const READY: Duration = Duration::from_secs(30);
 
 fn setup(test: &str, env: &[(&str, &str)]) -> Option<(PathBuf, tempfile::TempDir, ControlPlane)> {
-    let envoy = support::envoy_or_skip(test)?;
+    let envoy = kuma_testing::envoy_or_skip(test)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("kuma-e2e-{test}-"))
         .tempdir()
         .expect("creating a temp dir");
-    let cp = ControlPlane::start_with_env(dir.path(), "kuma-cp", None, env);
+    let cp = ControlPlane::start_in_with_env(dir.path(), "kuma-cp", None, env);
     Some((envoy, dir, cp))
 }
 
@@ -39,7 +37,7 @@ fn wait_exit(dp: &mut Dataplane, timeout: Duration) -> ExitStatus {
 }
 
 fn kumactl(cp: &ControlPlane, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(support::kumactl_bin())
+    Command::new(kuma_testing::kumactl_bin())
         .arg("--config-file")
         .arg(dir.join("kumactl-config"))
         .arg("--api-url")
@@ -74,7 +72,7 @@ fn kumactl_generated_token_lets_the_proxy_in() {
     assert_eq!(token.split('.').count(), 3, "not a JWT: {token:?}");
 
     let app = App::start("backend-1");
-    let yaml = support::backend_yaml("backend-1", free_port(), app.port, None);
+    let yaml = kuma_testing::backend_yaml("backend-1", free_port(), app.port, None);
     let mut dp = Dataplane::start_with_token(
         &cp,
         &envoy,
@@ -120,7 +118,7 @@ fn bootstrap_refuses_missing_and_foreign_tokens() {
         return;
     };
     let app = App::start("backend-1");
-    let yaml = support::backend_yaml("backend-1", free_port(), app.port, None);
+    let yaml = kuma_testing::backend_yaml("backend-1", free_port(), app.port, None);
     let foreign = cp.issue_token("default", "backend-2");
     let cases = [
         (
@@ -168,7 +166,7 @@ fn fetch_bootstrap(cp: &ControlPlane, name: &str, yaml: &str, token: &str, admin
         "dataplaneToken": token,
         "dataplaneResource": yaml,
     });
-    let (status, text) = http_post_json(&url, &body.to_string()).expect("bootstrap request");
+    let (status, text) = try_http_post_json(&url, &body.to_string()).expect("bootstrap request");
     assert_eq!(status, 200, "{text}");
     text
 }
@@ -178,7 +176,7 @@ fn fetch_bootstrap(cp: &ControlPlane, name: &str, yaml: &str, token: &str, admin
 /// Envoy's log, no config, the Dataplane never registered.
 fn envoy_is_refused(cp: &ControlPlane, envoy: &Path, dir: &Path, presented: &str, expected: &str) {
     let app = App::start("backend-9");
-    let yaml = support::backend_yaml("backend-9", free_port(), app.port, None);
+    let yaml = kuma_testing::backend_yaml("backend-9", free_port(), app.port, None);
     let own = cp.issue_token("default", "backend-9");
     let admin = free_port();
     let bootstrap = fetch_bootstrap(cp, "backend-9", &yaml, &own, admin);
@@ -216,10 +214,11 @@ fn envoy_is_refused(cp: &ControlPlane, envoy: &Path, dir: &Path, presented: &str
     );
     // No config reached Envoy, and the proxy never registered.
     let admin_url = format!("http://127.0.0.1:{admin}");
-    let (_, ready) = support::http_get(&format!("{admin_url}/ready")).expect("Envoy admin");
+    let (_, ready) =
+        kuma_testing::try_http_get(&format!("{admin_url}/ready")).expect("Envoy admin");
     assert_ne!(ready.trim(), "LIVE", "Envoy got its config");
     let (_, dump) =
-        support::http_get(&format!("{admin_url}/config_dump")).expect("Envoy config dump");
+        kuma_testing::try_http_get(&format!("{admin_url}/config_dump")).expect("Envoy config dump");
     assert!(!dump.contains("dynamic_active_clusters"), "{dump}");
     assert!(!dump.contains("dynamic_listeners"), "{dump}");
     assert!(
@@ -276,7 +275,7 @@ fn auth_type_none_lets_a_proxy_in_without_a_token() {
         return;
     };
     let app = App::start("backend-1");
-    let yaml = support::backend_yaml("backend-1", free_port(), app.port, None);
+    let yaml = kuma_testing::backend_yaml("backend-1", free_port(), app.port, None);
     let mut backend = Dataplane::start_with_token(
         &cp,
         &envoy,
@@ -288,7 +287,7 @@ fn auth_type_none_lets_a_proxy_in_without_a_token() {
     );
     let outbound = free_port();
     let fe_app = App::start("frontend");
-    let yaml = support::frontend_yaml("frontend", free_port(), fe_app.port, outbound);
+    let yaml = kuma_testing::frontend_yaml("frontend", free_port(), fe_app.port, outbound);
     let mut frontend = Dataplane::start_with_token(
         &cp,
         &envoy,

@@ -1,0 +1,43 @@
+//! The rules that span keys, checked on the merged configuration.
+
+use super::env::env_for_key;
+use super::model::{KumaCpConfig, Mode};
+use super::{ConfigError, Origin};
+
+impl KumaCpConfig {
+    /// Checks the rules that involve more than one value's syntax: a remote
+    /// control plane needs a zone name, the DNS domain and the advertised
+    /// host name are not empty.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.mode == Mode::Remote && self.multizone.remote.zone.trim().is_empty() {
+            return Err(invalid_effective(
+                "multizone.remote.zone",
+                "must be set when mode is remote",
+            ));
+        }
+        if self.dns_server.domain.trim().trim_matches('.').is_empty() {
+            return Err(invalid_effective("dnsServer.domain", "must not be empty"));
+        }
+        if self.general.advertised_hostname.trim().is_empty() {
+            return Err(invalid_effective(
+                "general.advertisedHostname",
+                "must not be empty",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An error for a rule over the merged configuration, telling where to set
+/// the key.
+fn invalid_effective(key: &str, what: &str) -> ConfigError {
+    let reason = match env_for_key(key) {
+        Some(env) => format!("{what} (set it in the file or with {env})"),
+        None => what.to_owned(),
+    };
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        origin: Origin::Effective,
+        reason,
+    }
+}

@@ -1,0 +1,351 @@
+//! [`ControlPlane`]: a `kuma-cp run` with the in-memory store on free ports,
+//! with its own work directory (its log, the saved signing keys, `kumactl`'s
+//! config), stopped by pid when dropped, also while a test panics.
+//!
+//! Dataplane tokens are checked by default, so proxies get a token issued
+//! through the admin server ([`ControlPlane::issue_token`]). The token
+//! signing keys live in the in-memory store, so a control plane restarted on
+//! the same ports ([`ControlPlane::start_in`] with `Some(ports)`) gets them
+//! back through its admin server, as a persistent store would keep them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::bins::{kuma_cp_bin, kumactl_bin};
+use crate::http::{http_get, try_http_get, try_http_post_json, try_http_put_json};
+use crate::process::{EXIT_LIMIT, Proc, clean_kuma_env, wait_exit, wait_for};
+
+/// Every port setting, so tests can run many control planes side by side.
+pub const PORT_VARS: [&str; 8] = [
+    "KUMA_API_SERVER_PORT",
+    "KUMA_XDS_SERVER_GRPC_PORT",
+    "KUMA_BOOTSTRAP_SERVER_PORT",
+    "KUMA_XDS_SERVER_DIAGNOSTICS_PORT",
+    "KUMA_DNS_SERVER_PORT",
+    "KUMA_SDS_SERVER_GRPC_PORT",
+    "KUMA_ADMIN_SERVER_LOCAL_PORT",
+    "KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT",
+];
+
+/// How long start-up may take at most.
+pub const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+
+/// The name of a mesh's token signing key Secret.
+const SIGNING_KEY: &str = "dataplane-token-signing-key";
+
+/// A `kuma-cp run` command with every `KUMA_*` variable of the caller
+/// removed, `KUMA_LOG_LEVEL=info`, every port set to 0, then `env`.
+pub fn kuma_cp_command(env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(kuma_cp_bin());
+    clean_kuma_env(&mut cmd);
+    cmd.arg("run").env("KUMA_LOG_LEVEL", "info");
+    for var in PORT_VARS {
+        cmd.env(var, "0");
+    }
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// The `127.0.0.1:port` of the address in a line like
+/// `listening server="api" address=0.0.0.0:41233`.
+pub fn address_of(line: &str, server: &str) -> Option<String> {
+    let rest = line
+        .split(&format!("server=\"{server}\" address="))
+        .nth(1)?;
+    let addr = rest.split_whitespace().next()?;
+    let port: u16 = addr.rsplit(':').next()?.parse().ok()?;
+    Some(format!("127.0.0.1:{port}"))
+}
+
+/// The port `server` listens on, from the first such line of `log`.
+fn listening_port(log: &str, server: &str) -> Option<u16> {
+    log.lines().find_map(|l| {
+        address_of(l, server)?
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+    })
+}
+
+/// The ports a running kuma-cp bound; 0 for a server it does not run (a
+/// global control plane serves no proxies: no xds, bootstrap, dns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpPorts {
+    /// The HTTP API.
+    pub api: u16,
+    /// The admin server (tokens, Secrets), loopback only.
+    pub admin: u16,
+    /// ADS.
+    pub xds: u16,
+    /// `POST /bootstrap`.
+    pub bootstrap: u16,
+    /// `/healthy`, `/ready`, `/metrics`.
+    pub diagnostics: u16,
+    /// The `.mesh` DNS server (UDP and TCP).
+    pub dns: u16,
+}
+
+/// A running `kuma-cp run` with the in-memory store.
+pub struct ControlPlane {
+    /// The process; its log is `<dir>/<tag>.log`.
+    pub proc: Proc,
+    /// The ports it bound.
+    pub ports: CpPorts,
+    /// `http://127.0.0.1:PORT` of the HTTP API.
+    pub api: String,
+    /// `http://127.0.0.1:PORT` of the diagnostics server.
+    pub diagnostics: String,
+    /// `http://127.0.0.1:PORT` of the admin server (tokens, Secrets).
+    pub admin: String,
+    /// Where `kumactl` keeps its config for this control plane.
+    pub kumactl_home: tempfile::TempDir,
+    /// How long from spawn to `/ready` answering 200.
+    pub ready_after: Duration,
+    /// What it logged until it was ready.
+    pub startup_log: Vec<String>,
+    /// Where the signing keys of meshes with issued tokens are kept, for a
+    /// restart on the same ports.
+    keys_dir: PathBuf,
+    /// The work directory when the harness made it; removed last, after the
+    /// process is gone and its log printed.
+    _work_dir: Option<tempfile::TempDir>,
+}
+
+impl ControlPlane {
+    /// Starts `kuma-cp run` on ephemeral ports with `env`, in a work
+    /// directory of its own, and waits until `/ready` answers 200.
+    pub fn start(env: &[(&str, &str)]) -> ControlPlane {
+        let work = tempfile::tempdir().expect("a work directory");
+        let dir = work.path().to_path_buf();
+        Self::launch(&dir, "kuma-cp", None, env, Some(work))
+    }
+
+    /// Starts kuma-cp with its log in `dir/<tag>.log`, on `ports` (the same
+    /// ports as an earlier run, whose signing keys it gets back) or on
+    /// ephemeral ports.
+    pub fn start_in(dir: &Path, tag: &str, ports: Option<CpPorts>) -> ControlPlane {
+        Self::launch(dir, tag, ports, &[], None)
+    }
+
+    /// As [`ControlPlane::start_in`], with extra environment variables.
+    pub fn start_in_with_env(
+        dir: &Path,
+        tag: &str,
+        ports: Option<CpPorts>,
+        env: &[(&str, &str)],
+    ) -> ControlPlane {
+        Self::launch(dir, tag, ports, env, None)
+    }
+
+    fn launch(
+        dir: &Path,
+        tag: &str,
+        ports: Option<CpPorts>,
+        env: &[(&str, &str)],
+        work_dir: Option<tempfile::TempDir>,
+    ) -> ControlPlane {
+        let p = |f: fn(&CpPorts) -> u16| ports.as_ref().map_or(0, f).to_string();
+        let port_env = [
+            ("KUMA_API_SERVER_PORT", p(|c| c.api)),
+            ("KUMA_XDS_SERVER_GRPC_PORT", p(|c| c.xds)),
+            ("KUMA_BOOTSTRAP_SERVER_PORT", p(|c| c.bootstrap)),
+            ("KUMA_XDS_SERVER_DIAGNOSTICS_PORT", p(|c| c.diagnostics)),
+            ("KUMA_DNS_SERVER_PORT", p(|c| c.dns)),
+            ("KUMA_ADMIN_SERVER_LOCAL_PORT", p(|c| c.admin)),
+        ];
+        // Resolving (maybe building) the binary is not start-up time.
+        let mut cmd = kuma_cp_command(&[]);
+        cmd.envs(port_env).envs(env.iter().copied());
+        let started = Instant::now();
+        let deadline = started + STARTUP_LIMIT;
+        let mut proc = Proc::spawn(tag, cmd, &dir.join(format!("{tag}.log")));
+        let log = wait_for("kuma-cp to log `kuma-cp is ready`", STARTUP_LIMIT, || {
+            let log = proc.log();
+            if log.contains("kuma-cp is ready") {
+                return Some(log);
+            }
+            if let Some(status) = proc.try_wait() {
+                panic!("kuma-cp exited ({status}) before it was ready:\n{log}");
+            }
+            None
+        });
+        let port = |server: &str| {
+            listening_port(&log, server)
+                .unwrap_or_else(|| panic!("kuma-cp did not log the {server} address:\n{log}"))
+        };
+        let optional = |server: &str| listening_port(&log, server).unwrap_or(0);
+        let bound = CpPorts {
+            api: port("api"),
+            admin: port("admin"),
+            xds: optional("xds"),
+            bootstrap: optional("bootstrap"),
+            diagnostics: port("diagnostics"),
+            dns: optional("dns"),
+        };
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        let ready = format!("{}/ready", url(bound.diagnostics));
+        while http_get(&ready).0 != 200 {
+            if let Some(status) = proc.try_wait() {
+                panic!("kuma-cp exited ({status}) during start-up:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kuma-cp not ready within {STARTUP_LIMIT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ready_after = started.elapsed();
+        let cp = ControlPlane {
+            proc,
+            ports: bound,
+            api: url(bound.api),
+            diagnostics: url(bound.diagnostics),
+            admin: url(bound.admin),
+            kumactl_home: tempfile::tempdir().expect("temp dir"),
+            ready_after,
+            startup_log: log.lines().map(str::to_owned).collect(),
+            keys_dir: dir.join("signing-keys"),
+            _work_dir: work_dir,
+        };
+        if let Some(wanted) = ports {
+            assert_eq!(bound, wanted, "kuma-cp did not come back on the same ports");
+            cp.restore_signing_keys();
+        }
+        cp
+    }
+
+    /// The HTTP API's base URL (the same as [`ControlPlane::api`]).
+    pub fn api_url(&self) -> String {
+        self.api.clone()
+    }
+
+    /// The admin server's base URL (tokens, Secrets), loopback only.
+    pub fn admin_url(&self) -> String {
+        self.admin.clone()
+    }
+
+    /// `path` on the HTTP API.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    /// Runs `kumactl --api-url <api> args...` with a private config file.
+    pub fn kumactl(&self, args: &[&str]) -> Output {
+        let config = self.kumactl_home.path().join("config");
+        let config = config.to_str().expect("utf-8 temp path");
+        kumactl(&["--config-file", config, "--api-url", &self.api], args)
+    }
+
+    /// Like [`Self::kumactl`] and asserts success; returns stdout.
+    pub fn kumactl_ok(&self, args: &[&str]) -> String {
+        let out = self.kumactl(args);
+        assert!(
+            out.status.success(),
+            "kumactl {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Sends `signal` (e.g. `TERM`) to the process with `kill(1)`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.proc.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// `POST /tokens` on the admin server -> (status, body).
+    pub fn request_token(&self, mesh: &str, name: &str) -> (u16, String) {
+        let url = format!("{}/tokens", self.admin_url());
+        let body = serde_json::json!({"mesh": mesh, "name": name}).to_string();
+        try_http_post_json(&url, &body).unwrap_or_else(|e| panic!("POST {url} failed: {e}"))
+    }
+
+    /// A dataplane token for `name` in `mesh`, issued by the admin server.
+    pub fn issue_token(&self, mesh: &str, name: &str) -> String {
+        let (status, token) = self.request_token(mesh, name);
+        assert_eq!(status, 200, "issuing a token for {mesh}/{name}: {token}");
+        self.save_signing_key(mesh);
+        token
+    }
+
+    fn save_signing_key(&self, mesh: &str) {
+        let url = format!("{}/meshes/{mesh}/secrets/{SIGNING_KEY}", self.admin_url());
+        let (status, body) = try_http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(status, 200, "GET {url}: {body}");
+        std::fs::create_dir_all(&self.keys_dir).expect("creating the keys dir");
+        std::fs::write(self.keys_dir.join(format!("{mesh}.json")), body)
+            .expect("saving a signing key");
+    }
+
+    /// Puts the signing keys saved by an earlier run back (the in-memory
+    /// store forgot them), so the proxies' tokens stay valid.
+    fn restore_signing_keys(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.keys_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let body = std::fs::read_to_string(entry.path()).expect("reading a signing key");
+            let v: serde_json::Value = serde_json::from_str(&body).expect("signing key JSON");
+            let mesh = v["mesh"].as_str().expect("the key's mesh");
+            let secret = serde_json::json!({
+                "type": "Secret", "mesh": mesh, "name": SIGNING_KEY, "data": v["data"],
+            });
+            let url = format!("{}/meshes/{mesh}/secrets/{SIGNING_KEY}", self.admin_url());
+            let (status, body) = try_http_put_json(&url, &secret.to_string())
+                .unwrap_or_else(|e| panic!("PUT {url}: {e}"));
+            assert!(status == 200 || status == 201, "PUT {url}: {status} {body}");
+        }
+    }
+
+    /// Names of the Dataplanes of mesh `default`, or `None` if the API did
+    /// not answer.
+    pub fn dataplanes(&self) -> Option<std::collections::BTreeSet<String>> {
+        let (status, body) =
+            try_http_get(&format!("{}/meshes/default/dataplanes", self.api_url())).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        Some(
+            v["items"]
+                .as_array()?
+                .iter()
+                .filter_map(|i| i["name"].as_str().map(str::to_string))
+                .collect(),
+        )
+    }
+
+    /// Applies a resource of mesh `default` through `PUT`, asserting success.
+    pub fn put(&self, collection: &str, name: &str, json: &str) {
+        let url = format!("{}/meshes/default/{collection}/{name}", self.api_url());
+        let (status, body) =
+            try_http_put_json(&url, json).unwrap_or_else(|e| panic!("PUT {url} failed: {e}"));
+        assert!(
+            status == 200 || status == 201,
+            "PUT {url} answered {status}: {body}"
+        );
+    }
+}
+
+/// Runs kumactl with `global` options then `args`, at most [`EXIT_LIMIT`].
+pub fn kumactl(global: &[&str], args: &[&str]) -> Output {
+    let mut child = Command::new(kumactl_bin())
+        .args(global)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kumactl");
+    if wait_exit(&mut child, EXIT_LIMIT).is_none() {
+        let _ = child.kill();
+        panic!("kumactl {args:?} did not finish within {EXIT_LIMIT:?}");
+    }
+    child.wait_with_output().expect("kumactl output")
+}
