@@ -416,9 +416,7 @@ fn edit_filter_list<F: NamedFilter>(
 }
 
 /// The filter value of a modification (none for `remove`).
-fn filter_value<F: NamedFilter>(
-    m: &ResourceModification<FilterMatch>,
-) -> Result<Option<F>, Error> {
+fn filter_value<F: NamedFilter>(m: &ResourceModification<FilterMatch>) -> Result<Option<F>, Error> {
     if m.operation == Operation::Remove {
         return Ok(None);
     }
