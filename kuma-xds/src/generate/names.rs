@@ -1,4 +1,4 @@
-//! Names of generated resources (DESIGN §9), in one place.
+//! Names of generated resources (docs/architecture.md, "Generated names"), in one place.
 
 use kuma_core::resource::Tags;
 
