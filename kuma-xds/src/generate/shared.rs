@@ -35,7 +35,7 @@ use std::sync::Arc;
 ///
 /// Made with [`BatchCache::for_index`] for the policies of one
 /// [`kuma_core::matching::PolicyIndex`] (whose lifetime it takes), passed
-/// to every [`crate::reconcile::generate_proxy`] of the batch.
+/// to every [`crate::generate::generate_proxy`] of the batch.
 #[derive(Debug)]
 pub struct BatchCache<'p> {
     /// The mesh of the proxies seen so far; a proxy of another mesh

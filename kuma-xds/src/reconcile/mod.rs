@@ -16,10 +16,10 @@
 //! drained and coalesced before any work is done.
 //!
 //! The path of a change through this module (see docs/architecture.md,
-//! "Reconciler and generator"): the store's [`Subscription`] (the types
-//! [`RELEVANT`] names, filtered at the store) and the [`ProxyEvent`]s
+//! "Reconciler and generator"): the store's [`Subscription`] (the
+//! [`relevant_types`], filtered at the store) and the [`ProxyEvent`]s
 //! become a batch of work; [`Reconciler`] reads what changed from the store
-//! into each mesh's [`MeshState`](mesh_state); the proxies to regenerate
+//! into each mesh's state (`mesh_state.rs`); the proxies to regenerate
 //! go through [`crate::generate::generate_proxy`] (matcher to generator)
 //! on a blocking thread, never on an async worker, and their snapshots are
 //! published to the [`SnapshotCache`].
