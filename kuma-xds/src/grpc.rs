@@ -1,9 +1,10 @@
 //! gRPC response streams for ADS written without copying resources.
 //!
 //! tonic encodes every response message into one per-stream buffer, which
-//! grows to the largest message and is kept for the stream's life: with a
-//! ~32 KB state-of-the-world response that is ~64 KB per connected proxy,
-//! and every push first copies each resource into an `Any`. Here a response
+//! grows to the largest message and is kept for the stream's life (the
+//! size of a whole state-of-the-world response, per connected proxy), and
+//! every push first copies each resource into an `Any` (figures in
+//! docs/performance.md). Here a response
 //! is framed by hand instead, into one buffer of exactly its size that is
 //! freed once HTTP/2 has written it: the fields around the resources are
 //! encoded with prost, resource bodies are copied in once (a very large one
@@ -30,11 +31,11 @@ use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
 use tonic::codegen::http::{self, HeaderMap, HeaderValue};
 
 /// Bodies at least this large are handed to HTTP/2 as their own shared
-/// chunk; smaller ones (nearly all: listeners and clusters are ~0.2-2 KB)
-/// are copied into the message's one buffer, freed once it is written.
-/// Every chunk takes a slot in h2's per-connection send queue while it
-/// waits, and that queue keeps its largest size for the connection's life:
-/// one chunk per resource grew it by ~18 KB per connection.
+/// chunk; smaller ones (nearly all listeners and clusters) are copied into
+/// the message's one buffer, freed once it is written. Every chunk takes a
+/// slot in h2's per-connection send queue while it waits, and that queue
+/// keeps its largest size for the connection's life, so one chunk per
+/// resource would make every connection's queue grow with its config.
 const SHARE_MIN: usize = 64 * 1024;
 
 /// Initial size of a stream's request buffer. Envoy's requests (ACKs) are a
