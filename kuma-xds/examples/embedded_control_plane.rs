@@ -81,7 +81,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .add_service(server.into_service())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    println!("ADS on {addr}; {} writes so far", store.writes.load(Ordering::Relaxed));
+    println!(
+        "ADS on {addr}; {} writes so far",
+        store.writes.load(Ordering::Relaxed)
+    );
 
     // What Envoy does first: ask for its clusters as node `<mesh>.<name>`.
     let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await?;

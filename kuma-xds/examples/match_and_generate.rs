@@ -50,7 +50,10 @@ networking:
     let spec = web.spec_as::<DataplaneSpec>().ok_or("not a Dataplane")?;
     let index = PolicyIndex::new(&policies);
     let matched = index.match_dataplane(spec);
-    let timeout = matched.timeouts.get("backend").ok_or("no Timeout matched")?;
+    let timeout = matched
+        .timeouts
+        .get("backend")
+        .ok_or("no Timeout matched")?;
     println!("web -> backend: Timeout {}", timeout.meta.name);
     assert_eq!(timeout.meta.name, "web-to-backend");
 
@@ -76,7 +79,10 @@ networking:
         .ok_or("no backend cluster")?;
     let cluster = Cluster::decode(backend.body.to_bytes())?;
     let connect_timeout = cluster.connect_timeout.ok_or("no connect timeout")?;
-    println!("cluster backend: connect timeout {}s", connect_timeout.seconds);
+    println!(
+        "cluster backend: connect timeout {}s",
+        connect_timeout.seconds
+    );
     assert_eq!(connect_timeout.seconds, 2);
     Ok(())
 }
