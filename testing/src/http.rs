@@ -1,6 +1,6 @@
 //! HTTP helpers: calls that panic on transport errors (`http_*`), calls
 //! that return them (`try_http_*`, for polling), and raw requests through a
-//! proxy's listener ([`request`], [`send`]).
+//! proxy's listener ([`request`], [`get`], [`send`]).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -136,9 +136,35 @@ pub fn try_http_put_json(url: &str, json: &str) -> Result<(u16, String), String>
     )
 }
 
+/// A raw response: status, headers (names lower-cased), body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The headers in order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// One `GET /` on its own connection (`Connection: close`, so every request
 /// sees the proxy's current listener) -> (status, body).
 pub fn request(port: u16) -> Result<(u16, String), String> {
+    get(port).map(|r| (r.status, r.body))
+}
+
+/// One `GET /` on its own connection, as [`request`], with the headers.
+pub fn get(port: u16) -> Result<Response, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut s =
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
@@ -152,12 +178,21 @@ pub fn request(port: u16) -> Result<(u16, String), String> {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("no complete response: {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("bad status line: {head:?}"))?;
-    Ok((status, body.to_string()))
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_string(),
+    })
 }
 
 /// What a batch of requests got back.

@@ -17,10 +17,9 @@
 //!
 //! Run: `cargo test -p kuma-dp --test nack_e2e -- --nocapture`.
 
+use kuma_testing::http::get;
 use kuma_testing::{App, ControlPlane, Dataplane, free_port, try_http_get, wait_for};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
@@ -75,54 +74,6 @@ fn start(test: &str) -> Option<Mesh> {
         || mesh.reaches_backend().then_some(()),
     );
     Some(mesh)
-}
-
-/// A response: status, headers (names lower-cased), body.
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// `GET /` on its own connection (so it sees the current listener).
-fn get(port: u16) -> Result<Response, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no complete response: {text:?}"))?;
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line: {head:?}"))?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Ok(Response {
-        status,
-        headers,
-        body: body.to_string(),
-    })
 }
 
 /// A ProxyTemplate for the frontend with these modifications.
