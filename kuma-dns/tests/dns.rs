@@ -215,9 +215,21 @@ async fn server(services: &[(&str, Ipv4Addr)]) -> Server {
             .map(|(s, ip)| (s.to_string(), *ip))
             .collect(),
     );
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The UDP port is ephemeral; its TCP twin may belong to another process,
+    // so try fresh ports until both halves bind.
+    let mut attempt = 0;
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, tcp, addr),
+            Err(e) if attempt < 50 => {
+                attempt += 1;
+                eprintln!("tcp {addr} taken ({e}); retrying");
+            }
+            Err(e) => panic!("no free udp+tcp port pair: {e}"),
+        }
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let srv = dns.server().unwrap();
     tokio::spawn(srv.serve(udp, tcp, async {

@@ -42,6 +42,7 @@ pub async fn run<S: ResourceStore, F: Fn(usize) -> S>(make: F) {
     subscriptions_filter_by_type(&make()).await;
     lag_becomes_resync(&make(), CAPACITY).await;
     keys_are_independent(&make()).await;
+    versions_never_repeat(&make()).await;
 }
 
 /// Takes the items queued in `sub` now, without waiting.
@@ -82,13 +83,13 @@ fn dp_key(mesh: &str, name: &str) -> ResourceKey {
     ResourceKey::new(ResourceType::Dataplane, Some(mesh), name)
 }
 
-/// `create` stores at version 1; `get` returns it; a second `create` fails.
+/// `create` stores with a version; `get` returns it; a second `create` fails.
 pub async fn create_and_get(store: &dyn ResourceStore) {
     let created = store
         .create(dataplane("m", "a", "10.0.0.1"))
         .await
         .expect("create");
-    assert_eq!(created.meta.version, Some(Version(1)));
+    assert!(created.meta.version.is_some(), "create sets a version");
     let got = store.get(&dp_key("m", "a")).await.expect("get");
     assert_eq!(*got, *created);
     assert_eq!(address(&got), "10.0.0.1");
@@ -115,13 +116,18 @@ pub async fn update_and_conflicts(store: &dyn ResourceStore) {
     let mut next = (*v1).clone();
     next.spec = dataplane("m", "a", "10.0.0.2").spec;
     let v2 = store.update(next.clone()).await.expect("update");
-    assert_eq!(v2.meta.version, Some(Version(2)));
+    assert!(
+        v2.meta.version > v1.meta.version,
+        "update must raise the version: {:?} -> {:?}",
+        v1.meta.version,
+        v2.meta.version
+    );
     assert_eq!(
         address(&store.get(&dp_key("m", "a")).await.expect("get")),
         "10.0.0.2"
     );
 
-    // `next` still carries version 1: a stale write.
+    // `next` still carries the first version: a stale write.
     next.spec = dataplane("m", "a", "10.0.0.3").spec;
     match store.update(next.clone()).await {
         Err(StoreError::Conflict {
@@ -130,8 +136,8 @@ pub async fn update_and_conflicts(store: &dyn ResourceStore) {
             actual,
         }) => {
             assert_eq!(key, dp_key("m", "a"));
-            assert_eq!(expected, Version(1));
-            assert_eq!(actual, Version(2));
+            assert_eq!(Some(expected), v1.meta.version);
+            assert_eq!(Some(actual), v2.meta.version);
         }
         other => panic!("stale update must conflict, got {other:?}"),
     }
@@ -147,7 +153,7 @@ pub async fn update_and_conflicts(store: &dyn ResourceStore) {
     ));
 
     let mut missing = dataplane("m", "missing", "10.0.0.9");
-    missing.meta.version = Some(Version(1));
+    missing.meta.version = v1.meta.version;
     assert!(matches!(
         store.update(missing).await,
         Err(StoreError::NotFound(_))
@@ -156,7 +162,7 @@ pub async fn update_and_conflicts(store: &dyn ResourceStore) {
 
 /// `delete` removes; deleting a missing key is `NotFound`.
 pub async fn delete(store: &dyn ResourceStore) {
-    store
+    let first = store
         .create(dataplane("m", "a", "10.0.0.1"))
         .await
         .expect("create");
@@ -169,12 +175,47 @@ pub async fn delete(store: &dyn ResourceStore) {
         store.delete(&dp_key("m", "a")).await,
         Err(StoreError::NotFound(_))
     ));
-    // A deleted key can be created again, from version 1.
+    // A deleted key can be created again, at a version above every
+    // version it had (see `versions_never_repeat`).
     let again = store
         .create(dataplane("m", "a", "10.0.0.1"))
         .await
         .expect("create");
-    assert_eq!(again.meta.version, Some(Version(1)));
+    assert!(again.meta.version > first.meta.version);
+}
+
+/// The versions of one key strictly increase over its whole history,
+/// across delete and re-create and across a mesh's cascade: a consumer
+/// that caches by (key, version), such as the token signing-key cache,
+/// never mistakes a re-created resource for the one it replaced.
+pub async fn versions_never_repeat(store: &dyn ResourceStore) {
+    let mut seen = Vec::new();
+    let mut last = store.create(mesh("m")).await.expect("create mesh");
+    let key = dp_key("m", "a");
+    for round in 0..3 {
+        let created = store
+            .create(dataplane("m", "a", "10.0.0.1"))
+            .await
+            .expect("create");
+        seen.push(created.meta.version);
+        let mut next = (*created).clone();
+        next.spec = dataplane("m", "a", "10.0.0.2").spec;
+        let updated = store.update(next).await.expect("update");
+        seen.push(updated.meta.version);
+        if round == 1 {
+            // Removed by the mesh's cascade this time.
+            store.delete(&last.key()).await.expect("delete mesh");
+            last = store.create(mesh("m")).await.expect("re-create mesh");
+        } else {
+            store.delete(&key).await.expect("delete");
+        }
+    }
+    assert!(seen.iter().all(Option::is_some), "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "versions of {key} must strictly increase across delete and re-create: {seen:?}"
+    );
+    let _ = last;
 }
 
 fn names(items: &[Arc<Resource>]) -> Vec<String> {
@@ -519,14 +560,17 @@ pub struct HammerReport {
 /// resources of its own and increments a shared counter resource with
 /// read-modify-write, retrying on conflict. Checks that no write is lost
 /// (the counter equals the number of successful updates and its version
-/// matches), that every lost race was reported as a conflict, and that each
+/// rose at least once per update), that every lost race was reported as a conflict, and that each
 /// task's own resources are exactly what it left. Needs a tokio runtime.
 pub async fn hammer(store: Arc<dyn ResourceStore>, tasks: usize, rounds: usize) -> HammerReport {
     let counter = dp_key("hammer", "counter");
-    store
+    let initial = store
         .create(dataplane("hammer", "counter", "0"))
         .await
-        .expect("create counter");
+        .expect("create counter")
+        .meta
+        .version
+        .expect("create sets a version");
     let updates = Arc::new(AtomicUsize::new(0));
     let conflicts = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
@@ -580,7 +624,11 @@ pub async fn hammer(store: Arc<dyn ResourceStore>, tasks: usize, rounds: usize) 
         (tasks * rounds).to_string(),
         "no increment lost"
     );
-    assert_eq!(cur.meta.version, Some(Version(1 + updates as u64)));
+    assert!(
+        cur.meta.version.map_or(0, |v| v.0) >= initial.0 + updates as u64,
+        "every update raises the version: {:?} after {updates} updates from {initial:?}",
+        cur.meta.version
+    );
     let left = store
         .list(&ListRequest::in_mesh(ResourceType::Dataplane, "hammer"))
         .await

@@ -8,6 +8,7 @@ use crate::resource::{Resource, ResourceKey, ResourceType, Scope, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// `(mesh, name)`: the order resources of one type are listed in.
@@ -22,6 +23,11 @@ type Slot = (Option<String>, String);
 #[derive(Debug)]
 pub struct MemoryStore {
     types: RwLock<HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>>,
+    /// The last version handed out, by any write to any key. Versions come
+    /// from this one store-wide counter, so the versions of one key strictly
+    /// increase across delete and re-create without remembering deleted
+    /// keys. Only written under the `types` write lock.
+    last_version: AtomicU64,
     events: EventHub,
 }
 
@@ -44,6 +50,7 @@ impl MemoryStore {
     pub fn with_event_capacity(capacity: usize) -> Self {
         Self {
             types: RwLock::new(HashMap::new()),
+            last_version: AtomicU64::new(0),
             events: EventHub::new(capacity),
         }
     }
@@ -56,6 +63,11 @@ impl MemoryStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>> {
         self.types.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next version; call with the write lock held.
+    fn next_version(&self) -> Version {
+        Version(self.last_version.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     fn publish(&self, kind: EventKind, key: ResourceKey) {
@@ -139,14 +151,14 @@ impl ResourceStore for MemoryStore {
 
     async fn create(&self, mut resource: Resource) -> Result<Arc<Resource>, StoreError> {
         let key = resource.key();
-        resource.meta.version = Some(Version(1));
-        let resource = Arc::new(resource);
         let mut types = self.write();
         let map = types.entry(key.resource_type).or_default();
         let s = slot(&key);
         if map.contains_key(&s) {
             return Err(StoreError::AlreadyExists(key));
         }
+        resource.meta.version = Some(self.next_version());
+        let resource = Arc::new(resource);
         map.insert(s, resource.clone());
         self.publish(EventKind::Added, key);
         Ok(resource)
@@ -171,7 +183,7 @@ impl ResourceStore for MemoryStore {
                 actual,
             });
         }
-        resource.meta.version = Some(Version(actual.0 + 1));
+        resource.meta.version = Some(self.next_version());
         let resource = Arc::new(resource);
         *stored = resource.clone();
         self.publish(EventKind::Updated, key);

@@ -6,8 +6,12 @@
 //! any implementation runs to prove it behaves the same.
 //!
 //! A store keeps resources as given (the [`crate::manager::ResourceManager`]
-//! validates and stamps times before writing); it owns versions: `create`
-//! sets version 1, every `update` must carry the version it read and bumps it.
+//! validates and stamps times before writing); it owns versions: every
+//! `update` must carry the version it read, and every write gives the
+//! resource a new version. The versions of one key strictly increase over its
+//! whole history, across delete and re-create (the stores take them from one
+//! store-wide counter), so a cache keyed by version never serves a deleted
+//! resource's data for its re-created successor.
 //! Every change is published as a [`StoreEvent`] to the [`Subscription`]s
 //! following its type, so consumers react instead of polling; a store serves
 //! subscriptions through an [`EventHub`] (see docs/architecture.md, "Stores
@@ -137,11 +141,12 @@ pub trait ResourceStore: Send + Sync + 'static {
     /// Resources of a type, ordered by (mesh, name), optionally paged.
     async fn list(&self, request: &ListRequest) -> Result<ListPage, StoreError>;
 
-    /// Stores a new resource at version 1; fails if the key exists.
+    /// Stores a new resource; fails if the key exists. Its version is above
+    /// every version the key had before it was last deleted.
     async fn create(&self, resource: Resource) -> Result<Arc<Resource>, StoreError>;
 
     /// Replaces a resource if its `meta.version` equals the stored version,
-    /// and bumps the version.
+    /// and gives it a higher version.
     async fn update(&self, resource: Resource) -> Result<Arc<Resource>, StoreError>;
 
     /// Deletes a resource. Deleting a Mesh deletes every resource in it.
