@@ -155,22 +155,10 @@ impl VipAllocator {
         I: IntoIterator<Item = &'a str>,
     {
         let wanted: BTreeSet<&str> = services.into_iter().collect();
-        let mut out = Allocation::default();
-        let gone: Vec<String> = self
-            .by_service
-            .keys()
-            .filter(|s| !wanted.contains(s.as_str()))
-            .cloned()
-            .collect();
-        for service in gone {
-            if let Some(vip) = self.by_service.remove(&service) {
-                self.by_vip.remove(&vip);
-                self.cooling.push_back((now, vip));
-                self.cooling_set.insert(vip, now);
-                out.released.push((service, vip));
-            }
-        }
-        self.expire(now);
+        let mut out = Allocation {
+            released: self.release_unless(|s| wanted.contains(s), now),
+            ..Allocation::default()
+        };
         for service in wanted {
             if self.by_service.contains_key(service) {
                 continue;
@@ -185,6 +173,75 @@ impl VipAllocator {
             }
         }
         out
+    }
+
+    /// Takes over `service -> vip` as another process allocated it (a
+    /// persisted map written by the leader): the entry wins over what this
+    /// allocator holds. The service's previous VIP, if any, cools down like
+    /// a released one (answers may still carry it); a service that held
+    /// `vip` here loses it and gets a new one from the next
+    /// [`sync`](Self::sync); a cooling `vip` is in use again at once.
+    /// Returns whether anything changed; refuses only addresses that are
+    /// not usable addresses of the CIDR.
+    pub fn adopt(
+        &mut self,
+        service: &str,
+        vip: Ipv4Addr,
+        now: Instant,
+    ) -> Result<bool, RestoreRefused> {
+        let offset = self.offset(vip).ok_or(RestoreRefused::OutsideCidr)?;
+        if self.by_service.get(service) == Some(&vip) {
+            return Ok(false);
+        }
+        if let Some(old) = self.by_service.remove(service) {
+            self.by_vip.remove(&old);
+            self.cool(old, now);
+        }
+        if let Some(holder) = self.by_vip.remove(&vip) {
+            self.by_service.remove(&holder);
+        }
+        if self.cooling_set.remove(&vip).is_some() {
+            self.cooling.retain(|(_, v)| *v != vip);
+        }
+        self.by_service.insert(service.to_string(), vip);
+        self.by_vip.insert(vip, service.to_string());
+        if offset >= self.cursor {
+            self.cursor = (offset + 1) % self.size;
+        }
+        Ok(true)
+    }
+
+    /// Frees the VIP of every service `keep` rejects (the VIPs cool down
+    /// for the reuse delay) and returns those services with their VIPs.
+    /// Allocates nothing.
+    pub fn release_unless(
+        &mut self,
+        keep: impl Fn(&str) -> bool,
+        now: Instant,
+    ) -> Vec<(String, Ipv4Addr)> {
+        let gone: Vec<String> = self
+            .by_service
+            .keys()
+            .filter(|s| !keep(s.as_str()))
+            .cloned()
+            .collect();
+        let mut released = Vec::with_capacity(gone.len());
+        for service in gone {
+            if let Some(vip) = self.by_service.remove(&service) {
+                self.by_vip.remove(&vip);
+                self.cool(vip, now);
+                released.push((service, vip));
+            }
+        }
+        self.expire(now);
+        released
+    }
+
+    fn cool(&mut self, vip: Ipv4Addr, now: Instant) {
+        if self.cooling_set.insert(vip, now).is_some() {
+            self.cooling.retain(|(_, v)| *v != vip);
+        }
+        self.cooling.push_back((now, vip));
     }
 
     fn expire(&mut self, now: Instant) {

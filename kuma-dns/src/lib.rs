@@ -7,7 +7,9 @@
 //!   writes Config `kuma-<mesh>-dns-vips` resources.
 //! - [`VipController`]: follows store events (Dataplane inbounds, zone
 //!   ingress services, ExternalServices), allocates, persists, and
-//!   publishes into a [`VipTable`].
+//!   publishes into a [`VipTable`]. With several replicas on one store only
+//!   the leader allocates ([`VipController::with_leadership`]); the others
+//!   publish the VIPs it persisted.
 //! - [`DnsHandler`] answers one request (bytes in, bytes out) from the
 //!   table; [`DnsServer`] serves it over bound UDP and TCP sockets.
 //! - [`DnsMetrics`]: query counters by result and VIP exhaustion, for a
@@ -72,7 +74,9 @@ pub use controller::VipController;
 pub use error::DnsError;
 pub use handler::{DnsHandler, Transport, domain_name};
 pub use metrics::{DnsMetrics, QueryResult};
-pub use persistence::{MemoryPersistence, MeshVips, StorePersistence, VipPersistence};
+pub use persistence::{
+    MemoryPersistence, MeshVips, PersistedVips, Saved, StorePersistence, VipPersistence,
+};
 pub use server::DnsServer;
 pub use table::{VipSnapshot, VipTable};
 

@@ -3,35 +3,74 @@
 //! [`VipPersistence`] is the seam; [`StorePersistence`] keeps one `Config`
 //! resource per mesh, named `kuma-<mesh>-dns-vips`, whose `config` is a JSON
 //! map service -> IP (as Kuma does); [`MemoryPersistence`] is for tests and
-//! embedders that do not need persistence. The format of that Config is
+//! embedders that do not need persistence. Saves are conditional on the
+//! version last seen ([`Saved::Conflict`] otherwise), so two leaders
+//! overlapping during a failover never overwrite each other's VIPs. The format of that Config is
 //! defined once, in kuma-core ([`MeshVips`], [`ConfigSpec::dns_vips`]),
 //! because kuma-xds reads it too.
 
 use crate::error::DnsError;
 pub use kuma_core::resource::MeshVips;
-use kuma_core::resource::{ConfigSpec, Resource, ResourceKey, ResourceType};
+use kuma_core::resource::{ConfigSpec, Resource, ResourceKey, ResourceType, Version};
 use kuma_core::store::{ListRequest, ResourceStore, StoreError};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+/// The VIP map of one mesh as stored, with the version it was read or
+/// written at: the version a conditional [`VipPersistence::save`] expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistedVips {
+    /// Service -> VIP. Empty when what is stored cannot be parsed: the
+    /// leader then replaces it (with `version` as the expected version).
+    pub vips: MeshVips,
+    /// The version of what is stored.
+    pub version: Version,
+}
+
+/// What a conditional [`VipPersistence::save`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Saved {
+    /// The map is written; the version it is stored at now (`None`: the
+    /// map was removed, or there was nothing to remove).
+    Written(Option<Version>),
+    /// What is stored is not at the expected version (another process,
+    /// such as a leader that has not yet noticed it lost leadership,
+    /// wrote it): nothing was written. Load again and decide again.
+    Conflict,
+}
+
 /// Loads and saves the VIP map of every mesh.
+///
+/// Saves are conditional: the caller passes the version it last saw, so
+/// two writers (a new leader and an old one that has not stopped yet)
+/// never silently overwrite each other.
 pub trait VipPersistence: Send + Sync + 'static {
     /// Every mesh's persisted VIPs.
-    fn load(&self) -> impl Future<Output = Result<BTreeMap<String, MeshVips>, DnsError>> + Send;
+    fn load(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, PersistedVips>, DnsError>> + Send;
 
-    /// Replaces the VIPs of `mesh`; an empty map removes them.
+    /// Replaces the VIPs of `mesh` (an empty map removes them) if what is
+    /// stored is still at `expected` (`None`: nothing is stored).
     fn save(
         &self,
         mesh: &str,
         vips: &MeshVips,
-    ) -> impl Future<Output = Result<(), DnsError>> + Send;
+        expected: Option<Version>,
+    ) -> impl Future<Output = Result<Saved, DnsError>> + Send;
 }
 
 /// Keeps VIPs in memory; clones share them.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryPersistence {
-    meshes: Arc<Mutex<BTreeMap<String, MeshVips>>>,
+    state: Arc<Mutex<MemoryState>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryState {
+    meshes: BTreeMap<String, PersistedVips>,
+    last_version: u64,
 }
 
 impl MemoryPersistence {
@@ -40,26 +79,48 @@ impl MemoryPersistence {
         Self::default()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        // Every critical section leaves the state consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// What is persisted now.
     pub fn snapshot(&self) -> BTreeMap<String, MeshVips> {
-        self.meshes.lock().map(|m| m.clone()).unwrap_or_default()
+        self.lock()
+            .meshes
+            .iter()
+            .map(|(mesh, p)| (mesh.clone(), p.vips.clone()))
+            .collect()
     }
 }
 
 impl VipPersistence for MemoryPersistence {
-    async fn load(&self) -> Result<BTreeMap<String, MeshVips>, DnsError> {
-        Ok(self.snapshot())
+    async fn load(&self) -> Result<BTreeMap<String, PersistedVips>, DnsError> {
+        Ok(self.lock().meshes.clone())
     }
 
-    async fn save(&self, mesh: &str, vips: &MeshVips) -> Result<(), DnsError> {
-        if let Ok(mut m) = self.meshes.lock() {
-            if vips.is_empty() {
-                m.remove(mesh);
-            } else {
-                m.insert(mesh.to_string(), vips.clone());
-            }
+    async fn save(
+        &self,
+        mesh: &str,
+        vips: &MeshVips,
+        expected: Option<Version>,
+    ) -> Result<Saved, DnsError> {
+        let mut state = self.lock();
+        if state.meshes.get(mesh).map(|p| p.version) != expected {
+            return Ok(Saved::Conflict);
         }
-        Ok(())
+        if vips.is_empty() {
+            state.meshes.remove(mesh);
+            return Ok(Saved::Written(None));
+        }
+        state.last_version += 1;
+        let version = Version(state.last_version);
+        let persisted = PersistedVips {
+            vips: vips.clone(),
+            version,
+        };
+        state.meshes.insert(mesh.to_string(), persisted);
+        Ok(Saved::Written(Some(version)))
     }
 }
 
@@ -73,7 +134,8 @@ pub fn decode_vips(mesh: &str, text: &str) -> Result<MeshVips, DnsError> {
         })
 }
 
-/// Persists VIPs as `Config` resources in a [`ResourceStore`].
+/// Persists VIPs as `Config` resources in a [`ResourceStore`], using the
+/// store's version check for conditional saves.
 #[derive(Clone)]
 pub struct StorePersistence {
     store: Arc<dyn ResourceStore>,
@@ -93,7 +155,7 @@ impl StorePersistence {
 }
 
 impl VipPersistence for StorePersistence {
-    async fn load(&self) -> Result<BTreeMap<String, MeshVips>, DnsError> {
+    async fn load(&self) -> Result<BTreeMap<String, PersistedVips>, DnsError> {
         let mut out = BTreeMap::new();
         let page = self
             .store
@@ -103,51 +165,66 @@ impl VipPersistence for StorePersistence {
             let Some(mesh) = ConfigSpec::dns_vips_mesh(&r.meta.name) else {
                 continue;
             };
-            let Some(spec) = r.spec_as::<ConfigSpec>() else {
+            let Some(version) = r.meta.version else {
                 continue;
             };
-            match decode_vips(mesh, &spec.config) {
-                Ok(vips) => {
-                    out.insert(mesh.to_string(), vips);
-                }
+            let vips = match r.spec_as::<ConfigSpec>() {
+                Some(spec) => decode_vips(mesh, &spec.config),
+                None => Ok(MeshVips::new()),
+            };
+            let vips = vips.unwrap_or_else(|e| {
                 // A broken map only costs new VIPs; do not refuse to start.
-                Err(e) => tracing::warn!(error = %e, "ignoring persisted VIPs"),
-            }
+                tracing::warn!(error = %e, "ignoring persisted VIPs");
+                MeshVips::new()
+            });
+            out.insert(mesh.to_string(), PersistedVips { vips, version });
         }
         Ok(out)
     }
 
-    async fn save(&self, mesh: &str, vips: &MeshVips) -> Result<(), DnsError> {
+    async fn save(
+        &self,
+        mesh: &str,
+        vips: &MeshVips,
+        expected: Option<Version>,
+    ) -> Result<Saved, DnsError> {
         let name = ConfigSpec::dns_vips_name(mesh);
         let key = ResourceKey::new(ResourceType::Config, None, &name);
-        if vips.is_empty() {
-            return match self.store.delete(&key).await {
-                Ok(()) | Err(StoreError::NotFound(_)) => Ok(()),
-                Err(e) => Err(e.into()),
-            };
+        let stored = match self.store.get(&key).await {
+            Ok(stored) => Some(stored),
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if stored.as_ref().and_then(|s| s.meta.version) != expected {
+            return Ok(Saved::Conflict);
         }
-        let mut resource = Resource::new(None, &name, ConfigSpec::from_dns_vips(vips));
-        // This control plane is the only writer of these Configs; a
-        // conflict means a stale read, so read again and overwrite.
-        for _ in 0..3 {
-            let result = match self.store.get(&key).await {
-                Ok(stored) => {
-                    resource.meta.version = stored.meta.version;
-                    resource.meta.creation_time = stored.meta.creation_time;
-                    self.store.update(resource.clone()).await
-                }
-                Err(StoreError::NotFound(_)) => self.store.create(resource.clone()).await,
-                Err(e) => return Err(e.into()),
-            };
-            match result {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => continue,
-                Err(e) => return Err(e.into()),
+        let result = match (stored, vips.is_empty()) {
+            (None, true) => return Ok(Saved::Written(None)),
+            // The store's delete takes no version: the check above is as
+            // close as it gets. A write racing in between is lost, and its
+            // writer sees the deletion through its subscription.
+            (Some(_), true) => {
+                return match self.store.delete(&key).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => Ok(Saved::Written(None)),
+                    Err(e) => Err(e.into()),
+                };
             }
+            (None, false) => {
+                let resource = Resource::new(None, &name, ConfigSpec::from_dns_vips(vips));
+                self.store.create(resource).await
+            }
+            (Some(stored), false) => {
+                let mut resource = Resource::new(None, &name, ConfigSpec::from_dns_vips(vips));
+                resource.meta.version = stored.meta.version;
+                resource.meta.creation_time = stored.meta.creation_time;
+                self.store.update(resource).await
+            }
+        };
+        match result {
+            Ok(written) => Ok(Saved::Written(written.meta.version)),
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => Ok(Saved::Conflict),
+            Err(e) => Err(e.into()),
         }
-        Err(DnsError::Store(StoreError::Backend(format!(
-            "{name} kept changing concurrently"
-        ))))
     }
 }
 
@@ -188,27 +265,94 @@ mod tests {
             ("web".to_string(), Ipv4Addr::new(240, 0, 0, 1)),
             ("api".to_string(), Ipv4Addr::new(240, 0, 0, 2)),
         ]);
-        p.save("default", &vips).await.unwrap();
-        p.save("default", &vips).await.unwrap();
-        p.save("other", &MeshVips::new()).await.unwrap();
-        let stored = store
-            .get(&ResourceKey::new(
-                ResourceType::Config,
-                None,
-                "kuma-default-dns-vips",
-            ))
-            .await
-            .unwrap();
+        let Saved::Written(Some(v1)) = p.save("default", &vips, None).await.unwrap() else {
+            panic!("not written");
+        };
+        let Saved::Written(Some(v2)) = p.save("default", &vips, Some(v1)).await.unwrap() else {
+            panic!("not written");
+        };
+        assert!(v2 > v1);
+        assert_eq!(
+            p.save("other", &MeshVips::new(), None).await.unwrap(),
+            Saved::Written(None)
+        );
+        let key = ResourceKey::new(ResourceType::Config, None, "kuma-default-dns-vips");
+        let stored = store.get(&key).await.unwrap();
         assert_eq!(
             stored.spec_as::<ConfigSpec>().unwrap().config,
             r#"{"api":"240.0.0.2","web":"240.0.0.1"}"#
         );
+        assert_eq!(stored.meta.version, Some(v2));
         stored.validate().unwrap();
+        let persisted = PersistedVips {
+            vips: vips.clone(),
+            version: v2,
+        };
         assert_eq!(
             p.load().await.unwrap(),
-            BTreeMap::from([("default".to_string(), vips)])
+            BTreeMap::from([("default".to_string(), persisted)])
         );
-        p.save("default", &MeshVips::new()).await.unwrap();
+        assert_eq!(
+            p.save("default", &MeshVips::new(), Some(v2)).await.unwrap(),
+            Saved::Written(None)
+        );
         assert!(p.load().await.unwrap().is_empty());
+    }
+
+    /// Both implementations refuse a save whose expected version is not
+    /// what is stored, and leave what is stored alone.
+    async fn conflicts_write_nothing(p: impl VipPersistence) {
+        let mine = MeshVips::from([("web".to_string(), Ipv4Addr::new(240, 0, 0, 1))]);
+        let theirs = MeshVips::from([("web".to_string(), Ipv4Addr::new(240, 0, 0, 7))]);
+        let Saved::Written(Some(v1)) = p.save("m", &theirs, None).await.unwrap() else {
+            panic!("not written");
+        };
+        // Someone else created it first.
+        assert_eq!(p.save("m", &mine, None).await.unwrap(), Saved::Conflict);
+        // Someone else updated it since v1.
+        let Saved::Written(Some(v2)) = p.save("m", &theirs, Some(v1)).await.unwrap() else {
+            panic!("not written");
+        };
+        assert_eq!(p.save("m", &mine, Some(v1)).await.unwrap(), Saved::Conflict);
+        assert_eq!(
+            p.save("m", &MeshVips::new(), Some(v1)).await.unwrap(),
+            Saved::Conflict
+        );
+        // Someone else removed it.
+        assert_eq!(
+            p.save("gone", &mine, Some(v1)).await.unwrap(),
+            Saved::Conflict
+        );
+        let loaded = p.load().await.unwrap();
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded["m"].vips, theirs);
+        assert_eq!(loaded["m"].version, v2);
+    }
+
+    #[tokio::test]
+    async fn saves_are_conditional() {
+        conflicts_write_nothing(MemoryPersistence::new()).await;
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        conflicts_write_nothing(StorePersistence::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn a_broken_map_loads_empty_with_its_version() {
+        let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+        let name = ConfigSpec::dns_vips_name("m");
+        let broken = store
+            .create(Resource::new(None, &name, ConfigSpec::new("[1, 2]")))
+            .await
+            .unwrap();
+        let p = StorePersistence::new(store);
+        let loaded = p.load().await.unwrap();
+        assert!(loaded["m"].vips.is_empty());
+        assert_eq!(Some(loaded["m"].version), broken.meta.version);
+        // The leader can replace it.
+        let vips = MeshVips::from([("web".to_string(), Ipv4Addr::new(240, 0, 0, 1))]);
+        assert!(matches!(
+            p.save("m", &vips, broken.meta.version).await.unwrap(),
+            Saved::Written(Some(_))
+        ));
     }
 }

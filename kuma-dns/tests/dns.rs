@@ -1,6 +1,7 @@
 //! Library-level end-to-end tests: the VIP controller over a memory store,
 //! and the DNS server on real UDP and TCP sockets on 127.0.0.1, queried
-//! with hickory-proto as the client library.
+//! with hickory-proto as the client library. `leadership` runs several
+//! controllers on one store, one of them leading.
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -15,6 +16,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::oneshot;
+
+#[path = "dns/leadership.rs"]
+mod leadership;
 
 fn dataplane(mesh: &str, name: &str, service: &str) -> Resource {
     Resource::from_yaml(&format!(
@@ -215,6 +219,12 @@ async fn server(services: &[(&str, Ipv4Addr)]) -> Server {
             .map(|(s, ip)| (s.to_string(), *ip))
             .collect(),
     );
+    serve(dns).await
+}
+
+/// Serves `dns`'s table on 127.0.0.1 (UDP and TCP on one port) until the
+/// returned [`Server`] is dropped.
+async fn serve(dns: KumaDns) -> Server {
     // The UDP port is ephemeral; its TCP twin may belong to another process,
     // so try fresh ports until both halves bind.
     let mut attempt = 0;

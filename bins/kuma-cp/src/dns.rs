@@ -53,15 +53,22 @@ async fn bind_pair(port: u16) -> Result<(UdpSocket, TcpListener, SocketAddr)> {
 /// Binds UDP then TCP on the same port (so port 0 gives one ephemeral port
 /// for both), starts the VIP controller and the server, and returns the
 /// bound address and the tasks to await on shutdown.
+///
+/// `leadership` says whether this replica allocates VIPs (`true`) or serves
+/// the VIPs the leading replica persisted (`false`); see
+/// `kuma_dns::VipController::with_leadership`.
 pub async fn start(
     dns: KumaDns,
     port: u16,
     store: Arc<dyn ResourceStore>,
+    leadership: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, [tokio::task::JoinHandle<()>; 2])> {
     let (udp, tcp, addr) = bind_pair(port).await?;
     let server = dns.server()?;
-    let controller = dns.controller(store.clone(), StorePersistence::new(store));
+    let controller = dns
+        .controller(store.clone(), StorePersistence::new(store))
+        .with_leadership(leadership);
     let stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };

@@ -236,7 +236,11 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     }
     if let Some(dns) = dns {
         let port = config.dns_server.port;
-        let (_, dns_tasks) = crate::dns::start(dns, port, store.clone(), stop_rx.clone()).await?;
+        // One process: it always leads. The sender may go: a closed
+        // leadership channel keeps its last value.
+        let (_, leadership) = watch::channel(true);
+        let (_, dns_tasks) =
+            crate::dns::start(dns, port, store.clone(), leadership, stop_rx.clone()).await?;
         tasks.extend(dns_tasks);
     }
     diagnostics.set_ready();

@@ -109,6 +109,38 @@ fn restore_keeps_vips_and_refuses_conflicts() {
     assert_eq!(a.get("web"), Some(vip));
 }
 
+#[test]
+fn adopt_takes_over_entries_and_displaces_what_was_here() {
+    let mut a = VipAllocator::new(cidr("240.0.0.0/4"), DELAY);
+    let t0 = Instant::now();
+    a.sync(["api", "web"], t0);
+    let (api, web) = (a.get("api").unwrap(), a.get("web").unwrap());
+    // Another process gave `web` api's address: `web` takes it, its own
+    // address cools down and `api` is left without a VIP.
+    assert_eq!(a.adopt("web", api, t0), Ok(true));
+    assert_eq!(a.adopt("web", api, t0), Ok(false));
+    check_invariants(&a);
+    assert_eq!(a.get("api"), None);
+    assert_eq!(a.cooling(), 1);
+    let out = a.sync(["api", "web"], t0);
+    assert_eq!(out.assigned.len(), 1);
+    assert_ne!(a.get("api"), Some(web), "a cooling VIP was reused");
+    // A cooling address can be adopted: it is in use again at once.
+    assert_eq!(a.adopt("db", web, t0), Ok(true));
+    assert_eq!(a.cooling(), 0);
+    check_invariants(&a);
+    assert_eq!(
+        a.adopt("db", Ipv4Addr::new(10, 0, 0, 1), t0),
+        Err(RestoreRefused::OutsideCidr)
+    );
+    // Releasing allocates nothing.
+    let released = a.release_unless(|s| s == "db", t0);
+    assert_eq!(released.len(), 2);
+    assert_eq!(a.vips().len(), 1);
+    assert_eq!(a.cooling(), 2);
+    check_invariants(&a);
+}
+
 /// One step of a random history: the services that exist and how much
 /// time passed since the previous step.
 fn history(universe: usize) -> impl Strategy<Value = Vec<(Vec<bool>, u64)>> {
@@ -189,6 +221,47 @@ proptest! {
     #[test]
     fn whole_ipv4_space_histories(steps in history(10)) {
         run_history("0.0.0.0/0", 10, &steps);
+    }
+
+    /// A follower that adopts the leader's map after every step holds the
+    /// same VIPs, and when it takes over it keeps them and does not hand
+    /// out a VIP the leader freed less than the reuse delay ago.
+    #[test]
+    fn a_follower_mirrors_the_leader_and_takes_over(steps in history(12), last in prop::collection::vec(any::<bool>(), 12)) {
+        let all = names(12);
+        let range = cidr("10.9.0.0/28");
+        let mut leader = VipAllocator::new(range, DELAY);
+        let mut follower = VipAllocator::new(range, DELAY);
+        let mut now = Instant::now();
+        let mut freed_at: HashMap<Ipv4Addr, Instant> = HashMap::new();
+        for (present, secs) in &steps {
+            now += Duration::from_secs(*secs);
+            let wanted: Vec<&str> = all.iter().zip(present).filter(|(_, p)| **p).map(|(s, _)| s.as_str()).collect();
+            for (_, vip) in leader.sync(wanted.iter().copied(), now).released {
+                freed_at.insert(vip, now);
+            }
+            for (s, vip) in leader.vips() {
+                let changes = follower.get(s) != Some(*vip);
+                prop_assert_eq!(follower.adopt(s, *vip, now), Ok(changes));
+            }
+            follower.release_unless(|s| leader.vips().contains_key(s), now);
+            prop_assert_eq!(follower.vips(), leader.vips());
+            check_invariants(&follower);
+        }
+        let wanted: Vec<&str> = all.iter().zip(&last).filter(|(_, p)| **p).map(|(s, _)| s.as_str()).collect();
+        let before = follower.vips().clone();
+        let out = follower.sync(wanted.iter().copied(), now);
+        check_invariants(&follower);
+        for s in &wanted {
+            if let Some(vip) = before.get(*s) {
+                prop_assert_eq!(follower.get(s), Some(*vip));
+            }
+        }
+        for (s, vip) in &out.assigned {
+            if let Some(t) = freed_at.get(vip) {
+                prop_assert!(now.duration_since(*t) >= DELAY, "{} reused for {}", vip, s);
+            }
+        }
     }
 
     /// A restart restores the persisted map and changes nothing.
