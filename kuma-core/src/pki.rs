@@ -9,7 +9,9 @@
 //! - [`load_mesh_issuer`] finds the issuer of a mesh's enabled CA backend
 //!   (builtin Secrets, or the data sources of a `provided` backend).
 //! - [`generate_server_tls`] makes the control plane's own CA and server
-//!   certificate for the SDS server.
+//!   certificate for the SDS server; [`load_or_create_server_ca`] keeps
+//!   that CA in the store, shared by replicas and restarts, and
+//!   [`Issuer::issue_server`] issues each replica's server certificate.
 //!
 //! Every key is ECDSA P-256 (rcgen on ring); see `docs/security.md`. Private
 //! keys never appear in `Debug` output or in error messages.
@@ -28,8 +30,8 @@
 //! ```
 
 use crate::resource::{
-    CaBackendType, CertificateAuthorityBackend, DataSource, MeshSpec, ResourceKey, ResourceType,
-    SecretSpec,
+    CaBackendType, CertificateAuthorityBackend, ConfigSpec, DataSource, MeshSpec, ResourceKey,
+    ResourceType, SecretSpec,
 };
 use crate::store::{ResourceStore, StoreError};
 use rcgen::{
@@ -301,64 +303,96 @@ pub fn generate_ca(mesh: &str, validity: Duration) -> Result<CaPem, PkiError> {
 }
 
 /// Generates the control plane's own TLS material for its SDS server: a
-/// self-signed CA and a server certificate signed by it for `sans` (each a
-/// DNS name or an IP address), both valid for `validity`. Returns
-/// `(ca, server)`; the CA's key is not needed afterwards but is returned so
-/// the caller may keep or drop it.
+/// self-signed CA ([`generate_server_ca`]) and a server certificate signed
+/// by it for `sans` ([`Issuer::issue_server`]), both valid for `validity`.
+/// Returns `(ca, server)`; the CA's key is not needed afterwards but is
+/// returned so the caller may keep or drop it.
 pub fn generate_server_tls(
     sans: &[String],
     validity: Duration,
 ) -> Result<(CaPem, CaPem), PkiError> {
-    let mut ca_params = ca_params("control-plane", "kuma-cp SDS CA", validity)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    let ca_key = new_key()?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(gen_err)?;
+    let ca = generate_server_ca(validity)?;
+    let server = Issuer::from_pem(&ca.cert_pem, &ca.key_pem)?.issue_server(sans)?;
+    Ok((ca, server))
+}
 
-    let mut names: Vec<&String> = sans.iter().collect();
-    names.sort();
-    names.dedup();
-    let mut subject_alt_names = Vec::with_capacity(names.len());
-    for name in &names {
-        let san = match name.parse::<IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(name.as_str().try_into().map_err(|e: rcgen::Error| {
-                PkiError::InvalidSan {
-                    name: name.to_string(),
-                    reason: e.to_string(),
-                }
-            })?),
-        };
-        subject_alt_names.push(san);
-    }
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "kuma");
-    dn.push(
-        DnType::CommonName,
-        names.first().map_or("kuma-cp", |n| n.as_str()),
-    );
-    params.distinguished_name = dn;
-    params.subject_alt_names = subject_alt_names;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    params.not_before = ca_params.not_before;
-    params.not_after = ca_params.not_after;
-    params.serial_number = Some(random_serial()?);
+/// Generates the CA of the control plane's SDS server: ECDSA P-256,
+/// `CA:TRUE` with path length 0 (it signs server certificates only),
+/// subject `O=kuma, OU=control-plane, CN=kuma-cp SDS CA`, valid from now
+/// (minus [`CLOCK_SKEW_ALLOWANCE`]) for `validity`. Every replica issues
+/// its own server certificate from it ([`Issuer::issue_server`]); proxies
+/// trust it. [`load_or_create_server_ca`] keeps one in the store.
+pub fn generate_server_ca(validity: Duration) -> Result<CaPem, PkiError> {
+    let mut params = ca_params("control-plane", "kuma-cp SDS CA", validity)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     let key = new_key()?;
-    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
-    let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
-    Ok((
-        CaPem {
-            cert_pem: ca_cert.pem(),
-            key_pem: ca_key.serialize_pem(),
-        },
-        CaPem {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        },
-    ))
+    let cert = params.self_signed(&key).map_err(gen_err)?;
+    Ok(CaPem {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The name of the global `Config` resource that holds the SDS server's CA
+/// ([`load_or_create_server_ca`]). Configs are internal: the API does not
+/// serve them.
+pub const SERVER_CA_CONFIG: &str = "kuma-cp-sds-ca";
+
+/// The SDS server's CA kept in the store (the `Config`
+/// [`SERVER_CA_CONFIG`], `{"cert": PEM, "key": PEM}`): the stored one, or
+/// a new one valid for `validity` stored now. Replicas starting together
+/// race on the create; the loser reads the winner's, so all of them hand
+/// proxies the same CA, before and after any restart.
+///
+/// A stored CA that cannot be used (not JSON, not a CA, key mismatch,
+/// expired) is an error naming the Config; it is never replaced silently,
+/// since every proxy trusts it.
+pub async fn load_or_create_server_ca(
+    store: &dyn ResourceStore,
+    validity: Duration,
+) -> Result<CaPem, PkiError> {
+    let key = ResourceKey::new(ResourceType::Config, None, SERVER_CA_CONFIG);
+    match store.get(&key).await {
+        Ok(stored) => return decode_server_ca(&stored),
+        Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let ca = generate_server_ca(validity)?;
+    let text = serde_json::json!({"cert": ca.cert_pem, "key": ca.key_pem}).to_string();
+    let resource = crate::resource::Resource::new(None, SERVER_CA_CONFIG, ConfigSpec::new(text));
+    match store.create(resource).await {
+        Ok(_) => Ok(ca),
+        Err(StoreError::AlreadyExists(_)) => decode_server_ca(&*store.get(&key).await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The CA in a stored [`SERVER_CA_CONFIG`], checked as [`Issuer::from_pem`]
+/// checks.
+fn decode_server_ca(stored: &crate::resource::Resource) -> Result<CaPem, PkiError> {
+    let bad = |why: String| {
+        PkiError::Backend(format!(
+            "the SDS server CA stored in Config {SERVER_CA_CONFIG:?} cannot be used: {why}"
+        ))
+    };
+    let text = stored
+        .spec_as::<ConfigSpec>()
+        .map(|c| c.config.clone())
+        .ok_or_else(|| bad("not a Config".into()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON ({e})")))?;
+    let field = |name: &str| {
+        v[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| bad(format!("no {name:?} string")))
+    };
+    let ca = CaPem {
+        cert_pem: field("cert")?,
+        key_pem: field("key")?,
+    };
+    Issuer::from_pem(&ca.cert_pem, &ca.key_pem).map_err(|e| bad(e.to_string()))?;
+    Ok(ca)
 }
 
 /// The label of the first PEM block in `text` (`PRIVATE KEY`, ...).
@@ -520,6 +554,57 @@ impl Issuer {
             serial_hex,
             not_before: SystemTime::from(params.not_before),
             not_after: SystemTime::from(params.not_after),
+        })
+    }
+}
+
+impl Issuer {
+    /// Issues a TLS server certificate for `sans` (each a DNS name or an IP
+    /// address; sorted, duplicates removed): ECDSA P-256, EKU server auth,
+    /// subject `O=kuma, CN=<first SAN>`, valid from now minus
+    /// [`CLOCK_SKEW_ALLOWANCE`] until the CA expires. Returns the
+    /// certificate and its key.
+    pub fn issue_server(&self, sans: &[String]) -> Result<CaPem, PkiError> {
+        let mut names: Vec<&String> = sans.iter().collect();
+        names.sort();
+        names.dedup();
+        let mut subject_alt_names = Vec::with_capacity(names.len());
+        for name in &names {
+            let san = match name.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => {
+                    SanType::DnsName(name.as_str().try_into().map_err(|e: rcgen::Error| {
+                        PkiError::InvalidSan {
+                            name: name.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?)
+                }
+            };
+            subject_alt_names.push(san);
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "kuma");
+        dn.push(
+            DnType::CommonName,
+            names.first().map_or("kuma-cp", |n| n.as_str()),
+        );
+        params.distinguished_name = dn;
+        params.subject_alt_names = subject_alt_names;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before =
+            now_seconds() - time::Duration::seconds(CLOCK_SKEW_ALLOWANCE.as_secs() as i64);
+        params.not_after = OffsetDateTime::from(self.not_after);
+        params.serial_number = Some(random_serial()?);
+        let key = new_key()?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(gen_err)?;
+        Ok(CaPem {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         })
     }
 }

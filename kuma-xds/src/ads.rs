@@ -27,7 +27,7 @@ use crate::cache::SnapshotCache;
 use crate::grpc::{Outgoing, RequestDecoder, ResponseBody, ResponseSender};
 use crate::reconcile::ProxyEvent;
 use crate::resource::{Snapshot, XdsType};
-use crate::session::{AdsProtocol, AdsStreams, Session, Shared};
+use crate::session::{AdsProtocol, AdsStreams, Lifecycle, Session, Shared};
 use crate::stream::{self, AckTracker, Credentials, Nonces, Reply, hung_up};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -39,6 +39,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc, watch};
 use tonic::codegen::http;
 use tonic::metadata::MetadataMap;
@@ -75,12 +76,24 @@ pub fn proxy_event_channel() -> (ProxyEventSender, ProxyEventReceiver) {
     mpsc::channel(PROXY_EVENT_QUEUE)
 }
 
+/// How long a Dataplane registered by its proxy (kuma-dp) stays after the
+/// proxy's last stream ended, unless [`AdsServer::with_dataplane_cleanup_age`]
+/// says otherwise: 30 s. Long enough to ride out a control-plane restart or
+/// a network blip (proxies retry every second at most, see
+/// [`crate::bootstrap::XDS_RETRY_MAX`]), short enough that the endpoint of
+/// a proxy that really died leaves the mesh quickly. (Kuma deletes such a
+/// Dataplane as soon as its stream closes, and garbage-collects others
+/// after 72 h.)
+pub const DEFAULT_DATAPLANE_CLEANUP_AGE: Duration = Duration::from_secs(30);
+
 /// The ADS service, ready to be served by tonic.
 #[derive(Clone)]
 pub struct AdsServer {
     shared: Arc<Shared>,
     /// Set to `true` when the server stops: open streams then end.
     stop: Option<watch::Receiver<bool>>,
+    /// How long a proxy-registered Dataplane outlives its last stream.
+    cleanup_age: Duration,
     /// Dataplane token checking (off unless [`AdsServer::with_auth`]).
     auth: DataplaneAuth,
 }
@@ -112,8 +125,22 @@ impl AdsServer {
                 registrations: Mutex::new(HashMap::new()),
             }),
             stop: None,
+            cleanup_age: DEFAULT_DATAPLANE_CLEANUP_AGE,
             auth: DataplaneAuth::Off,
         }
+    }
+
+    /// How long a Dataplane registered by its proxy (from the node
+    /// metadata) stays after the proxy's last stream on this server ended
+    /// (`runtime.universal.dataplaneCleanupAge`; default
+    /// [`DEFAULT_DATAPLANE_CLEANUP_AGE`]). It is then deleted with its
+    /// DataplaneInsight, unless the proxy came back meanwhile: a stream
+    /// here, a re-registration, or a newer subscription in its insight (a
+    /// stream to another replica). Streams ended by this server's shutdown
+    /// ([`Self::with_shutdown`]) never delete their Dataplane.
+    pub fn with_dataplane_cleanup_age(mut self, age: Duration) -> Self {
+        self.cleanup_age = age;
+        self
     }
 
     /// Checks every stream's dataplane token (`authorization` metadata, with
@@ -157,7 +184,11 @@ impl AdsServer {
         );
         let (tx, response) = ResponseBody::channel(RESPONSE_QUEUE);
         let id = self.shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
-        let streams = AdsStreams::<P>::new(self.shared.clone());
+        let lifecycle = Lifecycle {
+            cleanup_age: self.cleanup_age,
+            stop: self.stop.clone(),
+        };
+        let streams = AdsStreams::<P>::new(self.shared.clone(), lifecycle);
         let stop = self.stop.clone();
         tokio::spawn(async move {
             stream::run(&streams, id, credentials, inbound, tx, stop).await;

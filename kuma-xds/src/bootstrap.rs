@@ -34,6 +34,31 @@ use kuma_core::wire::BootstrapRequest;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
+/// First wait before Envoy re-opens a broken xDS stream (ADS, and SDS via
+/// the generated config sources): 250 ms.
+///
+/// Envoy's own default for xDS streams is a 500 ms base doubling up to
+/// 30 s, each wait drawn at random below the current cap: after a 2 s
+/// control-plane outage a proxy that had failed a few times could wait
+/// another 12 s or more. Retrying instead at most every
+/// [`XDS_RETRY_MAX`] brings every proxy back within about a second of the
+/// control plane listening again. A refused connect is cheap for the
+/// control plane's host, and while it is down nothing else is served.
+pub const XDS_RETRY_BASE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Longest wait between two attempts to re-open an xDS stream: 1 s (see
+/// [`XDS_RETRY_BASE`]).
+pub const XDS_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The `retry_policy` of an `envoy_grpc` xDS service (the field Envoy uses
+/// to re-establish xDS streams): [`XDS_RETRY_BASE`] to [`XDS_RETRY_MAX`].
+fn xds_retry_policy() -> Value {
+    json!({"retry_back_off": {
+        "base_interval": format!("{}s", XDS_RETRY_BASE.as_secs_f64()),
+        "max_interval": format!("{}s", XDS_RETRY_MAX.as_secs_f64()),
+    }})
+}
+
 /// Settings of the bootstrap server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootstrapConfig {
@@ -120,7 +145,10 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
         "dataplane.admin.port".into(),
         Value::String(p.admin_port.to_string()),
     );
-    let mut ads_service = json!({"envoy_grpc": {"cluster_name": "ads_cluster"}});
+    let mut ads_service = json!({"envoy_grpc": {
+        "cluster_name": "ads_cluster",
+        "retry_policy": xds_retry_policy(),
+    }});
     if let Some(token) = &p.dataplane_token {
         ads_service["initial_metadata"] = json!([{"key": "authorization", "value": token}]);
     }
@@ -348,5 +376,70 @@ fn cause(field: &str, message: &str) -> Violation {
     Violation {
         field: field.into(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(sds: bool) -> BootstrapParams {
+        BootstrapParams {
+            node_id: "default.web".into(),
+            service: "web".into(),
+            admin_port: 9901,
+            xds_host: "cp.example".into(),
+            xds_port: 5678,
+            dataplane_resource: None,
+            kuma_dp_version: None,
+            delta_xds: false,
+            dataplane_token: Some("t0ken".into()),
+            sds: sds.then(|| SdsBootstrap {
+                port: 5677,
+                ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn ads_stream_reconnects_within_a_second() {
+        let b = bootstrap(&params(true));
+        let services = b["dynamic_resources"]["ads_config"]["grpc_services"]
+            .as_array()
+            .unwrap();
+        assert_eq!(services.len(), 1);
+        let grpc = &services[0]["envoy_grpc"];
+        assert_eq!(grpc["cluster_name"], "ads_cluster");
+        assert_eq!(
+            grpc["retry_policy"],
+            json!({"retry_back_off": {"base_interval": "0.25s", "max_interval": "1s"}})
+        );
+        // The token still travels with the stream.
+        assert_eq!(
+            services[0]["initial_metadata"],
+            json!([{"key": "authorization", "value": "t0ken"}])
+        );
+    }
+
+    #[test]
+    fn retry_policy_renders_the_constants() {
+        assert!(XDS_RETRY_BASE < XDS_RETRY_MAX);
+        let p = xds_retry_policy();
+        let secs = |v: &Value| -> f64 {
+            v.as_str()
+                .unwrap()
+                .strip_suffix('s')
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert_eq!(
+            secs(&p["retry_back_off"]["base_interval"]),
+            XDS_RETRY_BASE.as_secs_f64()
+        );
+        assert_eq!(
+            secs(&p["retry_back_off"]["max_interval"]),
+            XDS_RETRY_MAX.as_secs_f64()
+        );
     }
 }

@@ -5,6 +5,11 @@
 //! it ACKs its listeners, ready), watch the proxy's snapshot in the cache,
 //! and undo all of that when the stream ends. A flavour ([`AdsProtocol`])
 //! only adapts requests and snapshots to its wire shapes.
+//!
+//! A Dataplane the proxy registered outlives its stream by the cleanup age
+//! ([`Lifecycle::cleanup_age`]): it is deleted only if, by then, the proxy
+//! has not come back to this control plane or any other replica, and never
+//! because this control plane is shutting down (see [`release`]).
 
 use crate::cache::{NodeId, SnapshotCache, SnapshotWatch};
 use crate::grpc::ResponseSender;
@@ -15,14 +20,15 @@ use crate::stream::client::{DATAPLANE_RESOURCE_KEY, metadata_string};
 use crate::stream::{Client, ClientStream, ResourceSource, Service};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use kuma_core::manager::{ManagerError, ResourceManager};
-use kuma_core::resource::{Resource, ResourceKey, ResourceType};
+use kuma_core::resource::{DataplaneInsightSpec, Resource, ResourceKey, ResourceType, Version};
 use kuma_core::store::StoreError;
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, mpsc, watch};
 use tonic::Status;
 use tracing::{info, warn};
 
@@ -37,9 +43,27 @@ pub(crate) struct Shared {
     pub(crate) registrations: Mutex<HashMap<NodeId, usize>>,
 }
 
+/// What happens to a proxy-registered Dataplane once its stream ends.
+#[derive(Clone, Debug)]
+pub(crate) struct Lifecycle {
+    /// How long a registered Dataplane stays after its last stream ended
+    /// before it is deleted, if the proxy has not come back.
+    pub(crate) cleanup_age: Duration,
+    /// Turns `true` when the server stops: streams that end then keep their
+    /// Dataplane, and pending cleanups are dropped.
+    pub(crate) stop: Option<watch::Receiver<bool>>,
+}
+
+impl Lifecycle {
+    fn shutting_down(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
+    }
+}
+
 /// One proxy's ADS stream, from its first request to its end.
 pub(crate) struct Session {
     shared: Arc<Shared>,
+    lifecycle: Lifecycle,
     /// The proxy.
     pub(crate) node: NodeId,
     registered: bool,
@@ -55,6 +79,7 @@ impl Session {
     /// carried `node_pb`; the error is the status to end the stream with.
     async fn open(
         shared: &Arc<Shared>,
+        lifecycle: &Lifecycle,
         client: Client,
         node_pb: &Node,
         stream: u64,
@@ -100,6 +125,7 @@ impl Session {
             .await;
         Ok(Self {
             shared: shared.clone(),
+            lifecycle: lifecycle.clone(),
             node,
             registered,
             ready_sent: false,
@@ -131,12 +157,13 @@ impl Session {
         self.insight.flush(&self.shared.manager).await;
     }
 
-    /// Ends the session: the reconciler forgets the stream, a Dataplane the
-    /// proxy registered goes when its last stream does, else the insight
-    /// records the disconnect.
+    /// Ends the session: the reconciler forgets the stream, the insight
+    /// records the disconnect, and a Dataplane the proxy registered is
+    /// [`release`]d when its last stream here is gone.
     async fn close(self, stream: u64) {
         let Session {
             shared,
+            lifecycle,
             node,
             registered,
             mut insight,
@@ -149,11 +176,15 @@ impl Session {
             .proxies
             .send(ProxyEvent::Disconnected(node.clone()))
             .await;
+        insight.disconnected();
+        insight.flush(&shared.manager).await;
         if registered {
-            deregister(&shared, &node).await;
-        } else {
-            insight.disconnected();
-            insight.flush(&shared.manager).await;
+            let gone = Departure {
+                node,
+                connected_at: insight.subscription().connect_time,
+                subscription: insight.subscription().id.clone(),
+            };
+            release(&shared, &lifecycle, gone).await;
         }
     }
 }
@@ -191,25 +222,113 @@ async fn register(shared: &Shared, node: &NodeId, text: &str) -> Result<(), Stat
     }
 }
 
-/// Removes a registered Dataplane (and its insight) when its last stream is
-/// gone.
-async fn deregister(shared: &Shared, node: &NodeId) {
-    let mut regs = shared.registrations.lock().await;
-    let Some(n) = regs.get_mut(node) else {
-        return;
-    };
-    *n -= 1;
-    if *n > 0 {
+/// The stream of a proxy that registered its Dataplane, just ended.
+#[derive(Debug)]
+struct Departure {
+    node: NodeId,
+    /// When that stream connected.
+    connected_at: OffsetDateTime,
+    /// Its DataplaneInsight subscription id.
+    subscription: String,
+}
+
+/// The last stream of a proxy-registered Dataplane on this control plane
+/// ended: unless the control plane is shutting down (a restart must not
+/// pull endpoints out of the mesh), its Dataplane and DataplaneInsight are
+/// deleted after the cleanup age if the proxy has not come back by then
+/// (see [`cleanup`]).
+async fn release(shared: &Arc<Shared>, lifecycle: &Lifecycle, gone: Departure) {
+    {
+        let mut regs = shared.registrations.lock().await;
+        let Some(n) = regs.get_mut(&gone.node) else {
+            return;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        regs.remove(&gone.node);
+    }
+    if lifecycle.shutting_down() {
+        info!(node = %gone.node, "keeping the Dataplane of a proxy disconnected by the shutdown");
         return;
     }
-    regs.remove(node);
-    for ty in [ResourceType::Dataplane, ResourceType::DataplaneInsight] {
-        let key = ResourceKey::new(ty, Some(&node.mesh), &node.name);
+    // The Dataplane's version now: every re-registration (a reconnect to
+    // any replica) writes it again, so a changed version means the proxy
+    // is back.
+    let key = ResourceKey::new(
+        ResourceType::Dataplane,
+        Some(&gone.node.mesh),
+        &gone.node.name,
+    );
+    let version = match shared.manager.get(&key).await {
+        Ok(dp) => dp.meta.version,
+        Err(_) => return,
+    };
+    let shared = shared.clone();
+    let age = lifecycle.cleanup_age;
+    let stop = lifecycle.stop.clone();
+    tokio::spawn(async move {
+        let wait = tokio::time::sleep(age);
+        match stop {
+            Some(mut stop) => {
+                tokio::select! {
+                    _ = wait => {}
+                    // Stopping (or the server is gone): keep it.
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+            None => wait.await,
+        }
+        cleanup(&shared, &gone, version).await;
+    });
+}
+
+/// Deletes the Dataplane (and DataplaneInsight) of a proxy that went away
+/// a cleanup age ago, unless it came back: it has a stream on this control
+/// plane, its Dataplane was written since (`version` was read at the
+/// disconnect), or its insight holds a subscription newer than the one
+/// that ended (a stream to another replica).
+async fn cleanup(shared: &Shared, gone: &Departure, version: Option<Version>) {
+    let node = &gone.node;
+    // Held until the deletes are done: a reconnect here registers after
+    // them, not between the checks and the deletes.
+    let regs = shared.registrations.lock().await;
+    if regs.contains_key(node) {
+        return;
+    }
+    let dp_key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
+    match shared.manager.get(&dp_key).await {
+        Ok(dp) if dp.meta.version == version => {}
+        Ok(_) => {
+            info!(node = %node, "keeping the Dataplane: its proxy registered it again");
+            return;
+        }
+        Err(ManagerError::Store(StoreError::NotFound(_))) => return,
+        Err(e) => {
+            warn!(node = %node, error = %e, "could not check a departed proxy's Dataplane; keeping it");
+            return;
+        }
+    }
+    let insight_key =
+        ResourceKey::new(ResourceType::DataplaneInsight, Some(&node.mesh), &node.name);
+    if let Ok(insight) = shared.manager.get(&insight_key).await
+        && let Some(spec) = insight.spec_as::<DataplaneInsightSpec>()
+        && spec
+            .subscriptions
+            .iter()
+            .any(|s| s.id != gone.subscription && s.connect_time > gone.connected_at)
+    {
+        info!(node = %node, "keeping the Dataplane: its proxy reconnected to another control plane");
+        return;
+    }
+    for key in [dp_key, insight_key] {
         match shared.manager.delete(&key).await {
             Ok(()) | Err(ManagerError::Store(StoreError::NotFound(_))) => {}
             Err(e) => warn!(%key, error = %e, "could not remove"),
         }
     }
+    drop(regs);
     info!(node = %node, "removed the Dataplane of a proxy that went away");
 }
 
@@ -252,14 +371,16 @@ pub(crate) trait AdsProtocol: Default + Send + 'static {
 /// The ADS streams of flavour `P`: a [`Service`] of the stream core.
 pub(crate) struct AdsStreams<P> {
     pub(crate) shared: Arc<Shared>,
+    lifecycle: Lifecycle,
     flavour: PhantomData<fn() -> P>,
 }
 
 impl<P> AdsStreams<P> {
     /// The streams of one server.
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, lifecycle: Lifecycle) -> Self {
         Self {
             shared,
+            lifecycle,
             flavour: PhantomData,
         }
     }
@@ -279,7 +400,7 @@ impl<P: AdsProtocol> Service for AdsStreams<P> {
 
     async fn open(&self, client: Client, node: &Node, stream: u64) -> Result<AdsStream<P>, Status> {
         Ok(AdsStream {
-            session: Session::open(&self.shared, client, node, stream).await?,
+            session: Session::open(&self.shared, &self.lifecycle, client, node, stream).await?,
             protocol: P::default(),
         })
     }

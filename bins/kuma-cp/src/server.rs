@@ -26,9 +26,31 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long shutdown waits for open connections and tasks to finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The listen backlog asked for: room for every proxy of a large mesh
+/// reconnecting at once after a restart (tokio's default of 1,024 let
+/// about 15% of 10,000 simultaneous connects fail, see
+/// docs/performance.md). The kernel clamps it to `net.core.somaxconn`
+/// (4,096 on the machines measured; raise that sysctl to go further).
+const LISTEN_BACKLOG: i32 = 65_535;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`] and `SO_REUSEADDR`
+/// (as tokio's `TcpListener::bind` sets on Unix, so that a restarted
+/// control plane gets its ports back while old connections linger in
+/// TIME_WAIT).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Binds `port` on every IPv4 address (0: an ephemeral port).
 pub(crate) async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .await
+    let listener = listen(SocketAddr::from(([0, 0, 0, 0], port)))
         .with_context(|| format!("cannot listen on {key} {port}"))?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
@@ -36,8 +58,7 @@ pub(crate) async fn bind(key: &str, port: u16) -> Result<(TcpListener, SocketAdd
 
 /// Binds `port` on 127.0.0.1 only (the admin server hands out credentials).
 async fn bind_loopback(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(("127.0.0.1", port))
-        .await
+    let listener = listen(SocketAddr::from(([127, 0, 0, 1], port)))
         .with_context(|| format!("cannot listen on {key} 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
     Ok((listener, addr))
@@ -166,7 +187,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     // The data-plane servers (ADS, bootstrap) run in standalone and remote modes.
     let xds_listeners = match config.mode {
         Mode::Global => None,
-        _ => Some(crate::xds::bind(&config).await?),
+        _ => Some(crate::xds::bind(&config, &*store).await?),
     };
     let bootstrap_port = xds_listeners
         .as_ref()

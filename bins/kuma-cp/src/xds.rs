@@ -37,10 +37,10 @@ pub struct XdsListeners {
     sds_tls: (Identity, String),
 }
 
-/// Loads or generates SDS's TLS material, then binds the ADS, SDS and
+/// Loads SDS's TLS material (see [`sds_tls`]), then binds the ADS, SDS and
 /// bootstrap ports (0: ephemeral).
-pub async fn bind(config: &KumaCpConfig) -> Result<XdsListeners> {
-    let sds_tls = sds_tls(config)?;
+pub async fn bind(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<XdsListeners> {
+    let sds_tls = sds_tls(config, store).await?;
     let (xds, xds_addr) =
         crate::server::bind("xdsServer.grpcPort", config.xds_server.grpc_port).await?;
     let (bootstrap, bootstrap_addr) =
@@ -80,7 +80,8 @@ pub fn start(
     );
     let ads = AdsServer::new(manager.clone(), cache, proxies_tx, instance_id)
         .with_shutdown(stop.clone())
-        .with_auth(auth.clone());
+        .with_auth(auth.clone())
+        .with_dataplane_cleanup_age(config.runtime.universal.dataplane_cleanup_age);
     let (sds_task, sds_ca_pem) = start_sds(
         listeners.sds,
         listeners.sds_addr,
@@ -125,9 +126,9 @@ pub fn start(
     Ok(vec![ads_task, sds_task, bootstrap_task, reconcile_guard])
 }
 
-/// How long the SDS server's own certificate is valid: it is generated at
-/// every start, so this only has to outlive the process.
-const SDS_TLS_VALIDITY: std::time::Duration = kuma_core::pki::DEFAULT_CA_VALIDITY;
+/// How long the SDS CA kept in the store is valid (each start's server
+/// certificate ends with it).
+const SDS_CA_VALIDITY: std::time::Duration = kuma_core::pki::DEFAULT_CA_VALIDITY;
 
 /// Serves SDS over TLS with `identity` on `listener`. Returns the server
 /// task and the certificate (PEM) proxies trust, as given.
@@ -164,10 +165,14 @@ fn start_sds(
 
 /// The SDS server's TLS identity and the certificate (PEM) proxies are
 /// told to trust: from `general.tlsCertFile`/`tlsKeyFile` when set (the
-/// last certificate of the file is trusted), else generated now (a CA of
-/// its own and a server certificate for `localhost`, `127.0.0.1`, `::1`,
-/// the advertised hostname and the bootstrap's xDS host).
-fn sds_tls(config: &KumaCpConfig) -> Result<(Identity, String)> {
+/// last certificate of the file is trusted), else a server certificate
+/// issued now from the SDS CA kept in the store (created by the first
+/// control plane to start, shared by every replica and restart, see
+/// [`kuma_core::pki::load_or_create_server_ca`]) for `localhost`,
+/// `127.0.0.1`, `::1`, the advertised hostname and the bootstrap's xDS
+/// host. Proxies bootstrapped before a restart, or by another replica,
+/// trust it.
+async fn sds_tls(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<(Identity, String)> {
     let general = &config.general;
     match (&general.tls_cert_file, &general.tls_key_file) {
         (Some(_), None) => bail!("general.tlsKeyFile: must be set when general.tlsCertFile is"),
@@ -194,11 +199,17 @@ fn sds_tls(config: &KumaCpConfig) -> Result<(Identity, String)> {
         config.general.advertised_hostname.clone(),
     ];
     sans.extend(config.bootstrap_server.params.xds_host.clone());
-    let (ca, server) = kuma_core::pki::generate_server_tls(&sans, SDS_TLS_VALIDITY)
-        .context("generating the SDS server's TLS certificate")?;
+    let ca = kuma_core::pki::load_or_create_server_ca(store, SDS_CA_VALIDITY)
+        .await
+        .context("loading the SDS server's CA from the store")?;
+    let issuer = kuma_core::pki::Issuer::from_pem(&ca.cert_pem, &ca.key_pem)
+        .context("loading the SDS server's CA from the store")?;
+    let server = issuer
+        .issue_server(&sans)
+        .context("issuing the SDS server's TLS certificate (check general.advertisedHostname and bootstrapServer.params.xdsHost)")?;
     Ok((
         Identity::from_pem(server.cert_pem, server.key_pem),
-        ca.cert_pem,
+        issuer.ca_cert_pem().to_string(),
     ))
 }
 
@@ -213,7 +224,34 @@ fn last_certificate(pem: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::last_certificate;
+    use super::{last_certificate, sds_tls};
+    use crate::config::KumaCpConfig;
+    use kuma_core::store::MemoryStore;
+
+    /// Two control planes starting on one store (replicas, or one restarted
+    /// on a durable store) hand proxies the same CA in the bootstrap, and
+    /// each serves a certificate of its own issued by it.
+    #[tokio::test]
+    async fn starts_on_one_store_trust_the_same_sds_ca() {
+        let store = MemoryStore::new();
+        let mut a = KumaCpConfig::default();
+        a.general.advertised_hostname = "cp-a.example".into();
+        let mut b = KumaCpConfig::default();
+        b.general.advertised_hostname = "cp-b.example".into();
+        let (_, trusted_a) = sds_tls(&a, &store).await.unwrap();
+        let (_, trusted_b) = sds_tls(&b, &store).await.unwrap();
+        let (_, trusted_a2) = sds_tls(&a, &store).await.unwrap();
+        assert_eq!(trusted_a, trusted_b);
+        assert_eq!(trusted_a, trusted_a2);
+        let stored =
+            kuma_core::pki::load_or_create_server_ca(&store, std::time::Duration::from_secs(60))
+                .await
+                .unwrap();
+        assert_eq!(trusted_a, stored.cert_pem.trim().to_string() + "\n");
+        // A different store: a different CA.
+        let (_, elsewhere) = sds_tls(&a, &MemoryStore::new()).await.unwrap();
+        assert_ne!(elsewhere, trusted_a);
+    }
 
     #[test]
     fn the_last_certificate_of_a_chain_is_trusted() {

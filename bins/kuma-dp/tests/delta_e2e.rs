@@ -25,6 +25,11 @@ fn backend(
     Backend { app, dp }
 }
 
+/// A cleanup age short enough for "one leaves" (the default keeps a
+/// departed proxy's Dataplane 30 s).
+const SHORT_CLEANUP_AGE: &[(&str, &str)] =
+    &[("KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE", "1s")];
+
 #[test]
 fn delta_ads_serves_traffic_and_endpoint_changes() {
     let Some(envoy) = kuma_testing::envoy_or_skip("delta_ads") else {
@@ -34,7 +39,9 @@ fn delta_ads_serves_traffic_and_endpoint_changes() {
         .prefix("kuma-e2e-delta-")
         .tempdir()
         .expect("temp dir");
-    let mut cp = ControlPlane::start_in(dir.path(), "kuma-cp", None);
+    // "One leaves" expects the proxy's endpoint gone promptly: a short
+    // cleanup age.
+    let mut cp = ControlPlane::start_in_with_env(dir.path(), "kuma-cp", None, SHORT_CLEANUP_AGE);
     let a = backend(&cp, &envoy, dir.path(), "backend-a");
     let mut b = backend(&cp, &envoy, dir.path(), "backend-b");
 
@@ -95,7 +102,8 @@ fn delta_ads_serves_traffic_and_endpoint_changes() {
     // and a later endpoint change still reaches the frontend.
     let ports = cp.ports;
     cp.proc.terminate(Duration::from_secs(10));
-    let cp = ControlPlane::start_in(dir.path(), "kuma-cp-2", Some(ports));
+    let cp =
+        ControlPlane::start_in_with_env(dir.path(), "kuma-cp-2", Some(ports), SHORT_CLEANUP_AGE);
     wait_for(
         "the proxies to re-register",
         Duration::from_secs(30),

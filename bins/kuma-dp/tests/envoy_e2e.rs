@@ -83,13 +83,18 @@ fn start_frontend(cp: &ControlPlane, envoy: &Path, dir: &Path, backends: &[Backe
     Frontend { dp, outbound }
 }
 
+/// A cleanup age short enough for "a proxy that left leaves the mesh".
+const SHORT_CLEANUP_AGE: &[(&str, &str)] =
+    &[("KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE", "1s")];
+
 fn setup(test: &str) -> Option<(std::path::PathBuf, tempfile::TempDir, ControlPlane)> {
     let envoy = kuma_testing::envoy_or_skip(test)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("kuma-e2e-{test}-"))
         .tempdir()
         .expect("creating a temp dir");
-    let cp = ControlPlane::start_in(dir.path(), "kuma-cp", None);
+    // The churn case expects a proxy that left to leave the mesh promptly.
+    let cp = ControlPlane::start_in_with_env(dir.path(), "kuma-cp", None, SHORT_CLEANUP_AGE);
     Some((envoy, dir, cp))
 }
 
@@ -511,7 +516,7 @@ fn proxies_survive_control_plane_restart() {
 
     // Same ports, empty store.
     let t_restart = Instant::now();
-    cp = ControlPlane::start_in(dir.path(), "kuma-cp-2", Some(ports));
+    cp = ControlPlane::start_in_with_env(dir.path(), "kuma-cp-2", Some(ports), SHORT_CLEANUP_AGE);
     let expected: BTreeSet<String> = ["backend-v1-a", "backend-v2-a", "frontend"]
         .map(String::from)
         .into();

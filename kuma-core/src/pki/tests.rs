@@ -309,3 +309,85 @@ async fn load_provided_from_every_kind_of_source() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_ca_is_created_once_and_shared() {
+    let store: std::sync::Arc<dyn ResourceStore> = std::sync::Arc::new(MemoryStore::new());
+    // Replicas starting at once race on the create: all get the same CA.
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { load_or_create_server_ca(&*store, HOUR).await })
+        })
+        .collect();
+    let mut cas = Vec::new();
+    for s in starts {
+        cas.push(s.await.unwrap().unwrap());
+    }
+    assert!(
+        cas.iter().all(|c| *c == cas[0]),
+        "replicas got different CAs"
+    );
+    // A later start (a restart) reads it back.
+    let again = load_or_create_server_ca(&*store, HOUR).await.unwrap();
+    assert_eq!(again, cas[0]);
+
+    // Each replica issues its own server certificate from it, for its own
+    // names; both chain to the one CA.
+    let issuer = Issuer::from_pem(&again.cert_pem, &again.key_pem).unwrap();
+    let a = issuer
+        .issue_server(&["cp-a.example".into(), "127.0.0.1".into()])
+        .unwrap();
+    let b = issuer.issue_server(&["cp-b.example".into()]).unwrap();
+    assert_ne!(a.cert_pem, b.cert_pem);
+    let ca_der = parse(&again.cert_pem);
+    let (_, ca_x509) = X509Certificate::from_der(&ca_der).unwrap();
+    for (leaf, name) in [(&a, "cp-a.example"), (&b, "cp-b.example")] {
+        let der = parse(&leaf.cert_pem);
+        let (_, x509) = X509Certificate::from_der(&der).unwrap();
+        x509.verify_signature(Some(ca_x509.public_key())).unwrap();
+        let dns: Vec<String> = x509
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .filter_map(|g| match g {
+                GeneralName::DNSName(d) => Some(d.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dns, [name]);
+        assert!(x509.validity().not_after <= ca_x509.validity().not_after);
+    }
+}
+
+#[tokio::test]
+async fn a_broken_stored_server_ca_is_an_error_naming_the_config() {
+    let store = MemoryStore::new();
+    let other = generate_server_ca(HOUR).unwrap();
+    let mismatched = generate_server_ca(HOUR).unwrap();
+    for text in [
+        "not json".to_string(),
+        r#"{"cert": "x"}"#.to_string(),
+        serde_json::json!({"cert": other.cert_pem, "key": mismatched.key_pem}).to_string(),
+    ] {
+        let key = ResourceKey::new(ResourceType::Config, None, SERVER_CA_CONFIG);
+        let _ = store.delete(&key).await;
+        store
+            .create(Resource::new(
+                None,
+                SERVER_CA_CONFIG,
+                ConfigSpec::new(text.clone()),
+            ))
+            .await
+            .unwrap();
+        let e = load_or_create_server_ca(&store, HOUR).await.unwrap_err();
+        assert!(e.to_string().contains(SERVER_CA_CONFIG), "{text}: {e}");
+        assert!(!e.to_string().contains("PRIVATE KEY"), "{e}");
+        // Left as it was: never replaced behind the proxies' back.
+        let kept = store.get(&key).await.unwrap();
+        assert_eq!(kept.spec_as::<ConfigSpec>().unwrap().config, text);
+    }
+}

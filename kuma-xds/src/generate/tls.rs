@@ -15,7 +15,8 @@ use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifi
 use envoy_types::pb::envoy::config::core::v3::grpc_service::{EnvoyGrpc, TargetSpecifier};
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
 use envoy_types::pb::envoy::config::core::v3::{
-    ApiConfigSource, ApiVersion, ConfigSource, GrpcService, HeaderValue, TransportSocket,
+    ApiConfigSource, ApiVersion, BackoffStrategy, ConfigSource, GrpcService, HeaderValue,
+    RetryPolicy, TransportSocket,
 };
 use envoy_types::pb::envoy::config::listener::v3::listener_filter::ConfigType as ListenerFilterConfig;
 use envoy_types::pb::envoy::config::listener::v3::{FilterChainMatch, Listener, ListenerFilter};
@@ -31,6 +32,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use envoy_types::pb::google::protobuf::BoolValue;
+use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use envoy_types::util::pack_any;
 use kuma_core::resource::MtlsMode;
 
@@ -39,6 +41,24 @@ const TLS_PROTOCOL: &str = "tls";
 /// `transport_protocol` of connections the TLS inspector found not to be
 /// TLS.
 const PLAIN_PROTOCOL: &str = "raw_buffer";
+
+/// The SDS stream's reconnect backoff: the bootstrap's ADS one
+/// ([`crate::bootstrap::XDS_RETRY_BASE`] to
+/// [`crate::bootstrap::XDS_RETRY_MAX`]), so that certificates come back as
+/// fast as the rest of the config after a control-plane restart.
+fn sds_retry_policy() -> RetryPolicy {
+    let duration = |d: std::time::Duration| ProtoDuration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    };
+    RetryPolicy {
+        retry_back_off: Some(BackoffStrategy {
+            base_interval: Some(duration(crate::bootstrap::XDS_RETRY_BASE)),
+            max_interval: Some(duration(crate::bootstrap::XDS_RETRY_MAX)),
+        }),
+        ..Default::default()
+    }
+}
 
 /// How a proxy's mesh secures traffic between proxies; exists only when
 /// the mesh has mTLS on.
@@ -97,6 +117,7 @@ impl<'a> MeshTls<'a> {
                         grpc_services: vec![GrpcService {
                             target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
                                 cluster_name: names::SDS_CLUSTER.into(),
+                                retry_policy: Some(sds_retry_policy()),
                                 ..Default::default()
                             })),
                             initial_metadata,

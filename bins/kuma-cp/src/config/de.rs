@@ -8,7 +8,8 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::keys::{
-    parse_bool, parse_cidr, parse_listed_port, parse_opt_string, parse_port, parse_port_list,
+    parse_bool, parse_cidr, parse_duration, parse_listed_port, parse_opt_string, parse_port,
+    parse_port_list, show_duration,
 };
 use super::mask;
 use super::model::{DpAuthType, Mode, StoreType};
@@ -100,6 +101,19 @@ pub(super) fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> 
 
 pub(super) fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     required(d, parse_bool)
+}
+
+pub(super) fn de_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<std::time::Duration, D::Error> {
+    required(d, parse_duration)
+}
+
+pub(super) fn ser_duration<S: Serializer>(
+    value: &std::time::Duration,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&show_duration(*value))
 }
 
 pub(super) fn de_cidr<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Net, D::Error> {

@@ -2,6 +2,7 @@
 //! values (shared by the file and the environment).
 
 use std::fmt;
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
@@ -110,6 +111,8 @@ pub static ENV_KEYS: &[EnvKey] = env_keys! {
         => runtime.kubernetes.sidecar_traffic.exclude_inbound_ports;
     "runtime.kubernetes.sidecarTraffic.excludeOutboundPorts", "53,443"
         => runtime.kubernetes.sidecar_traffic.exclude_outbound_ports;
+    "runtime.universal.dataplaneCleanupAge", "45s"
+        => runtime.universal.dataplane_cleanup_age;
 };
 
 // ---------------------------------------------------------------------------
@@ -170,6 +173,15 @@ impl Value for Vec<u16> {
             .map(u16::to_string)
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+impl Value for Duration {
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_duration(text)
+    }
+    fn show(&self) -> String {
+        show_duration(*self)
     }
 }
 
@@ -234,4 +246,74 @@ pub(super) fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
         .parse::<Ipv4Net>()
         .map(|net| net.trunc())
         .map_err(|_| format!("{s:?} is not an IPv4 CIDR (e.g. 240.0.0.0/4)"))
+}
+
+/// A duration as Kuma (Go) writes them: one or more `<number><unit>`
+/// with units `h`, `m`, `s`, `ms`, `us` (or `µs`), `ns`, e.g. `30s`,
+/// `1m30s`, `1.5h`, `72h`; `0` alone is zero. Not negative.
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 30s, 1m30s, 72h)");
+    let text = s.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(bad());
+    }
+    let mut rest = text;
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let (number, tail) = rest.split_at(number_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let nanos_per_unit: f64 = match unit {
+            "h" => 3_600e9,
+            "m" => 60e9,
+            "s" => 1e9,
+            "ms" => 1e6,
+            "us" | "µs" => 1e3,
+            "ns" => 1.0,
+            _ => return Err(bad()),
+        };
+        if number.is_empty() || number == "." {
+            return Err(bad());
+        }
+        let value: f64 = number.parse().map_err(|_| bad())?;
+        let nanos = (value * nanos_per_unit).round();
+        if !nanos.is_finite() || nanos > u64::MAX as f64 {
+            return Err(bad());
+        }
+        total = total
+            .checked_add(Duration::from_nanos(nanos as u64))
+            .ok_or_else(bad)?;
+        rest = tail;
+    }
+    Ok(total)
+}
+
+/// A duration in the syntax [`parse_duration`] reads, in its largest
+/// whole unit: `30s`, `2m`, `72h`, `1500ms`.
+pub(super) fn show_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    for (unit, size) in [
+        ("h", 3_600_000_000_000u128),
+        ("m", 60_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
+        ("us", 1_000),
+    ] {
+        if nanos != 0 && nanos.is_multiple_of(size) {
+            return format!("{}{unit}", nanos / size);
+        }
+    }
+    if nanos == 0 {
+        "0s".to_string()
+    } else {
+        format!("{nanos}ns")
+    }
 }

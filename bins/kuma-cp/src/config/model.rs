@@ -7,8 +7,8 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use super::de::{
-    de_bool, de_cidr, de_opt_string, de_port, de_port_list, de_section, de_string, ser_display,
-    ser_masked,
+    de_bool, de_cidr, de_duration, de_opt_string, de_port, de_port_list, de_section, de_string,
+    ser_display, ser_duration, ser_masked,
 };
 use super::mask;
 
@@ -540,6 +540,30 @@ pub struct RuntimeConfig {
     /// `runtime.kubernetes`: settings of the Kubernetes runtime.
     #[serde(deserialize_with = "de_section")]
     pub kubernetes: KubernetesRuntimeConfig,
+    /// `runtime.universal`: settings of the universal runtime.
+    #[serde(deserialize_with = "de_section")]
+    pub universal: UniversalRuntimeConfig,
+}
+
+/// `runtime.universal`: settings of the universal runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct UniversalRuntimeConfig {
+    /// `runtime.universal.dataplaneCleanupAge`: how long a Dataplane
+    /// registered by kuma-dp stays after its proxy disconnected before it is
+    /// deleted, unless the proxy reconnects (to any replica) meanwhile;
+    /// never deleted because the control plane shuts down. Default 30s
+    /// (`kuma_xds::ads::DEFAULT_DATAPLANE_CLEANUP_AGE`).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub dataplane_cleanup_age: std::time::Duration,
+}
+
+impl Default for UniversalRuntimeConfig {
+    fn default() -> Self {
+        UniversalRuntimeConfig {
+            dataplane_cleanup_age: kuma_xds::ads::DEFAULT_DATAPLANE_CLEANUP_AGE,
+        }
+    }
 }
 
 /// `runtime.kubernetes`: settings of the Kubernetes runtime.

@@ -114,6 +114,10 @@ fn defaults_match_design() {
             .exclude_outbound_ports
             .is_empty()
     );
+    assert_eq!(
+        c.runtime.universal.dataplane_cleanup_age,
+        std::time::Duration::from_secs(30)
+    );
     assert!(c.ignored_env.is_empty());
 }
 
@@ -226,6 +230,7 @@ fn table_has_exactly_the_design_env_names() {
         "KUMA_DEFAULTS_SKIP_MESH_CREATION",
         "KUMA_RUNTIME_KUBERNETES_SIDECAR_TRAFFIC_EXCLUDE_INBOUND_PORTS",
         "KUMA_RUNTIME_KUBERNETES_SIDECAR_TRAFFIC_EXCLUDE_OUTBOUND_PORTS",
+        "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE",
     ];
     expected.sort_unstable();
     assert_eq!(names, expected);
@@ -634,6 +639,7 @@ fn default_effective_yaml_layout() {
         "dnsServer:\n  domain: mesh\n  port: 5653\n  CIDR: 240.0.0.0/4",
         "  skipMeshCreation: false",
         "      excludeInboundPorts: []",
+        "  universal:\n    dataplaneCleanupAge: 30s",
     ] {
         assert!(yaml.contains(line), "missing {line:?} in\n{yaml}");
     }
@@ -641,7 +647,7 @@ fn default_effective_yaml_layout() {
 
 /// The key and variable pairs of the hand-written table the names are now
 /// derived from: every variable accepted then is accepted now.
-const OLD_TABLE: [(&str, &str); 30] = [
+const OLD_TABLE: [(&str, &str); 31] = [
     ("mode", "KUMA_MODE"),
     ("store.type", "KUMA_STORE_TYPE"),
     ("store.postgres.host", "KUMA_STORE_POSTGRES_HOST"),
@@ -702,6 +708,10 @@ const OLD_TABLE: [(&str, &str); 30] = [
         "runtime.kubernetes.sidecarTraffic.excludeOutboundPorts",
         "KUMA_RUNTIME_KUBERNETES_SIDECAR_TRAFFIC_EXCLUDE_OUTBOUND_PORTS",
     ),
+    (
+        "runtime.universal.dataplaneCleanupAge",
+        "KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE",
+    ),
 ];
 
 #[test]
@@ -734,4 +744,37 @@ fn env_names_split_camel_case_words_and_acronyms() {
     assert_eq!(env_name("dnsServer.CIDR"), "KUMA_DNS_SERVER_CIDR");
     assert_eq!(env_name("a.CIDRRange"), "KUMA_A_CIDR_RANGE");
     assert_eq!(env_name("a.ipv4Cidr"), "KUMA_A_IPV4_CIDR");
+}
+
+#[test]
+fn dataplane_cleanup_age_takes_go_durations_from_file_and_env() {
+    use std::time::Duration;
+    let age = |c: KumaCpConfig| c.runtime.universal.dataplane_cleanup_age;
+    for (text, want) in [
+        ("30s", Duration::from_secs(30)),
+        ("1m30s", Duration::from_secs(90)),
+        ("72h", Duration::from_secs(72 * 3600)),
+        ("1.5s", Duration::from_millis(1500)),
+        ("250ms", Duration::from_millis(250)),
+        ("0", Duration::ZERO),
+        ("0s", Duration::ZERO),
+    ] {
+        let from_env = load_env(&[("KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE", text)])
+            .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(age(from_env), want, "{text}");
+        let from_file = load_yaml(&format!(
+            "runtime:\n  universal:\n    dataplaneCleanupAge: {text}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(age(from_file), want, "{text}");
+    }
+    for bad in ["30", "-5s", "5 s", "s", "1d", "1.2.3s", ""] {
+        let e = err_env(&[("KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE", bad)]);
+        assert!(
+            e.contains("runtime.universal.dataplaneCleanupAge")
+                && e.contains("KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE")
+                && e.contains("is not a duration"),
+            "{bad:?}: {e}"
+        );
+    }
 }
