@@ -75,7 +75,8 @@ fn defaults_match_design() {
     let c = load(None, &[]).unwrap();
     assert_eq!(c, KumaCpConfig::default());
     assert_eq!(c.mode, Mode::Standalone);
-    assert_eq!(c.store.store_type, StoreType::Memory);
+    assert_eq!(c.store.store_type, StoreType::Local);
+    assert_eq!(c.store.local.path, "kuma-cp-data");
     assert_eq!(c.store.postgres.host, "127.0.0.1");
     assert_eq!(c.store.postgres.port, 15432);
     assert_eq!(c.store.postgres.user, "kuma");
@@ -198,6 +199,7 @@ fn table_has_exactly_the_design_env_names() {
     let mut expected = vec![
         "KUMA_MODE",
         "KUMA_STORE_TYPE",
+        "KUMA_STORE_LOCAL_PATH",
         "KUMA_STORE_POSTGRES_HOST",
         "KUMA_STORE_POSTGRES_PORT",
         "KUMA_STORE_POSTGRES_USER",
@@ -304,7 +306,7 @@ fn bad_env_values_name_key_and_variable() {
     );
     assert_eq!(
         err_env(&[("KUMA_STORE_TYPE", "etcd")]),
-        r#"invalid configuration: store.type (KUMA_STORE_TYPE): unknown store type "etcd", expected one of memory, postgres"#
+        r#"invalid configuration: store.type (KUMA_STORE_TYPE): unknown store type "etcd", expected one of memory, local, postgres"#
     );
     assert_eq!(
         err_env(&[("KUMA_DP_SERVER_AUTH_TYPE", "jwt")]),
@@ -619,7 +621,8 @@ fn default_effective_yaml_layout() {
     let yaml = KumaCpConfig::default().to_yaml();
     for line in [
         "mode: standalone",
-        "  type: memory",
+        "  type: local",
+        "  local:\n    path: kuma-cp-data",
         "    host: 127.0.0.1",
         "    port: 15432",
         "  advertisedHostname: localhost",
@@ -641,9 +644,10 @@ fn default_effective_yaml_layout() {
 
 /// The key and variable pairs of the hand-written table the names are now
 /// derived from: every variable accepted then is accepted now.
-const OLD_TABLE: [(&str, &str); 30] = [
+const OLD_TABLE: [(&str, &str); 31] = [
     ("mode", "KUMA_MODE"),
     ("store.type", "KUMA_STORE_TYPE"),
+    ("store.local.path", "KUMA_STORE_LOCAL_PATH"),
     ("store.postgres.host", "KUMA_STORE_POSTGRES_HOST"),
     ("store.postgres.port", "KUMA_STORE_POSTGRES_PORT"),
     ("store.postgres.user", "KUMA_STORE_POSTGRES_USER"),
@@ -734,4 +738,25 @@ fn env_names_split_camel_case_words_and_acronyms() {
     assert_eq!(env_name("dnsServer.CIDR"), "KUMA_DNS_SERVER_CIDR");
     assert_eq!(env_name("a.CIDRRange"), "KUMA_A_CIDR_RANGE");
     assert_eq!(env_name("a.ipv4Cidr"), "KUMA_A_IPV4_CIDR");
+}
+
+#[test]
+fn local_store_path_comes_from_the_file_or_the_env_and_must_not_be_empty() {
+    let c = load_yaml("store:\n  type: local\n  local:\n    path: /srv/kuma\n").unwrap();
+    assert_eq!(c.store.store_type, StoreType::Local);
+    assert_eq!(c.store.local.path, "/srv/kuma");
+    let c = load_env(&[
+        ("KUMA_STORE_LOCAL_PATH", "state"),
+        ("KUMA_STORE_TYPE", "LOCAL"),
+    ])
+    .unwrap();
+    assert_eq!(c.store.local.path, "state");
+    assert_eq!(c.store.store_type, StoreType::Local);
+    assert_eq!(
+        err_env(&[("KUMA_STORE_LOCAL_PATH", " ")]),
+        "invalid configuration: store.local.path: must not be empty when store.type is local (set it in the file or with KUMA_STORE_LOCAL_PATH)"
+    );
+    // The memory store does not need it.
+    let c = load_env(&[("KUMA_STORE_LOCAL_PATH", ""), ("KUMA_STORE_TYPE", "memory")]).unwrap();
+    assert_eq!(c.store.store_type, StoreType::Memory);
 }
