@@ -413,6 +413,25 @@ fn a_redb_file_of_another_program_or_format_is_refused() {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
+
+    // Ours, with a record that does not decode.
+    let root = tempfile::tempdir().unwrap();
+    drop(LocalStore::open(root.path(), 16).unwrap());
+    {
+        let db = redb::Database::open(root.path().join(DATABASE_FILE)).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(redb::TableDefinition::<(&str, &str, &str), (u64, &str)>::new("resources"))
+            .unwrap()
+            .insert(("Dataplane", "m", "bad"), (1, "{not json"))
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    match LocalStore::open(root.path(), 16) {
+        Err(LocalStoreError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("Dataplane m/bad"), "{reason}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
 }
 
 #[test]
