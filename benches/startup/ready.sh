@@ -7,6 +7,7 @@
 # Usage: benches/startup/ready.sh [RUNS]        (default 10)
 #   KUMA_CP=path  the binary (default: target/release/kuma-cp;
 #                 build it with `cargo build --release -p kuma-cp`)
+#   KUMA_STORE_LOCAL_PATH=dir  a local store to start on (default: a new one)
 #
 # Prints every run, then min / median / max in milliseconds. Polling uses
 # bash builtins only (/dev/tcp, read -t on a fifo), so no process is forked
@@ -43,6 +44,9 @@ for v in KUMA_API_SERVER_PORT KUMA_XDS_SERVER_GRPC_PORT KUMA_BOOTSTRAP_SERVER_PO
     KUMA_ADMIN_SERVER_LOCAL_PORT KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT; do
     export "$v=0"
 done
+# The default (local) store, in a directory of this script's: the first run
+# creates it, the others open it again.
+export KUMA_STORE_LOCAL_PATH=${KUMA_STORE_LOCAL_PATH:-$tmp/store}
 
 # 0 when GET /ready on 127.0.0.1:$1 answers 200.
 ready() {

@@ -1,12 +1,19 @@
-//! [`ControlPlane`]: a `kuma-cp run` with the in-memory store on free ports,
-//! with its own work directory (its log, the saved signing keys, `kumactl`'s
-//! config), stopped by pid when dropped, also while a test panics.
+//! [`ControlPlane`]: a `kuma-cp run` on free ports, with its own work
+//! directory (its log, the saved signing keys, `kumactl`'s config) and its
+//! own local store directory, stopped by pid when dropped, also while a test
+//! panics.
 //!
 //! Dataplane tokens are checked by default, so proxies get a token issued
-//! through the admin server ([`ControlPlane::issue_token`]). The token
-//! signing keys live in the in-memory store, so a control plane restarted on
-//! the same ports ([`ControlPlane::start_in`] with `Some(ports)`) gets them
-//! back through its admin server, as a persistent store would keep them.
+//! through the admin server ([`ControlPlane::issue_token`]).
+//!
+//! Two ways to restart:
+//! - [`ControlPlane::start_in`] with `Some(ports)`: a new control plane on
+//!   the same ports with a fresh, empty store; the signing keys saved from
+//!   the earlier run are put back through its admin server, so proxies'
+//!   tokens stay valid.
+//! - [`ControlPlane::start_on_store`] with a [`StoreDir`] the test owns:
+//!   the same store, as a real restart (e.g. after
+//!   [`ControlPlane::kill9`]); nothing is put back.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -35,11 +42,15 @@ pub const STARTUP_LIMIT: Duration = Duration::from_secs(30);
 const SIGNING_KEY: &str = "dataplane-token-signing-key";
 
 /// A `kuma-cp run` command with every `KUMA_*` variable of the caller
-/// removed, `KUMA_LOG_LEVEL=info`, every port set to 0, then `env`.
+/// removed, `KUMA_LOG_LEVEL=info`, every port set to 0, the memory store
+/// (so it leaves no `kuma-cp-data` behind; [`ControlPlane`] runs on a local
+/// store), then `env`.
 pub fn kuma_cp_command(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(kuma_cp_bin());
     clean_kuma_env(&mut cmd);
-    cmd.arg("run").env("KUMA_LOG_LEVEL", "info");
+    cmd.arg("run")
+        .env("KUMA_LOG_LEVEL", "info")
+        .env("KUMA_STORE_TYPE", "memory");
     for var in PORT_VARS {
         cmd.env(var, "0");
     }
@@ -85,10 +96,53 @@ pub struct CpPorts {
     pub dns: u16,
 }
 
-/// A running `kuma-cp run` with the in-memory store.
+/// The directory of a control plane's local store (`store.local.path`),
+/// owned by a test so it outlives the control planes started on it;
+/// removed when dropped.
+#[derive(Debug)]
+pub struct StoreDir(tempfile::TempDir);
+
+impl StoreDir {
+    /// A new, empty store directory under the system's temp directory.
+    pub fn new() -> StoreDir {
+        StoreDir(
+            tempfile::Builder::new()
+                .prefix("kuma-cp-store")
+                .tempdir()
+                .expect("a store directory"),
+        )
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Default for StoreDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which store a control plane is started on.
+enum Store<'a> {
+    /// A store directory of its own, removed with the control plane.
+    Own,
+    /// A directory the caller keeps.
+    Given(&'a StoreDir),
+}
+
+/// A running `kuma-cp run` with a local store.
 pub struct ControlPlane {
     /// The process; its log is `<dir>/<tag>.log`.
     pub proc: Proc,
+    /// Its `store.local.path` (unless the test's environment chose another
+    /// store).
+    pub store_path: PathBuf,
+    /// The store directory when the harness made it; removed after the
+    /// process is gone.
+    _own_store: Option<tempfile::TempDir>,
     /// The ports it bound.
     pub ports: CpPorts,
     /// `http://127.0.0.1:PORT` of the HTTP API.
@@ -117,14 +171,15 @@ impl ControlPlane {
     pub fn start(env: &[(&str, &str)]) -> ControlPlane {
         let work = tempfile::tempdir().expect("a work directory");
         let dir = work.path().to_path_buf();
-        Self::launch(&dir, "kuma-cp", None, env, Some(work))
+        Self::launch(&dir, "kuma-cp", None, env, Some(work), Store::Own)
     }
 
     /// Starts kuma-cp with its log in `dir/<tag>.log`, on `ports` (the same
     /// ports as an earlier run, whose signing keys it gets back) or on
     /// ephemeral ports.
+    /// Its store is new and empty.
     pub fn start_in(dir: &Path, tag: &str, ports: Option<CpPorts>) -> ControlPlane {
-        Self::launch(dir, tag, ports, &[], None)
+        Self::launch(dir, tag, ports, &[], None, Store::Own)
     }
 
     /// As [`ControlPlane::start_in`], with extra environment variables.
@@ -134,7 +189,28 @@ impl ControlPlane {
         ports: Option<CpPorts>,
         env: &[(&str, &str)],
     ) -> ControlPlane {
-        Self::launch(dir, tag, ports, env, None)
+        Self::launch(dir, tag, ports, env, None, Store::Own)
+    }
+
+    /// Starts kuma-cp on the local store in `store`, with its log in
+    /// `dir/<tag>.log`, on `ports` (e.g. those of a control plane killed
+    /// with [`Self::kill9`] on the same store) or on ephemeral ports, with
+    /// extra environment variables. It finds what the store holds: nothing
+    /// is put back for it.
+    pub fn start_on_store(
+        dir: &Path,
+        tag: &str,
+        store: &StoreDir,
+        ports: Option<CpPorts>,
+        env: &[(&str, &str)],
+    ) -> ControlPlane {
+        Self::launch(dir, tag, ports, env, None, Store::Given(store))
+    }
+
+    /// Kills the process with SIGKILL (no shutdown of any kind) and waits
+    /// until it is gone; its store directory stays for a restart.
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
     }
 
     fn launch(
@@ -143,7 +219,18 @@ impl ControlPlane {
         ports: Option<CpPorts>,
         env: &[(&str, &str)],
         work_dir: Option<tempfile::TempDir>,
+        store: Store<'_>,
     ) -> ControlPlane {
+        let (store_path, own_store, restore_keys) = match store {
+            Store::Own => {
+                let own = tempfile::Builder::new()
+                    .prefix("kuma-cp-store")
+                    .tempdir_in(dir)
+                    .expect("a store directory");
+                (own.path().to_path_buf(), Some(own), true)
+            }
+            Store::Given(s) => (s.path().to_path_buf(), None, false),
+        };
         let p = |f: fn(&CpPorts) -> u16| ports.as_ref().map_or(0, f).to_string();
         let port_env = [
             ("KUMA_API_SERVER_PORT", p(|c| c.api)),
@@ -155,7 +242,10 @@ impl ControlPlane {
         ];
         // Resolving (maybe building) the binary is not start-up time.
         let mut cmd = kuma_cp_command(&[]);
-        cmd.envs(port_env).envs(env.iter().copied());
+        cmd.env("KUMA_STORE_TYPE", "local")
+            .env("KUMA_STORE_LOCAL_PATH", &store_path)
+            .envs(port_env)
+            .envs(env.iter().copied());
         let started = Instant::now();
         let deadline = started + STARTUP_LIMIT;
         let mut proc = Proc::spawn(tag, cmd, &dir.join(format!("{tag}.log")));
@@ -197,6 +287,8 @@ impl ControlPlane {
         let ready_after = started.elapsed();
         let cp = ControlPlane {
             proc,
+            store_path,
+            _own_store: own_store,
             ports: bound,
             api: url(bound.api),
             diagnostics: url(bound.diagnostics),
@@ -209,7 +301,9 @@ impl ControlPlane {
         };
         if let Some(wanted) = ports {
             assert_eq!(bound, wanted, "kuma-cp did not come back on the same ports");
-            cp.restore_signing_keys();
+            if restore_keys {
+                cp.restore_signing_keys();
+            }
         }
         cp
     }
@@ -283,8 +377,8 @@ impl ControlPlane {
             .expect("saving a signing key");
     }
 
-    /// Puts the signing keys saved by an earlier run back (the in-memory
-    /// store forgot them), so the proxies' tokens stay valid.
+    /// Puts the signing keys saved by an earlier run back (this run's store
+    /// is a new one), so the proxies' tokens stay valid.
     fn restore_signing_keys(&self) {
         let Ok(entries) = std::fs::read_dir(&self.keys_dir) else {
             return;

@@ -27,7 +27,7 @@ pub mod process;
 pub use app::{App, AppBehavior};
 pub use bins::{envoy_or_skip, kuma_cp_bin, kuma_dp_bin, kumactl_bin};
 pub use cp::{
-    ControlPlane, CpPorts, PORT_VARS, STARTUP_LIMIT, address_of, kuma_cp_command, kumactl,
+    ControlPlane, CpPorts, PORT_VARS, STARTUP_LIMIT, StoreDir, address_of, kuma_cp_command, kumactl,
 };
 pub use dp::{Dataplane, DpToken, backend_yaml, caller_yaml, frontend_yaml};
 pub use http::{

@@ -175,6 +175,17 @@ impl Proc {
         self.wait_exit(timeout)
     }
 
+    /// Sends SIGKILL to the process itself (not its group: a proxy's Envoy
+    /// is left running, as when only the parent crashes) and waits for it
+    /// to be gone.
+    pub fn kill9(&mut self) -> ExitStatus {
+        if self.try_wait().is_none() {
+            let _ = kill(Pid::from_raw(self.pid() as i32), Signal::SIGKILL);
+        }
+        self.wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{} survived SIGKILL for 10s", self.name))
+    }
+
     fn print_log_tail(&self, lines: usize) {
         let log = self.log();
         let all: Vec<&str> = log.lines().collect();

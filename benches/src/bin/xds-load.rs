@@ -139,8 +139,10 @@ fn start_kuma_cp(bin: &str) -> Result<KumaCp> {
     ] {
         cmd.env(v, "0");
     }
-    // The load streams measure ADS, not dataplane token checks.
-    cmd.env("KUMA_DP_SERVER_AUTH_TYPE", "none");
+    // The load streams measure ADS, not dataplane token checks, nor the
+    // durable writes of the registration (and a run leaves nothing behind).
+    cmd.env("KUMA_DP_SERVER_AUTH_TYPE", "none")
+        .env("KUMA_STORE_TYPE", "memory");
     let mut child = cmd.spawn().with_context(|| format!("starting {bin}"))?;
     let stderr = child.stderr.take().context("kuma-cp stderr")?;
     let (tx, rx) = std_mpsc::channel::<(String, String)>();

@@ -6,6 +6,7 @@ mod config;
 mod diagnostics;
 mod dns;
 mod server;
+mod store;
 mod xds;
 
 use clap::{Parser, Subcommand};

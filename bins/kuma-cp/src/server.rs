@@ -3,9 +3,9 @@
 //! only) and the diagnostics server; binds every port and shuts down
 //! gracefully on SIGINT/SIGTERM.
 
-use crate::config::{DpAuthType, KumaCpConfig, Mode, StoreType};
+use crate::config::{DpAuthType, KumaCpConfig, Mode};
 use crate::diagnostics::{Diagnostics, RequestLabels};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -13,7 +13,7 @@ use axum::response::Response;
 use kuma_core::api::{self, ApiConfig, ApiMode, Catalog};
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::Resource;
-use kuma_core::store::{MemoryStore, ResourceStore, StoreError};
+use kuma_core::store::{ResourceStore, StoreError};
 use kuma_core::tokens::{DataplaneAuth, DataplaneTokens};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,28 +131,12 @@ async fn shutdown_signal() {
     }
 }
 
-/// How many changes each store subscriber may have queued (see [`run`]).
-const STORE_EVENTS: usize = 1 << 14;
-
 /// Runs the control plane until a shutdown signal.
 pub async fn run(config: KumaCpConfig) -> Result<()> {
     for key in &config.ignored_env {
         tracing::warn!(env = %key, "ignoring unknown KUMA_* environment variable");
     }
-    let store: Arc<dyn ResourceStore> = match config.store.store_type {
-        // Subscriptions are filtered by type at the store, so the
-        // DataplaneInsight write every connected proxy makes after a push
-        // reaches only the metrics (which recount when they overflow), not
-        // the reconciler. The reconciler's queue holds the Dataplane and
-        // policy changes that arrive while it regenerates; a queue that
-        // overflows costs a full resync (a regeneration of every connected
-        // proxy), so it is deep enough for a bulk registration of
-        // Dataplanes. Memory is taken only while changes wait.
-        StoreType::Memory => Arc::new(MemoryStore::with_event_capacity(STORE_EVENTS)),
-        StoreType::Postgres => bail!(
-            "store.type (KUMA_STORE_TYPE): \"postgres\" is not supported by this build yet; use \"memory\""
-        ),
-    };
+    let store: Arc<dyn ResourceStore> = crate::store::open(&config)?;
     let manager = ResourceManager::new(store.clone());
     // Kuma DNS runs in standalone and remote modes, not in global.
     let dns = match config.mode {

@@ -33,7 +33,11 @@ fn port_of(line: &str, server: &str) -> Option<u16> {
 
 fn start() -> ControlPlane {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kuma-cp"));
-    cmd.arg("run").env("KUMA_LOG_LEVEL", "info");
+    // The memory store: this test keeps no state, and leaves no
+    // kuma-cp-data behind in the package directory.
+    cmd.arg("run")
+        .env("KUMA_LOG_LEVEL", "info")
+        .env("KUMA_STORE_TYPE", "memory");
     for var in [
         "KUMA_API_SERVER_PORT",
         "KUMA_XDS_SERVER_DIAGNOSTICS_PORT",

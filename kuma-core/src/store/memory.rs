@@ -12,7 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// `(mesh, name)`: the order resources of one type are listed in.
-type Slot = (Option<String>, String);
+pub(super) type Slot = (Option<String>, String);
+
+/// Every resource, by type and then in list order: the in-memory state of
+/// [`MemoryStore`] and of the local store.
+pub(super) type Types = HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>;
 
 /// The reference [`ResourceStore`]: everything in memory, nothing to install.
 ///
@@ -22,7 +26,7 @@ type Slot = (Option<String>, String);
 /// [`EventHub`].
 #[derive(Debug)]
 pub struct MemoryStore {
-    types: RwLock<HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>>,
+    types: RwLock<Types>,
     /// The last version handed out, by any write to any key. Versions come
     /// from this one store-wide counter, so the versions of one key strictly
     /// increase across delete and re-create without remembering deleted
@@ -55,13 +59,13 @@ impl MemoryStore {
         }
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>> {
+    fn read(&self) -> RwLockReadGuard<'_, Types> {
         // A panic while holding the lock cannot leave a map half-updated
         // (every write is a single insert/remove), so poisoning is ignored.
         self.types.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<ResourceType, BTreeMap<Slot, Arc<Resource>>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Types> {
         self.types.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -75,8 +79,79 @@ impl MemoryStore {
     }
 }
 
-fn slot(key: &ResourceKey) -> Slot {
+pub(super) fn slot(key: &ResourceKey) -> Slot {
     (key.mesh.clone(), key.name.clone())
+}
+
+/// Removes every mesh-scoped resource of `mesh` from `types` and returns
+/// their keys, sorted: the cascade of deleting a Mesh, in the order its
+/// `Deleted` events are published (before the Mesh's own).
+pub(super) fn remove_mesh_members(types: &mut Types, mesh: &str) -> Vec<ResourceKey> {
+    let mesh = Some(mesh.to_string());
+    let mut cascade = Vec::new();
+    for (ty, map) in types.iter_mut() {
+        if ty.scope() != Scope::Mesh {
+            continue;
+        }
+        let names: Vec<Slot> = map
+            .range((mesh.clone(), String::new())..)
+            .take_while(|(s, _)| s.0 == mesh)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in names {
+            map.remove(&s);
+            cascade.push(ResourceKey {
+                resource_type: *ty,
+                mesh: s.0,
+                name: s.1,
+            });
+        }
+    }
+    cascade.sort();
+    cascade
+}
+
+/// One page of `request` over `types`: the `list` of the in-memory stores.
+pub(super) fn list_page(types: &Types, request: &ListRequest) -> Result<ListPage, StoreError> {
+    let scope = request.resource_type.scope();
+    let start = match &request.offset {
+        Some(o) => Some(decode_offset(o, scope)?),
+        None => None,
+    };
+    let Some(all) = types.get(&request.resource_type) else {
+        return Ok(ListPage {
+            items: Vec::new(),
+            total: 0,
+            next_offset: None,
+        });
+    };
+    let in_scope = |s: &Slot| match (&request.mesh, scope) {
+        (Some(m), Scope::Mesh) => s.0.as_deref() == Some(m.as_str()),
+        _ => true,
+    };
+    let total = match (&request.mesh, scope) {
+        (Some(_), Scope::Mesh) => all.keys().filter(|s| in_scope(s)).count(),
+        _ => all.len(),
+    };
+    let size = request.page_size.unwrap_or(usize::MAX);
+    let mut items = Vec::new();
+    let mut next_offset = None;
+    let iter: Box<dyn Iterator<Item = (&Slot, &Arc<Resource>)>> = match &start {
+        Some(s) => Box::new(all.range(s.clone()..)),
+        None => Box::new(all.iter()),
+    };
+    for (s, r) in iter.filter(|(s, _)| in_scope(s)) {
+        if items.len() == size {
+            next_offset = Some(encode_offset(s));
+            break;
+        }
+        items.push(r.clone());
+    }
+    Ok(ListPage {
+        items,
+        total,
+        next_offset,
+    })
 }
 
 fn encode_offset(s: &Slot) -> String {
@@ -107,46 +182,7 @@ impl ResourceStore for MemoryStore {
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage, StoreError> {
-        let scope = request.resource_type.scope();
-        let start = match &request.offset {
-            Some(o) => Some(decode_offset(o, scope)?),
-            None => None,
-        };
-        let types = self.read();
-        let Some(all) = types.get(&request.resource_type) else {
-            return Ok(ListPage {
-                items: Vec::new(),
-                total: 0,
-                next_offset: None,
-            });
-        };
-        let in_scope = |s: &Slot| match (&request.mesh, scope) {
-            (Some(m), Scope::Mesh) => s.0.as_deref() == Some(m.as_str()),
-            _ => true,
-        };
-        let total = match (&request.mesh, scope) {
-            (Some(_), Scope::Mesh) => all.keys().filter(|s| in_scope(s)).count(),
-            _ => all.len(),
-        };
-        let size = request.page_size.unwrap_or(usize::MAX);
-        let mut items = Vec::new();
-        let mut next_offset = None;
-        let iter: Box<dyn Iterator<Item = (&Slot, &Arc<Resource>)>> = match &start {
-            Some(s) => Box::new(all.range(s.clone()..)),
-            None => Box::new(all.iter()),
-        };
-        for (s, r) in iter.filter(|(s, _)| in_scope(s)) {
-            if items.len() == size {
-                next_offset = Some(encode_offset(s));
-                break;
-            }
-            items.push(r.clone());
-        }
-        Ok(ListPage {
-            items,
-            total,
-            next_offset,
-        })
+        list_page(&self.read(), request)
     }
 
     async fn create(&self, mut resource: Resource) -> Result<Arc<Resource>, StoreError> {
@@ -199,28 +235,7 @@ impl ResourceStore for MemoryStore {
             return Err(StoreError::NotFound(key.clone()));
         }
         if key.resource_type == ResourceType::Mesh {
-            let mesh = Some(key.name.clone());
-            let mut cascade = Vec::new();
-            for (ty, map) in types.iter_mut() {
-                if ty.scope() != Scope::Mesh {
-                    continue;
-                }
-                let names: Vec<Slot> = map
-                    .range((mesh.clone(), String::new())..)
-                    .take_while(|(s, _)| s.0 == mesh)
-                    .map(|(s, _)| s.clone())
-                    .collect();
-                for s in names {
-                    map.remove(&s);
-                    cascade.push(ResourceKey {
-                        resource_type: *ty,
-                        mesh: s.0,
-                        name: s.1,
-                    });
-                }
-            }
-            cascade.sort();
-            for k in cascade {
+            for k in remove_mesh_members(&mut types, &key.name) {
                 self.publish(EventKind::Deleted, k);
             }
         }

@@ -1,8 +1,9 @@
 //! Resource stores.
 //!
 //! [`ResourceStore`] is the one seam between the control plane and where its
-//! resources live. [`MemoryStore`] is the reference implementation and the
-//! embedded default; `conformance` (feature `conformance`) is a test suite
+//! resources live. [`MemoryStore`] is the reference implementation, keeping
+//! everything in memory; `LocalStore` (feature `local`) keeps the same
+//! state durable in a local directory; `conformance` (feature `conformance`) is a test suite
 //! any implementation runs to prove it behaves the same.
 //!
 //! A store keeps resources as given (the [`crate::manager::ResourceManager`]
@@ -19,9 +20,13 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "local")]
+pub mod local;
 mod memory;
 mod subscription;
 
+#[cfg(feature = "local")]
+pub use local::{LocalStore, LocalStoreError};
 pub use memory::MemoryStore;
 pub use subscription::{DEFAULT_EVENT_CAPACITY, Event, EventHub, Subscription};
 

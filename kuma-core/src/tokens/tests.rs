@@ -402,3 +402,33 @@ async fn debug_output_shows_no_key_material() {
     assert_eq!(format!("{tokens:?}"), "DataplaneTokens { .. }");
     assert_eq!(format!("{auth:?}"), "Tokens(DataplaneTokens { .. })");
 }
+
+/// The key cache is keyed by the Secret's version: a signing key deleted
+/// and re-created behind the issuer's back (the cache still holds the old
+/// one) must not be mistaken for the old key. Guards the store's contract
+/// that a re-created key never reuses a version.
+#[tokio::test]
+async fn a_key_deleted_and_recreated_invalidates_old_tokens() {
+    let (manager, tokens) = setup(&["default"]).await;
+    let old = tokens.issue(&req("default", "a")).await.unwrap();
+    // Verifying caches the parsed key with the Secret's version.
+    tokens.verify(&old, "default", "a").await.unwrap();
+    let before = manager.get(&signing_key_key("default")).await.unwrap();
+    manager.delete(&signing_key_key("default")).await.unwrap();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let recreated = manager
+        .create(Resource::new(
+            Some("default"),
+            SIGNING_KEY_SECRET,
+            SecretSpec::from_bytes(pkcs8.as_ref()),
+        ))
+        .await
+        .unwrap();
+    assert!(recreated.meta.version > before.meta.version);
+    assert!(matches!(
+        tokens.verify(&old, "default", "a").await,
+        Err(TokenError::BadSignature { .. })
+    ));
+    let new = tokens.issue(&req("default", "a")).await.unwrap();
+    tokens.verify(&new, "default", "a").await.unwrap();
+}

@@ -80,6 +80,7 @@ macro_rules! env_keys {
 pub static ENV_KEYS: &[EnvKey] = env_keys! {
     "mode", "global" => mode;
     "store.type", "postgres" => store.store_type;
+    "store.local.path", "/var/lib/kuma-cp" => store.local.path;
     "store.postgres.host", "db.example" => store.postgres.host;
     "store.postgres.port", "5432" => store.postgres.port;
     "store.postgres.user", "admin" => store.postgres.user;

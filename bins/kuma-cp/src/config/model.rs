@@ -114,9 +114,11 @@ impl FromStr for Mode {
 /// The kind of resource store (`store.type`, `KUMA_STORE_TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum StoreType {
-    /// The embedded in-memory store (the default).
-    #[default]
+    /// Everything in memory, lost when the process ends.
     Memory,
+    /// The embedded on-disk store in `store.local.path` (the default).
+    #[default]
+    Local,
     /// A Postgres database shared by the control-plane replicas.
     Postgres,
 }
@@ -126,6 +128,7 @@ impl StoreType {
     pub fn as_str(self) -> &'static str {
         match self {
             StoreType::Memory => "memory",
+            StoreType::Local => "local",
             StoreType::Postgres => "postgres",
         }
     }
@@ -140,13 +143,14 @@ impl fmt::Display for StoreType {
 impl FromStr for StoreType {
     type Err = String;
 
-    /// Parses `memory` or `postgres` (ASCII case-insensitive).
+    /// Parses `memory`, `local` or `postgres` (ASCII case-insensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim().to_ascii_lowercase().as_str() {
             "memory" => Ok(StoreType::Memory),
+            "local" => Ok(StoreType::Local),
             "postgres" => Ok(StoreType::Postgres),
             _ => Err(format!(
-                "unknown store type {s:?}, expected one of memory, postgres"
+                "unknown store type {s:?}, expected one of memory, local, postgres"
             )),
         }
     }
@@ -199,12 +203,37 @@ impl FromStr for DpAuthType {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `store.type`: memory (default) or postgres.
+    /// `store.type`: local (default), memory or postgres.
     #[serde(rename = "type")]
     pub store_type: StoreType,
+    /// `store.local`: used when `store.type` is local.
+    #[serde(deserialize_with = "de_section")]
+    pub local: LocalStoreConfig,
     /// `store.postgres`: used when `store.type` is postgres.
     #[serde(deserialize_with = "de_section")]
     pub postgres: PostgresConfig,
+}
+
+/// `store.local`: the embedded on-disk store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LocalStoreConfig {
+    /// `store.local.path` (default `kuma-cp-data`): the directory the
+    /// store keeps its database in, created if missing; relative paths are
+    /// relative to the working directory.
+    #[serde(deserialize_with = "de_string")]
+    pub path: String,
+}
+
+/// The directory of the local store when `store.local.path` is not set.
+pub const DEFAULT_LOCAL_STORE_PATH: &str = "kuma-cp-data";
+
+impl Default for LocalStoreConfig {
+    fn default() -> Self {
+        LocalStoreConfig {
+            path: DEFAULT_LOCAL_STORE_PATH.to_owned(),
+        }
+    }
 }
 
 /// `store.postgres`: connection settings of the Postgres store.

@@ -75,7 +75,8 @@ fn defaults_match_design() {
     let c = load(None, &[]).unwrap();
     assert_eq!(c, KumaCpConfig::default());
     assert_eq!(c.mode, Mode::Standalone);
-    assert_eq!(c.store.store_type, StoreType::Memory);
+    assert_eq!(c.store.store_type, StoreType::Local);
+    assert_eq!(c.store.local.path, "kuma-cp-data");
     assert_eq!(c.store.postgres.host, "127.0.0.1");
     assert_eq!(c.store.postgres.port, 15432);
     assert_eq!(c.store.postgres.user, "kuma");
@@ -202,6 +203,7 @@ fn table_has_exactly_the_design_env_names() {
     let mut expected = vec![
         "KUMA_MODE",
         "KUMA_STORE_TYPE",
+        "KUMA_STORE_LOCAL_PATH",
         "KUMA_STORE_POSTGRES_HOST",
         "KUMA_STORE_POSTGRES_PORT",
         "KUMA_STORE_POSTGRES_USER",
@@ -309,7 +311,7 @@ fn bad_env_values_name_key_and_variable() {
     );
     assert_eq!(
         err_env(&[("KUMA_STORE_TYPE", "etcd")]),
-        r#"invalid configuration: store.type (KUMA_STORE_TYPE): unknown store type "etcd", expected one of memory, postgres"#
+        r#"invalid configuration: store.type (KUMA_STORE_TYPE): unknown store type "etcd", expected one of memory, local, postgres"#
     );
     assert_eq!(
         err_env(&[("KUMA_DP_SERVER_AUTH_TYPE", "jwt")]),
@@ -624,7 +626,8 @@ fn default_effective_yaml_layout() {
     let yaml = KumaCpConfig::default().to_yaml();
     for line in [
         "mode: standalone",
-        "  type: memory",
+        "  type: local",
+        "  local:\n    path: kuma-cp-data",
         "    host: 127.0.0.1",
         "    port: 15432",
         "  advertisedHostname: localhost",
@@ -650,6 +653,7 @@ fn default_effective_yaml_layout() {
 const OLD_TABLE: [(&str, &str); 31] = [
     ("mode", "KUMA_MODE"),
     ("store.type", "KUMA_STORE_TYPE"),
+    ("store.local.path", "KUMA_STORE_LOCAL_PATH"),
     ("store.postgres.host", "KUMA_STORE_POSTGRES_HOST"),
     ("store.postgres.port", "KUMA_STORE_POSTGRES_PORT"),
     ("store.postgres.user", "KUMA_STORE_POSTGRES_USER"),
@@ -777,4 +781,25 @@ fn dataplane_cleanup_age_takes_go_durations_from_file_and_env() {
             "{bad:?}: {e}"
         );
     }
+}
+
+#[test]
+fn local_store_path_comes_from_the_file_or_the_env_and_must_not_be_empty() {
+    let c = load_yaml("store:\n  type: local\n  local:\n    path: /srv/kuma\n").unwrap();
+    assert_eq!(c.store.store_type, StoreType::Local);
+    assert_eq!(c.store.local.path, "/srv/kuma");
+    let c = load_env(&[
+        ("KUMA_STORE_LOCAL_PATH", "state"),
+        ("KUMA_STORE_TYPE", "LOCAL"),
+    ])
+    .unwrap();
+    assert_eq!(c.store.local.path, "state");
+    assert_eq!(c.store.store_type, StoreType::Local);
+    assert_eq!(
+        err_env(&[("KUMA_STORE_LOCAL_PATH", " ")]),
+        "invalid configuration: store.local.path: must not be empty when store.type is local (set it in the file or with KUMA_STORE_LOCAL_PATH)"
+    );
+    // The memory store does not need it.
+    let c = load_env(&[("KUMA_STORE_LOCAL_PATH", ""), ("KUMA_STORE_TYPE", "memory")]).unwrap();
+    assert_eq!(c.store.store_type, StoreType::Memory);
 }

@@ -1,18 +1,24 @@
 //! The rules that span keys, checked on the merged configuration.
 
 use super::env::env_for_key;
-use super::model::{KumaCpConfig, Mode};
+use super::model::{KumaCpConfig, Mode, StoreType};
 use super::{ConfigError, Origin};
 
 impl KumaCpConfig {
     /// Checks the rules that involve more than one value's syntax: a remote
-    /// control plane needs a zone name, the DNS domain and the advertised
+    /// control plane needs a zone name, the local store a directory, the DNS domain and the advertised
     /// host name are not empty.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.mode == Mode::Remote && self.multizone.remote.zone.trim().is_empty() {
             return Err(invalid_effective(
                 "multizone.remote.zone",
                 "must be set when mode is remote",
+            ));
+        }
+        if self.store.store_type == StoreType::Local && self.store.local.path.trim().is_empty() {
+            return Err(invalid_effective(
+                "store.local.path",
+                "must not be empty when store.type is local",
             ));
         }
         if self.dns_server.domain.trim().trim_matches('.').is_empty() {
