@@ -19,7 +19,7 @@
 
 use super::{Event, EventKind, ListRequest, ResourceStore, StoreError, StoreEvent, Subscription};
 use crate::resource::{
-    DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, TrafficPermissionSpec, Version,
+    DataplaneSpec, MeshSpec, Resource, ResourceKey, ResourceType, TrafficPermissionSpec,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;

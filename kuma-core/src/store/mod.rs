@@ -2,8 +2,10 @@
 //!
 //! [`ResourceStore`] is the one seam between the control plane and where its
 //! resources live. [`MemoryStore`] is the reference implementation and the
-//! embedded default; `conformance` (feature `conformance`) is a test suite
-//! any implementation runs to prove it behaves the same.
+//! embedded default; `postgres` (feature `postgres`) keeps resources in
+//! PostgreSQL for several control planes; `conformance` (feature
+//! `conformance`) is a test suite any implementation runs to prove it
+//! behaves the same.
 //!
 //! A store keeps resources as given (the [`crate::manager::ResourceManager`]
 //! validates and stamps times before writing); it owns versions: every
@@ -20,6 +22,8 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod subscription;
 
 pub use memory::MemoryStore;
