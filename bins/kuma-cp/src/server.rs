@@ -5,7 +5,7 @@
 
 use crate::config::{DpAuthType, KumaCpConfig, Mode, StoreType};
 use crate::diagnostics::{Diagnostics, RequestLabels};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -13,6 +13,7 @@ use axum::response::Response;
 use kuma_core::api::{self, ApiConfig, ApiMode, Catalog};
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::Resource;
+use kuma_core::store::postgres::PostgresStore;
 use kuma_core::store::{MemoryStore, ResourceStore, StoreError};
 use kuma_core::tokens::{DataplaneAuth, DataplaneTokens};
 use std::net::SocketAddr;
@@ -128,9 +129,19 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         // proxy), so it is deep enough for a bulk registration of
         // Dataplanes. Memory is taken only while changes wait.
         StoreType::Memory => Arc::new(MemoryStore::with_event_capacity(STORE_EVENTS)),
-        StoreType::Postgres => bail!(
-            "store.type (KUMA_STORE_TYPE): \"postgres\" is not supported by this build yet; use \"memory\""
-        ),
+        // Refuses a database that `kuma-cp migrate up` has not prepared;
+        // each connection error names the setting to fix.
+        StoreType::Postgres => {
+            let settings = config.store.postgres.to_store_config();
+            let store = PostgresStore::connect(&settings, STORE_EVENTS).await?;
+            tracing::info!(
+                host = %settings.host,
+                port = settings.port,
+                db = %settings.db_name,
+                "using the postgres store"
+            );
+            Arc::new(store)
+        }
     };
     let manager = ResourceManager::new(store.clone());
     // Kuma DNS runs in standalone and remote modes, not in global.

@@ -6,7 +6,7 @@ use std::fmt;
 use ipnet::Ipv4Net;
 
 use super::env::env_name;
-use super::model::{DpAuthType, KumaCpConfig, Mode, StoreType};
+use super::model::{DpAuthType, KumaCpConfig, Mode, StoreType, TlsMode};
 
 /// One configuration key that an environment variable can set; the
 /// variable's name is derived from the key ([`EnvKey::env`]).
@@ -84,6 +84,12 @@ pub static ENV_KEYS: &[EnvKey] = env_keys! {
     "store.postgres.user", "admin" => store.postgres.user;
     "store.postgres.password", "s3cret" => store.postgres.password;
     "store.postgres.dbName", "kumadb" => store.postgres.db_name;
+    "store.postgres.tls.mode", "verifyFull" => store.postgres.tls.mode;
+    "store.postgres.tls.caPath", "/etc/kuma/pg-ca.crt" => store.postgres.tls.ca_path;
+    "store.postgres.tls.certPath", "/etc/kuma/pg.crt" => store.postgres.tls.cert_path;
+    "store.postgres.tls.keyPath", "/etc/kuma/pg.key" => store.postgres.tls.key_path;
+    "store.postgres.maxOpenConnections", "10" => store.postgres.max_open_connections;
+    "store.postgres.connectionTimeout", "10" => store.postgres.connection_timeout;
     "general.advertisedHostname", "cp.example" => general.advertised_hostname;
     "general.tlsCertFile", "/etc/kuma/cp.crt" => general.tls_cert_file;
     "general.tlsKeyFile", "/etc/kuma/cp.key" => general.tls_key_file;
@@ -171,6 +177,75 @@ impl Value for Vec<u16> {
             .collect::<Vec<_>>()
             .join(",")
     }
+}
+
+impl Value for usize {
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_count(text)
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Value for std::time::Duration {
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_timeout(text)
+    }
+    fn show(&self) -> String {
+        show_timeout(self)
+    }
+}
+
+impl Value for TlsMode {
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_tls_mode(text)
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A count, 0 or more.
+pub(super) fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| format!("{s:?} is not a count (0 or more)"))
+}
+
+/// A timeout: whole seconds as Kuma writes it (`5`), or a duration
+/// (`1500ms`, `2s`); above zero.
+pub(super) fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let text = s.trim();
+    let value = match text.parse::<u64>() {
+        Ok(secs) => std::time::Duration::from_secs(secs),
+        Err(_) => text
+            .parse::<kuma_core::duration::KumaDuration>()
+            .map(|d| d.as_duration())
+            .map_err(|_| {
+                format!("{s:?} is not a timeout (seconds, e.g. 5, or a duration, e.g. 1500ms)")
+            })?,
+    };
+    if value.is_zero() {
+        return Err(format!("{s:?}: the timeout must be above zero"));
+    }
+    Ok(value)
+}
+
+/// A timeout as [`parse_timeout`] reads it: whole seconds as a number.
+pub(super) fn show_timeout(d: &std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        d.as_secs().to_string()
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// A TLS mode by Kuma's name.
+pub(super) fn parse_tls_mode(s: &str) -> Result<TlsMode, String> {
+    TlsMode::from_name(s.trim()).ok_or_else(|| {
+        format!("unknown TLS mode {s:?}, expected one of disable, verifyNone, verifyCa, verifyFull")
+    })
 }
 
 /// The enums parse with their `FromStr` and show with their `Display`.
