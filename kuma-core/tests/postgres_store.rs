@@ -8,7 +8,7 @@
 
 use kuma_core::resource::{DataplaneSpec, Resource, ResourceType};
 use kuma_core::store::postgres::{
-    PostgresConfig, PostgresError, PostgresStore, SCHEMA_VERSION, migrate_up,
+    PostgresConfig, PostgresError, PostgresStore, PostgresTls, SCHEMA_VERSION, TlsMode, migrate_up,
 };
 use kuma_core::store::{Event, EventKind, ResourceStore, StoreError, conformance};
 use kuma_testing::Postgres;
@@ -284,4 +284,128 @@ async fn one_leader_and_a_new_one_when_it_goes() {
     drop(leader);
     let took = wait_value(&mut other, true, Duration::from_secs(5)).await;
     eprintln!("the other replica became leader {took:?} after the leader went");
+}
+
+/// A CA and a server certificate it signed for `names`, as PEM:
+/// (ca cert, server cert, server key).
+fn certificates(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("server cert");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+/// How many connections to `db` use TLS now.
+fn tls_connections(pg: &Postgres, db: &str) -> usize {
+    pg.psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE s.ssl AND a.datname = '{db}'"
+        ),
+    )
+    .parse()
+    .expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes_check_what_they_say() {
+    // The certificate names 127.0.0.1, where the store connects.
+    let (ca, cert, key) = certificates(&["127.0.0.1"]);
+    let Some(pg) = Postgres::start_tls_or_skip("tls_modes_check_what_they_say", &cert, &key) else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("temp dir");
+    let ca_path = files.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    let (other_ca, _, _) = certificates(&["127.0.0.1"]);
+    let other_ca_path = files.path().join("other-ca.pem");
+    std::fs::write(&other_ca_path, &other_ca).expect("write other ca");
+    pg.create_database("tls");
+    let with = |mode, ca: Option<&std::path::Path>| PostgresConfig {
+        tls: PostgresTls {
+            mode,
+            ca_path: ca.map(Into::into),
+            ..PostgresTls::default()
+        },
+        ..config(&pg, "tls")
+    };
+    migrate_up(&with(TlsMode::VerifyFull, Some(&ca_path)))
+        .await
+        .expect("migrate over verified TLS");
+    for (mode, ca) in [
+        (TlsMode::VerifyFull, Some(ca_path.as_path())),
+        (TlsMode::VerifyCa, Some(ca_path.as_path())),
+        (TlsMode::VerifyNone, Some(other_ca_path.as_path())),
+        (TlsMode::VerifyNone, None),
+    ] {
+        let store = PostgresStore::connect(&with(mode, ca), 16)
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        store
+            .create(dataplane("m", &format!("over-{mode}-{}", ca.is_some())))
+            .await
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(
+            tls_connections(&pg, "tls") >= 2,
+            "{mode}: the store's connections use TLS"
+        );
+    }
+    // The same server through plain TCP: no TLS connection left over.
+    let plain = PostgresStore::connect(&with(TlsMode::Disable, None), 16)
+        .await
+        .expect("plain");
+    plain
+        .create(dataplane("m", "plain"))
+        .await
+        .expect("plain write");
+    drop(plain);
+    // A CA that did not sign the server's certificate is refused.
+    for mode in [TlsMode::VerifyCa, TlsMode::VerifyFull] {
+        let err = PostgresStore::connect(&with(mode, Some(&other_ca_path)), 16)
+            .await
+            .expect_err("an unknown issuer");
+        assert!(matches!(err, PostgresError::Tls { .. }), "{mode}: {err:?}");
+        assert!(err.to_string().contains("store.postgres.tls"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
+    let (ca, cert, key) = certificates(&["db.example"]);
+    let Some(pg) = Postgres::start_tls_or_skip(
+        "verify_full_checks_the_host_name_and_verify_ca_does_not",
+        &cert,
+        &key,
+    ) else {
+        return;
+    };
+    let files = tempfile::tempdir().expect("temp dir");
+    let ca_path = files.path().join("ca.pem");
+    std::fs::write(&ca_path, &ca).expect("write ca");
+    pg.create_database("names");
+    let with = |mode| PostgresConfig {
+        tls: PostgresTls {
+            mode,
+            ca_path: Some(ca_path.clone()),
+            ..PostgresTls::default()
+        },
+        ..config(&pg, "names")
+    };
+    let err = migrate_up(&with(TlsMode::VerifyFull))
+        .await
+        .expect_err("the certificate names db.example, not 127.0.0.1");
+    assert!(matches!(err, PostgresError::Tls { .. }), "{err:?}");
+    migrate_up(&with(TlsMode::VerifyCa))
+        .await
+        .expect("verifyCa does not check the name");
 }

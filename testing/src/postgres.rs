@@ -41,6 +41,8 @@ pub struct Postgres {
     port: u16,
     /// Owner of the data dir when the tests run as root.
     owner: Option<(u32, u32)>,
+    /// The server also accepts TLS (`server.crt`, `server.key` in `dir`).
+    tls: bool,
     child: Option<Child>,
 }
 
@@ -89,7 +91,21 @@ impl Postgres {
     /// `true`. Panics when it cannot start, or under `CI=true` when it is
     /// missing.
     pub fn start_or_skip(test: &str) -> Option<Postgres> {
-        let Some(bin) = postgres_bin_dir() else {
+        Some(Self::start_in(Self::bin_or_skip(test)?, None))
+    }
+
+    /// As [`Postgres::start_or_skip`], the server also accepting TLS with
+    /// this PEM certificate (chain) and key; plain connections still work.
+    pub fn start_tls_or_skip(test: &str, cert_pem: &str, key_pem: &str) -> Option<Postgres> {
+        Some(Self::start_in(
+            Self::bin_or_skip(test)?,
+            Some((cert_pem, key_pem)),
+        ))
+    }
+
+    fn bin_or_skip(test: &str) -> Option<PathBuf> {
+        let bin = postgres_bin_dir();
+        if bin.is_none() {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!(
                     "{test}: PostgreSQL not found under /usr/lib/postgresql/*/bin \
@@ -97,9 +113,8 @@ impl Postgres {
                 );
             }
             eprintln!("{test}: skipping: PostgreSQL not found; {INSTALL_HINT}");
-            return None;
-        };
-        Some(Self::start_in(bin))
+        }
+        bin
     }
 
     /// A fresh server; panics when PostgreSQL is not installed.
@@ -107,10 +122,10 @@ impl Postgres {
         let bin = postgres_bin_dir().unwrap_or_else(|| {
             panic!("PostgreSQL not found under /usr/lib/postgresql/*/bin; {INSTALL_HINT}")
         });
-        Self::start_in(bin)
+        Self::start_in(bin, None)
     }
 
-    fn start_in(bin: PathBuf) -> Postgres {
+    fn start_in(bin: PathBuf, tls: Option<(&str, &str)>) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("kuma-pg-")
             .tempdir()
@@ -140,6 +155,7 @@ impl Postgres {
             port: free_port(),
             dir,
             owner,
+            tls: tls.is_some(),
             child: None,
         };
         let mut initdb = pg.server_command("initdb");
@@ -157,6 +173,20 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let _ = std::fs::remove_file(&pwfile);
+        if let Some((cert, key)) = tls {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = pg.dir.path().join(name);
+                std::fs::write(&path, pem).expect("writing the server's TLS files");
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .expect("chmod");
+                if let Some(o) = owner {
+                    chown_all(&path, o);
+                }
+            }
+        }
         pg.start_again();
         pg.create_database(DB);
         pg
@@ -222,8 +252,16 @@ impl Postgres {
                 "unix_socket_directories={}",
                 self.dir.path().display()
             ))
-            .args(["-c", "max_connections=300"])
-            .stdin(Stdio::null())
+            .args(["-c", "max_connections=300"]);
+        if self.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", file("server.crt")))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", file("server.key")));
+        }
+        cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning a file handle"))
             .stderr(log)
             .process_group(0);
