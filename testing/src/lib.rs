@@ -16,12 +16,14 @@
 //!   Dataplane YAML of the tests.
 //! - [`app`]: tiny HTTP apps that name the instance that answered.
 //! - [`http`]: HTTP helpers.
+//! - [`postgres`]: [`Postgres`], a throwaway PostgreSQL server.
 
 pub mod app;
 pub mod bins;
 pub mod cp;
 pub mod dp;
 pub mod http;
+pub mod postgres;
 pub mod process;
 
 pub use app::{App, AppBehavior};
@@ -34,6 +36,7 @@ pub use http::{
     Tally, cause_fields, http_delete, http_get, http_post, http_put, json, request, send,
     try_http_delete, try_http_get, try_http_post_json, try_http_put_json,
 };
+pub use postgres::Postgres;
 pub use process::{
     EXIT_LIMIT, POLL, Proc, free_port, run_to_exit, wait_exit, wait_for, write_file,
 };

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
 
 /// Labels of `kuma_cp_resources`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +37,8 @@ pub struct RequestLabels {
 pub struct Diagnostics {
     registry: Registry,
     ready: AtomicBool,
+    /// Whether the store answers (see [`Diagnostics::follow_store_health`]).
+    store_healthy: AtomicBool,
     /// Resources in the store, per type.
     pub resources: Family<TypeLabel, Gauge>,
     /// API requests served, per method and status.
@@ -67,6 +70,7 @@ impl Diagnostics {
         Arc::new(Self {
             registry,
             ready: AtomicBool::new(false),
+            store_healthy: AtomicBool::new(true),
             resources,
             api_requests,
         })
@@ -76,6 +80,26 @@ impl Diagnostics {
     /// resources exist.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Keeps `/ready` in step with the store's health: while `healthy` is
+    /// false (the Postgres store lost its database) the control plane is
+    /// not ready, so a load balancer sends users to another replica. Ends
+    /// when the store's side of the channel is gone.
+    pub async fn follow_store_health(self: Arc<Self>, mut healthy: watch::Receiver<bool>) {
+        loop {
+            let up = *healthy.borrow_and_update();
+            if self.store_healthy.swap(up, Ordering::SeqCst) != up {
+                if up {
+                    tracing::info!("the store is reachable again: ready");
+                } else {
+                    tracing::warn!("the store is unreachable: not ready until it is back");
+                }
+            }
+            if healthy.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The router of the diagnostics server.
@@ -128,7 +152,7 @@ impl Diagnostics {
 }
 
 async fn ready(State(d): State<Arc<Diagnostics>>) -> Response {
-    if d.ready.load(Ordering::SeqCst) {
+    if d.ready.load(Ordering::SeqCst) && d.store_healthy.load(Ordering::SeqCst) {
         (StatusCode::OK, "READY").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "NOT READY").into_response()

@@ -33,8 +33,25 @@ enum Command {
         #[arg(short = 'c', long)]
         config_file: Option<PathBuf>,
     },
+    /// Manages the schema of the Postgres store.
+    Migrate {
+        #[command(subcommand)]
+        command: MigrateCommand,
+    },
     /// Prints the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateCommand {
+    /// Creates the Postgres store's schema or upgrades it to this version's
+    /// (`store.postgres.*` settings, as for `run`). Safe to run again and
+    /// from several processes at once.
+    Up {
+        /// A YAML configuration file; `KUMA_*` environment variables override it.
+        #[arg(short = 'c', long)]
+        config_file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,20 +74,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run { config_file } => {
-            let env: Vec<(String, String)> = std::env::vars().collect();
-            let config = match config::load(config_file.as_deref(), &env) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(1);
-                }
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot start the async runtime: {e}");
-                    return ExitCode::from(1);
-                }
+            let Some((config, runtime)) = load(config_file.as_deref()) else {
+                return ExitCode::from(1);
             };
             match runtime.block_on(server::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +84,55 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+        Command::Migrate {
+            command: MigrateCommand::Up { config_file },
+        } => {
+            let Some((config, runtime)) = load(config_file.as_deref()) else {
+                return ExitCode::from(1);
+            };
+            if config.store.store_type != config::StoreType::Postgres {
+                eprintln!(
+                    "kuma-cp migrate up: store.type (KUMA_STORE_TYPE) is {}; only a postgres store has a schema to migrate",
+                    config.store.store_type
+                );
+                return ExitCode::from(1);
+            }
+            let settings = config.store.postgres.to_store_config();
+            match runtime.block_on(kuma_core::store::postgres::migrate_up(&settings)) {
+                Ok(report) => {
+                    println!(
+                        "kuma-cp migrate up: database {:?} on {}:{}: {report}",
+                        settings.db_name, settings.host, settings.port
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kuma-cp migrate up: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+/// The effective configuration and a runtime, or `None` after printing why.
+fn load(
+    config_file: Option<&std::path::Path>,
+) -> Option<(config::KumaCpConfig, tokio::runtime::Runtime)> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match config::load(config_file, &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return None;
+        }
+    };
+    match tokio::runtime::Runtime::new() {
+        Ok(r) => Some((config, r)),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            None
         }
     }
 }

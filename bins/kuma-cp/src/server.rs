@@ -13,7 +13,7 @@ use axum::response::Response;
 use kuma_core::api::{self, ApiConfig, ApiMode, Catalog};
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::Resource;
-use kuma_core::store::{ResourceStore, StoreError};
+use kuma_core::store::StoreError;
 use kuma_core::tokens::{DataplaneAuth, DataplaneTokens};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -136,7 +136,11 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     for key in &config.ignored_env {
         tracing::warn!(env = %key, "ignoring unknown KUMA_* environment variable");
     }
-    let store: Arc<dyn ResourceStore> = crate::store::open(&config)?;
+    let crate::store::OpenStore {
+        store,
+        leadership,
+        healthy,
+    } = crate::store::open(&config).await?;
     let manager = ResourceManager::new(store.clone());
     // Kuma DNS runs in standalone and remote modes, not in global.
     let dns = match config.mode {
@@ -149,6 +153,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         }
     });
     tokio::spawn(diagnostics.clone().follow_store(store.clone()));
+    tokio::spawn(diagnostics.clone().follow_store_health(healthy));
 
     let (diag_listener, diag_addr) = bind(
         "xdsServer.diagnosticsPort",
@@ -241,11 +246,16 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
     }
     if let Some(dns) = dns {
         let port = config.dns_server.port;
-        // One process: it always leads. The sender may go: a closed
-        // leadership channel keeps its last value.
-        let (_, leadership) = watch::channel(true);
-        let (_, dns_tasks) =
-            crate::dns::start(dns, port, store.clone(), leadership, stop_rx.clone()).await?;
+        // VIPs are allocated by the leader only; the other replicas serve
+        // the VIPs it stored.
+        let (_, dns_tasks) = crate::dns::start(
+            dns,
+            port,
+            store.clone(),
+            leadership.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
         tasks.extend(dns_tasks);
     }
     diagnostics.set_ready();

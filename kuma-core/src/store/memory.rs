@@ -154,12 +154,12 @@ pub(super) fn list_page(types: &Types, request: &ListRequest) -> Result<ListPage
     })
 }
 
-fn encode_offset(s: &Slot) -> String {
+pub(super) fn encode_offset(s: &Slot) -> String {
     let text = format!("{}\n{}", s.0.as_deref().unwrap_or(""), s.1);
     URL_SAFE_NO_PAD.encode(text)
 }
 
-fn decode_offset(offset: &str, scope: Scope) -> Result<Slot, StoreError> {
+pub(super) fn decode_offset(offset: &str, scope: Scope) -> Result<Slot, StoreError> {
     let bad = || StoreError::InvalidOffset(offset.to_string());
     let bytes = URL_SAFE_NO_PAD.decode(offset).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;

@@ -2,9 +2,11 @@
 //!
 //! [`ResourceStore`] is the one seam between the control plane and where its
 //! resources live. [`MemoryStore`] is the reference implementation, keeping
-//! everything in memory; `LocalStore` (feature `local`) keeps the same
-//! state durable in a local directory; `conformance` (feature `conformance`) is a test suite
-//! any implementation runs to prove it behaves the same.
+//! everything in memory; `LocalStore` (feature `local`) keeps the same state
+//! durable in a local directory (the control plane's default);
+//! `postgres` (feature `postgres`) keeps resources in PostgreSQL for several
+//! control planes; `conformance` (feature `conformance`) is a test suite any
+//! implementation runs to prove it behaves the same.
 //!
 //! A store keeps resources as given (the [`crate::manager::ResourceManager`]
 //! validates and stamps times before writing); it owns versions: every
@@ -23,6 +25,8 @@ pub mod conformance;
 #[cfg(feature = "local")]
 pub mod local;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod subscription;
 
 #[cfg(feature = "local")]

@@ -8,11 +8,11 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::keys::{
-    parse_bool, parse_cidr, parse_duration, parse_listed_port, parse_opt_string, parse_port,
-    parse_port_list, show_duration,
+    parse_bool, parse_cidr, parse_count, parse_duration, parse_listed_port, parse_opt_string,
+    parse_port, parse_port_list, parse_tls_mode, show_duration,
 };
 use super::mask;
-use super::model::{DpAuthType, Mode, StoreType};
+use super::model::{DpAuthType, Mode, StoreType, TlsMode};
 
 /// Any YAML scalar, as the text the environment would carry.
 struct ScalarVisitor;
@@ -97,6 +97,14 @@ pub(super) fn de_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<St
 
 pub(super) fn de_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     required(d, parse_port)
+}
+
+pub(super) fn de_count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    required(d, parse_count)
+}
+
+pub(super) fn de_tls_mode<'de, D: Deserializer<'de>>(d: D) -> Result<TlsMode, D::Error> {
+    required(d, parse_tls_mode)
 }
 
 pub(super) fn de_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {

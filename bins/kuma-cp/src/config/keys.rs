@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use super::env::env_name;
-use super::model::{DpAuthType, KumaCpConfig, Mode, StoreType};
+use super::model::{DpAuthType, KumaCpConfig, Mode, StoreType, TlsMode};
 
 /// One configuration key that an environment variable can set; the
 /// variable's name is derived from the key ([`EnvKey::env`]).
@@ -86,6 +86,12 @@ pub static ENV_KEYS: &[EnvKey] = env_keys! {
     "store.postgres.user", "admin" => store.postgres.user;
     "store.postgres.password", "s3cret" => store.postgres.password;
     "store.postgres.dbName", "kumadb" => store.postgres.db_name;
+    "store.postgres.tls.mode", "verifyFull" => store.postgres.tls.mode;
+    "store.postgres.tls.caPath", "/etc/kuma/pg-ca.crt" => store.postgres.tls.ca_path;
+    "store.postgres.tls.certPath", "/etc/kuma/pg.crt" => store.postgres.tls.cert_path;
+    "store.postgres.tls.keyPath", "/etc/kuma/pg.key" => store.postgres.tls.key_path;
+    "store.postgres.maxOpenConnections", "10" => store.postgres.max_open_connections;
+    "store.postgres.connectionTimeout", "10" => store.postgres.connection_timeout;
     "general.advertisedHostname", "cp.example" => general.advertised_hostname;
     "general.tlsCertFile", "/etc/kuma/cp.crt" => general.tls_cert_file;
     "general.tlsKeyFile", "/etc/kuma/cp.key" => general.tls_key_file;
@@ -186,6 +192,38 @@ impl Value for Duration {
     }
 }
 
+impl Value for usize {
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_count(text)
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Value for TlsMode {
+    fn parse(text: &str) -> Result<Self, String> {
+        parse_tls_mode(text)
+    }
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A count, 0 or more.
+pub(super) fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| format!("{s:?} is not a count (0 or more)"))
+}
+
+/// A TLS mode by Kuma's name.
+pub(super) fn parse_tls_mode(s: &str) -> Result<TlsMode, String> {
+    TlsMode::from_name(s.trim()).ok_or_else(|| {
+        format!("unknown TLS mode {s:?}, expected one of disable, verifyNone, verifyCa, verifyFull")
+    })
+}
+
 /// The enums parse with their `FromStr` and show with their `Display`.
 macro_rules! named_value {
     ($($t:ty),*) => {$(
@@ -255,8 +293,11 @@ pub(super) fn parse_cidr(s: &str) -> Result<Ipv4Net, String> {
 pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("{s:?} is not a duration (e.g. 30s, 1m30s, 72h)");
     let text = s.trim();
-    if text == "0" {
-        return Ok(Duration::ZERO);
+    // Kuma writes some durations as whole seconds
+    // (`store.postgres.connectionTimeout: 5`); a bare number means seconds
+    // for every duration key.
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
     }
     if text.is_empty() {
         return Err(bad());

@@ -2,13 +2,15 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
+pub use kuma_core::store::postgres::TlsMode;
 use serde::{Deserialize, Serialize};
 
 use super::de::{
-    de_bool, de_cidr, de_duration, de_opt_string, de_port, de_port_list, de_section, de_string,
-    ser_display, ser_duration, ser_masked,
+    de_bool, de_cidr, de_count, de_duration, de_opt_string, de_port, de_port_list, de_section,
+    de_string, de_tls_mode, ser_display, ser_duration, ser_masked,
 };
 use super::mask;
 
@@ -258,6 +260,17 @@ pub struct PostgresConfig {
     /// `store.postgres.dbName` (default kuma).
     #[serde(deserialize_with = "de_string")]
     pub db_name: String,
+    /// `store.postgres.tls`: TLS to the database.
+    #[serde(deserialize_with = "de_section")]
+    pub tls: PostgresTlsConfig,
+    /// `store.postgres.maxOpenConnections` (default 50): most pooled
+    /// connections per control plane; 0 means the pool's default.
+    #[serde(deserialize_with = "de_count")]
+    pub max_open_connections: usize,
+    /// `store.postgres.connectionTimeout` (default 5): seconds, as Kuma
+    /// writes it, or a duration such as `1500ms`.
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub connection_timeout: Duration,
 }
 
 impl Default for PostgresConfig {
@@ -268,6 +281,9 @@ impl Default for PostgresConfig {
             user: "kuma".to_owned(),
             password: "kuma".to_owned(),
             db_name: "kuma".to_owned(),
+            tls: PostgresTlsConfig::default(),
+            max_open_connections: 50,
+            connection_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -280,8 +296,52 @@ impl fmt::Debug for PostgresConfig {
             .field("user", &self.user)
             .field("password", &mask(&self.password))
             .field("db_name", &self.db_name)
+            .field("tls", &self.tls)
+            .field("max_open_connections", &self.max_open_connections)
+            .field("connection_timeout", &self.connection_timeout)
             .finish()
     }
+}
+
+impl PostgresConfig {
+    /// The store's connection settings.
+    pub fn to_store_config(&self) -> kuma_core::store::postgres::PostgresConfig {
+        kuma_core::store::postgres::PostgresConfig {
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            password: self.password.clone(),
+            db_name: self.db_name.clone(),
+            tls: kuma_core::store::postgres::PostgresTls {
+                mode: self.tls.mode,
+                ca_path: self.tls.ca_path.as_ref().map(Into::into),
+                cert_path: self.tls.cert_path.as_ref().map(Into::into),
+                key_path: self.tls.key_path.as_ref().map(Into::into),
+            },
+            max_open_connections: self.max_open_connections,
+            connection_timeout: self.connection_timeout,
+        }
+    }
+}
+
+/// `store.postgres.tls`: TLS to the database (Kuma's keys).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PostgresTlsConfig {
+    /// `store.postgres.tls.mode`: disable (default), verifyNone, verifyCa
+    /// or verifyFull.
+    #[serde(deserialize_with = "de_tls_mode", serialize_with = "ser_display")]
+    pub mode: TlsMode,
+    /// `store.postgres.tls.caPath`: PEM CA of the server's certificate
+    /// (verifyCa, verifyFull).
+    #[serde(deserialize_with = "de_opt_string")]
+    pub ca_path: Option<String>,
+    /// `store.postgres.tls.certPath`: PEM client certificate.
+    #[serde(deserialize_with = "de_opt_string")]
+    pub cert_path: Option<String>,
+    /// `store.postgres.tls.keyPath`: PEM client key.
+    #[serde(deserialize_with = "de_opt_string")]
+    pub key_path: Option<String>,
 }
 
 /// `general`: settings shared by every component.

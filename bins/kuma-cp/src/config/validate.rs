@@ -21,6 +21,14 @@ impl KumaCpConfig {
                 "must not be empty when store.type is local",
             ));
         }
+        if self.store.store_type == StoreType::Postgres
+            && self.store.postgres.connection_timeout.is_zero()
+        {
+            return Err(invalid_effective(
+                "store.postgres.connectionTimeout",
+                "must be above zero",
+            ));
+        }
         if self.dns_server.domain.trim().trim_matches('.').is_empty() {
             return Err(invalid_effective("dnsServer.domain", "must not be empty"));
         }
