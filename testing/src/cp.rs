@@ -94,6 +94,9 @@ pub struct CpPorts {
     pub diagnostics: u16,
     /// The `.mesh` DNS server (UDP and TCP).
     pub dns: u16,
+    /// SDS (TLS). Proxies bootstrapped before a restart reconnect to it on
+    /// this port.
+    pub sds: u16,
 }
 
 /// The directory of a control plane's local store (`store.local.path`),
@@ -239,6 +242,7 @@ impl ControlPlane {
             ("KUMA_XDS_SERVER_DIAGNOSTICS_PORT", p(|c| c.diagnostics)),
             ("KUMA_DNS_SERVER_PORT", p(|c| c.dns)),
             ("KUMA_ADMIN_SERVER_LOCAL_PORT", p(|c| c.admin)),
+            ("KUMA_SDS_SERVER_GRPC_PORT", p(|c| c.sds)),
         ];
         // Resolving (maybe building) the binary is not start-up time.
         let mut cmd = kuma_cp_command(&[]);
@@ -271,6 +275,7 @@ impl ControlPlane {
             bootstrap: optional("bootstrap"),
             diagnostics: port("diagnostics"),
             dns: optional("dns"),
+            sds: optional("sds"),
         };
         let url = |port: u16| format!("http://127.0.0.1:{port}");
         let ready = format!("{}/ready", url(bound.diagnostics));
