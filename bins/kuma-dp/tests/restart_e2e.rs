@@ -14,7 +14,10 @@
 //!   database; the proxies are connected to replica A. A write through
 //!   replica B's API reaches A's proxies; A is killed with SIGKILL and
 //!   started again; not one request fails; VIPs are the same on both
-//!   replicas; a change through B after the restart reaches Envoy.
+//!   replicas; a change through B after the restart reaches Envoy. Then
+//!   PostgreSQL is stopped under both replicas: `/ready` says 503, no
+//!   replica exits, and once it is back both are ready and a write through
+//!   one is read through the other.
 //!
 //! Envoy comes from `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`,
 //! `dig` from dnsutils and PostgreSQL from the Debian package; without them
@@ -391,6 +394,47 @@ fn postgres_replicas_kill9() {
     assert_ne!(late_a, vip_a, "two services share a VIP");
     // A change through B reaches the proxies connected to A.
     deny_all_reaches_envoy(&b, mesh.outbound);
+
+    // PostgreSQL itself goes away under both replicas: they stay up, say
+    // they are not ready, and come back by themselves with nothing lost.
+    let mut pg = pg;
+    pg.stop();
+    for cp in [&a, &b] {
+        wait_for("/ready to report the outage", APPLIED, || {
+            let ready = try_http_get(&format!("{}/ready", cp.diagnostics));
+            matches!(ready, Ok((503, _))).then_some(())
+        });
+    }
+    pg.start_again();
+    for cp in [&a, &b] {
+        wait_for("/ready again after the outage", APPLIED, || {
+            let ready = try_http_get(&format!("{}/ready", cp.diagnostics));
+            matches!(ready, Ok((200, _))).then_some(())
+        });
+    }
+    let mut a = a;
+    let mut b = b;
+    for (name, cp) in [("A", &mut a), ("B", &mut b)] {
+        assert!(
+            cp.proc.try_wait().is_none(),
+            "replica {name} exited during the database outage:\n{}",
+            cp.proc.log()
+        );
+    }
+    put_dataplane(&a, "after-outage-1", "after-outage");
+    wait_for(
+        "a write through A after the outage to be read through B",
+        APPLIED,
+        || {
+            let (status, _) =
+                try_http_get(&b.url("/meshes/default/dataplanes/after-outage-1")).ok()?;
+            (status == 200).then_some(())
+        },
+    );
+    assert!(
+        get_json(&b, "/meshes/default/dataplanes/late-1")["name"] == "late-1",
+        "late-1 lost in the outage"
+    );
     drop(mesh.backend);
     drop(mesh.frontend);
     drop(pg);
