@@ -204,6 +204,17 @@ async fn register(shared: &Shared, node: &NodeId, text: &str) -> Result<(), Stat
         )));
     }
     let mut regs = shared.registrations.lock().await;
+    // A proxy that reconnects (after a control-plane restart, thousands at
+    // once) sends the Dataplane the store already holds: nothing to write,
+    // so a restart costs no durable write per proxy. Its new stream's
+    // insight subscription is what tells other replicas it is back.
+    if let Ok(stored) = shared.manager.get(&resource.key()).await
+        && stored.spec == resource.spec
+    {
+        *regs.entry(node.clone()).or_default() += 1;
+        info!(node = %node, "registered Dataplane from the proxy (unchanged)");
+        return Ok(());
+    }
     match shared.manager.upsert(resource).await {
         Ok(_) => {
             *regs.entry(node.clone()).or_default() += 1;
@@ -253,9 +264,9 @@ async fn release(shared: &Arc<Shared>, lifecycle: &Lifecycle, gone: Departure) {
         info!(node = %gone.node, "keeping the Dataplane of a proxy disconnected by the shutdown");
         return;
     }
-    // The Dataplane's version now: every re-registration (a reconnect to
-    // any replica) writes it again, so a changed version means the proxy
-    // is back.
+    // The Dataplane's version now: a re-registration with a changed
+    // Dataplane writes it again, so a changed version means the proxy is
+    // back (an unchanged one is seen in the insight, see `cleanup`).
     let key = ResourceKey::new(
         ResourceType::Dataplane,
         Some(&gone.node.mesh),
@@ -287,8 +298,9 @@ async fn release(shared: &Arc<Shared>, lifecycle: &Lifecycle, gone: Departure) {
 /// Deletes the Dataplane (and DataplaneInsight) of a proxy that went away
 /// a cleanup age ago, unless it came back: it has a stream on this control
 /// plane, its Dataplane was written since (`version` was read at the
-/// disconnect), or its insight holds a subscription newer than the one
-/// that ended (a stream to another replica).
+/// disconnect; a proxy re-registering an unchanged Dataplane writes
+/// nothing), or its insight holds a subscription newer than the one that
+/// ended (a stream to this or another replica, written when it opened).
 async fn cleanup(shared: &Shared, gone: &Departure, version: Option<Version>) {
     let node = &gone.node;
     // Held until the deletes are done: a reconnect here registers after
