@@ -105,7 +105,7 @@ impl Session {
             )));
         }
         info!(node = %node, stream, "proxy connected");
-        let insight = InsightRecorder::new(
+        let mut insight = InsightRecorder::new(
             &node.mesh,
             &node.name,
             &format!("{}-{stream}", shared.instance_id),
@@ -113,11 +113,7 @@ impl Session {
             envoy_version,
             kuma_dp_version,
         );
-        // Not written here: the stream's first housekeeping (within
-        // INSIGHT_FLUSH) writes the new subscription, so a proxy's
-        // configuration never waits for a store write. After a restart
-        // thousands of proxies connect at once, and on Postgres durable
-        // writes are serialized (docs/performance.md, "Stores").
+        insight.flush(&shared.manager).await;
         let watch = ResourceSource::watch(&*shared.cache, &node);
         // The validated token goes to the proxy's own SDS config sources.
         let _ = shared
