@@ -90,30 +90,11 @@ impl Session {
             kuma_dp_version,
             token,
         } = client;
-        let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
-            Some(text) => {
-                register(shared, &node, &text).await?;
-                true
-            }
-            None => false,
-        };
-        let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
-        if let Err(ManagerError::Store(StoreError::NotFound(_))) = shared.manager.get(&key).await {
-            return Err(Status::not_found(format!(
-                "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
-                node.name, node.mesh
-            )));
-        }
-        info!(node = %node, stream, "proxy connected");
-        let mut insight = InsightRecorder::new(
-            &node.mesh,
-            &node.name,
-            &format!("{}-{stream}", shared.instance_id),
-            &shared.instance_id,
-            envoy_version,
-            kuma_dp_version,
-        );
-        insight.flush(&shared.manager).await;
+        // The reconciler hears of the stream before the proxy's Dataplane
+        // is (re-)registered: it marks the proxy warming first, so the
+        // Dataplane's store event, which may reach it before this task
+        // runs again (a durable store publishes from its writer thread),
+        // never advertises instances whose listeners do not exist yet.
         let watch = ResourceSource::watch(&*shared.cache, &node);
         // The validated token goes to the proxy's own SDS config sources.
         let _ = shared
@@ -123,15 +104,36 @@ impl Session {
                 token,
             })
             .await;
-        Ok(Self {
-            shared: shared.clone(),
-            lifecycle: lifecycle.clone(),
-            node,
-            registered,
-            ready_sent: false,
-            insight,
-            watch,
-        })
+        match admit(shared, &node, node_pb).await {
+            Ok(registered) => {
+                info!(node = %node, stream, "proxy connected");
+                let mut insight = InsightRecorder::new(
+                    &node.mesh,
+                    &node.name,
+                    &format!("{}-{stream}", shared.instance_id),
+                    &shared.instance_id,
+                    envoy_version,
+                    kuma_dp_version,
+                );
+                insight.flush(&shared.manager).await;
+                Ok(Self {
+                    shared: shared.clone(),
+                    lifecycle: lifecycle.clone(),
+                    node,
+                    registered,
+                    ready_sent: false,
+                    insight,
+                    watch,
+                })
+            }
+            Err(status) => {
+                let _ = shared
+                    .proxies
+                    .send(ProxyEvent::Disconnected(node.clone()))
+                    .await;
+                Err(status)
+            }
+        }
     }
 
     /// The control plane's identifier in responses.
@@ -187,6 +189,26 @@ impl Session {
             release(&shared, &lifecycle, gone).await;
         }
     }
+}
+
+/// Registers the Dataplane the node metadata carries, if any, and checks
+/// that the proxy's Dataplane exists; whether the proxy registered it.
+async fn admit(shared: &Shared, node: &NodeId, node_pb: &Node) -> Result<bool, Status> {
+    let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
+        Some(text) => {
+            register(shared, node, &text).await?;
+            true
+        }
+        None => false,
+    };
+    let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
+    if let Err(ManagerError::Store(StoreError::NotFound(_))) = shared.manager.get(&key).await {
+        return Err(Status::not_found(format!(
+            "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
+            node.name, node.mesh
+        )));
+    }
+    Ok(registered)
 }
 
 /// Registers the Dataplane carried in the node metadata.
