@@ -90,11 +90,30 @@ impl Session {
             kuma_dp_version,
             token,
         } = client;
-        // The reconciler hears of the stream before the proxy's Dataplane
-        // is (re-)registered: it marks the proxy warming first, so the
-        // Dataplane's store event, which may reach it before this task
-        // runs again (a durable store publishes from its writer thread),
-        // never advertises instances whose listeners do not exist yet.
+        let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
+            Some(text) => {
+                register(shared, &node, &text).await?;
+                true
+            }
+            None => false,
+        };
+        let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
+        if let Err(ManagerError::Store(StoreError::NotFound(_))) = shared.manager.get(&key).await {
+            return Err(Status::not_found(format!(
+                "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
+                node.name, node.mesh
+            )));
+        }
+        info!(node = %node, stream, "proxy connected");
+        let mut insight = InsightRecorder::new(
+            &node.mesh,
+            &node.name,
+            &format!("{}-{stream}", shared.instance_id),
+            &shared.instance_id,
+            envoy_version,
+            kuma_dp_version,
+        );
+        insight.flush(&shared.manager).await;
         let watch = ResourceSource::watch(&*shared.cache, &node);
         // The validated token goes to the proxy's own SDS config sources.
         let _ = shared
@@ -104,36 +123,15 @@ impl Session {
                 token,
             })
             .await;
-        match admit(shared, &node, node_pb).await {
-            Ok(registered) => {
-                info!(node = %node, stream, "proxy connected");
-                let mut insight = InsightRecorder::new(
-                    &node.mesh,
-                    &node.name,
-                    &format!("{}-{stream}", shared.instance_id),
-                    &shared.instance_id,
-                    envoy_version,
-                    kuma_dp_version,
-                );
-                insight.flush(&shared.manager).await;
-                Ok(Self {
-                    shared: shared.clone(),
-                    lifecycle: lifecycle.clone(),
-                    node,
-                    registered,
-                    ready_sent: false,
-                    insight,
-                    watch,
-                })
-            }
-            Err(status) => {
-                let _ = shared
-                    .proxies
-                    .send(ProxyEvent::Disconnected(node.clone()))
-                    .await;
-                Err(status)
-            }
-        }
+        Ok(Self {
+            shared: shared.clone(),
+            lifecycle: lifecycle.clone(),
+            node,
+            registered,
+            ready_sent: false,
+            insight,
+            watch,
+        })
     }
 
     /// The control plane's identifier in responses.
@@ -191,26 +189,6 @@ impl Session {
     }
 }
 
-/// Registers the Dataplane the node metadata carries, if any, and checks
-/// that the proxy's Dataplane exists; whether the proxy registered it.
-async fn admit(shared: &Shared, node: &NodeId, node_pb: &Node) -> Result<bool, Status> {
-    let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
-        Some(text) => {
-            register(shared, node, &text).await?;
-            true
-        }
-        None => false,
-    };
-    let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
-    if let Err(ManagerError::Store(StoreError::NotFound(_))) = shared.manager.get(&key).await {
-        return Err(Status::not_found(format!(
-            "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
-            node.name, node.mesh
-        )));
-    }
-    Ok(registered)
-}
-
 /// Registers the Dataplane carried in the node metadata.
 async fn register(shared: &Shared, node: &NodeId, text: &str) -> Result<(), Status> {
     let resource = Resource::from_json(text)
@@ -226,17 +204,6 @@ async fn register(shared: &Shared, node: &NodeId, text: &str) -> Result<(), Stat
         )));
     }
     let mut regs = shared.registrations.lock().await;
-    // A proxy that reconnects (after a control-plane restart, thousands at
-    // once) sends the Dataplane the store already holds: nothing to write,
-    // so a restart costs no durable write per proxy. Its new stream's
-    // insight subscription is what tells other replicas it is back.
-    if let Ok(stored) = shared.manager.get(&resource.key()).await
-        && stored.spec == resource.spec
-    {
-        *regs.entry(node.clone()).or_default() += 1;
-        info!(node = %node, "registered Dataplane from the proxy (unchanged)");
-        return Ok(());
-    }
     match shared.manager.upsert(resource).await {
         Ok(_) => {
             *regs.entry(node.clone()).or_default() += 1;
@@ -286,9 +253,9 @@ async fn release(shared: &Arc<Shared>, lifecycle: &Lifecycle, gone: Departure) {
         info!(node = %gone.node, "keeping the Dataplane of a proxy disconnected by the shutdown");
         return;
     }
-    // The Dataplane's version now: a re-registration with a changed
-    // Dataplane writes it again, so a changed version means the proxy is
-    // back (an unchanged one is seen in the insight, see `cleanup`).
+    // The Dataplane's version now: every re-registration (a reconnect to
+    // any replica) writes it again, so a changed version means the proxy
+    // is back.
     let key = ResourceKey::new(
         ResourceType::Dataplane,
         Some(&gone.node.mesh),
@@ -320,9 +287,8 @@ async fn release(shared: &Arc<Shared>, lifecycle: &Lifecycle, gone: Departure) {
 /// Deletes the Dataplane (and DataplaneInsight) of a proxy that went away
 /// a cleanup age ago, unless it came back: it has a stream on this control
 /// plane, its Dataplane was written since (`version` was read at the
-/// disconnect; a proxy re-registering an unchanged Dataplane writes
-/// nothing), or its insight holds a subscription newer than the one that
-/// ended (a stream to this or another replica, written when it opened).
+/// disconnect), or its insight holds a subscription newer than the one
+/// that ended (a stream to another replica).
 async fn cleanup(shared: &Shared, gone: &Departure, version: Option<Version>) {
     let node = &gone.node;
     // Held until the deletes are done: a reconnect here registers after
