@@ -3,15 +3,18 @@
 //! A binary of the test's own package is already built when the test runs
 //! (cargo builds a package's binaries for its integration tests). A binary
 //! of another package is built on first use, once per test process, by
-//! `$CARGO build --locked -p <package> --bin <name>` into the target
+//! `$CARGO build --locked --workspace --bins --examples` into the target
 //! directory and profile of the running test, so `cargo test -p kuma-dp`
-//! works without an earlier `cargo build --workspace --bins`.
+//! works without an earlier build. The whole workspace with its examples is
+//! built, not `-p <package>`, because that is the feature set `cargo test
+//! --workspace` resolves (examples bring in the dev-dependencies): under
+//! `scripts/test` the build is then a no-op, where `-p` would compile every
+//! dependency a second time with other features (and double the disk).
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 /// The `kuma-cp` binary (built if another package's test needs it).
 pub fn kuma_cp_bin() -> PathBuf {
@@ -54,34 +57,31 @@ fn profile_dir() -> PathBuf {
 /// `name` of `package`, from the running test's profile directory: as
 /// built by cargo for the test's own package, else built here once.
 fn binary(package: &str, name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<BTreeMap<String, PathBuf>>> = OnceLock::new();
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let dir = profile_dir();
     let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     // cargo sets the package's variables when it runs a test.
     if std::env::var("CARGO_PKG_NAME").is_ok_and(|p| p == package) && is_executable(&path) {
         return path;
     }
-    // The lock is held while building: other tests wait for the one build.
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(path) = built.get(name) {
-        return path.clone();
+    // The lock is held while building: other tests wait for the one build,
+    // which brings every binary of the workspace up to date.
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        build(&dir);
+        *built = true;
     }
-    build(&dir, package, name);
     assert!(
         is_executable(&path),
-        "`cargo build -p {package} --bin {name}` did not produce {}",
+        "`cargo build --workspace --bins` did not produce {} (package {package})",
         path.display()
     );
-    built.insert(name.to_owned(), path.clone());
     path
 }
 
-/// Builds `name` of `package` into the target directory that holds `dir`,
-/// with the profile `dir` is named after.
-fn build(dir: &Path, package: &str, name: &str) {
+/// Builds the workspace's binaries and examples into the target directory
+/// that holds `dir`, with the profile `dir` is named after.
+fn build(dir: &Path) {
     let target_dir = dir.parent().expect("the profile directory has a parent");
     let profile = dir
         .file_name()
@@ -91,7 +91,7 @@ fn build(dir: &Path, package: &str, name: &str) {
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir)
-        .args(["build", "--locked", "-p", package, "--bin", name]);
+        .args(["build", "--locked", "--workspace", "--bins", "--examples"]);
     match profile {
         "debug" => {}
         "release" => {
@@ -101,13 +101,13 @@ fn build(dir: &Path, package: &str, name: &str) {
             cmd.args(["--profile", other]);
         }
     }
-    eprintln!("building {name}: {cmd:?}");
+    eprintln!("building the workspace's binaries: {cmd:?}");
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", Path::new(&cargo).display()));
     assert!(
         out.status.success(),
-        "building {name} failed ({}):\n{}",
+        "building the workspace's binaries failed ({}):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
