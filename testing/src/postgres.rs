@@ -382,6 +382,21 @@ impl Postgres {
     pub fn db(&self) -> &str {
         DB
     }
+
+    /// The `KUMA_STORE_*` variables that put `kuma-cp` on this server's
+    /// database `db` (a 5 s connection timeout, so a test that stops the
+    /// server sees kuma-cp notice within its own time limits).
+    pub fn kuma_cp_env(&self, db: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("KUMA_STORE_TYPE", "postgres".into()),
+            ("KUMA_STORE_POSTGRES_HOST", self.host().into()),
+            ("KUMA_STORE_POSTGRES_PORT", self.port().to_string()),
+            ("KUMA_STORE_POSTGRES_USER", self.user().into()),
+            ("KUMA_STORE_POSTGRES_PASSWORD", self.password().into()),
+            ("KUMA_STORE_POSTGRES_DB_NAME", db.into()),
+            ("KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT", "5".into()),
+        ]
+    }
 }
 
 impl Drop for Postgres {

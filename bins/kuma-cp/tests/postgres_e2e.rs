@@ -9,19 +9,6 @@ use kuma_testing::{
 };
 use std::process::Command;
 
-/// The `KUMA_STORE_*` variables of a postgres store on `pg`'s database `db`.
-fn store_env(pg: &Postgres, db: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("KUMA_STORE_TYPE", "postgres".into()),
-        ("KUMA_STORE_POSTGRES_HOST", pg.host().into()),
-        ("KUMA_STORE_POSTGRES_PORT", pg.port().to_string()),
-        ("KUMA_STORE_POSTGRES_USER", pg.user().into()),
-        ("KUMA_STORE_POSTGRES_PASSWORD", pg.password().into()),
-        ("KUMA_STORE_POSTGRES_DB_NAME", db.into()),
-        ("KUMA_STORE_POSTGRES_CONNECTION_TIMEOUT", "5".into()),
-    ]
-}
-
 fn set(env: &mut [(&'static str, String)], key: &str, value: &str) {
     env.iter_mut()
         .find(|(k, _)| *k == key)
@@ -58,7 +45,7 @@ fn kuma_cp_refuses_bad_databases_then_runs_migrated_with_two_replicas() {
         return;
     };
     pg.create_database("cp");
-    let mut env = store_env(&pg, "cp");
+    let mut env = pg.kuma_cp_env("cp");
 
     // Not migrated: one line that says what to run.
     let line = run_fails(&env);

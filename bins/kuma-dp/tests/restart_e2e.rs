@@ -266,18 +266,6 @@ fn local_store_kill9() {
     drop(mesh.frontend);
 }
 
-/// The `KUMA_STORE_*` variables of a Postgres store on `pg`'s database `db`.
-fn postgres_env(pg: &Postgres, db: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("KUMA_STORE_TYPE", "postgres".into()),
-        ("KUMA_STORE_POSTGRES_HOST", pg.host().into()),
-        ("KUMA_STORE_POSTGRES_PORT", pg.port().to_string()),
-        ("KUMA_STORE_POSTGRES_USER", pg.user().into()),
-        ("KUMA_STORE_POSTGRES_PASSWORD", pg.password().into()),
-        ("KUMA_STORE_POSTGRES_DB_NAME", db.into()),
-    ]
-}
-
 /// Puts a Dataplane of service `service` (no proxy behind it) through `cp`.
 fn put_dataplane(cp: &ControlPlane, name: &str, service: &str) {
     let body = format!(
@@ -300,7 +288,7 @@ fn postgres_replicas_kill9() {
         return;
     };
     pg.create_database("mesh");
-    let env = postgres_env(&pg, "mesh");
+    let env = pg.kuma_cp_env("mesh");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut migrate = Command::new(kuma_cp_bin());
     kuma_testing::process::clean_kuma_env(&mut migrate);
