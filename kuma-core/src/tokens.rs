@@ -1,17 +1,24 @@
 //! Dataplane tokens: what a proxy presents to prove it may run as a given
 //! Dataplane of a given mesh.
 //!
-//! A token is a JWT signed with Ed25519 (`EdDSA`) whose claims are `Name`
-//! and `Mesh` (the Dataplane), `iat`, `exp` (seconds since the epoch) and
-//! `jti` (a random id). Each mesh has its own signing key: the Secret
-//! [`SIGNING_KEY_SECRET`] in that mesh, holding a PKCS#8 document. It is
-//! created the first time a token of the mesh is issued; deleting it
-//! invalidates every token of the mesh (the next issue creates a new key).
+//! A token is a JWT signed with Ed25519 (`EdDSA`) whose claims are Kuma's:
+//! `Name` (the Dataplane; empty: any Dataplane whose tags fit), `Mesh`,
+//! `Tags` (tag -> allowed values; empty: any tags), `Type` (`dataplane` or
+//! `ingress`), plus `iat`, `exp` (seconds since the epoch) and `jti` (a
+//! random id). Tokens issued before `Tags` and `Type` existed verify as
+//! name-bound `dataplane` tokens allowing any tags. Each mesh has its own
+//! signing key: the Secret [`SIGNING_KEY_SECRET`] in that mesh, holding a
+//! PKCS#8 document. It is created the first time a token of the mesh is
+//! issued; deleting it invalidates every token of the mesh (the next issue
+//! creates a new key, and a token of the old key never verifies again).
 //!
-//! [`DataplaneTokens`] issues and verifies; [`DataplaneAuth`] is what the
-//! servers that accept proxies (bootstrap, ADS, SDS) call, and is
-//! [`DataplaneAuth::Off`] when the control plane runs with
-//! `dpServer.auth.type: none`.
+//! Checking a proxy is two steps: [`DataplaneAuth::authenticate`] verifies
+//! the token (signature, expiry, mesh, and name when the token has one) and
+//! returns its [`TokenClaims`]; [`TokenClaims::authorize`] then checks the
+//! Dataplane the proxy runs as against them (name, type, tags: see
+//! [`TokenClaims::authorize`]). The servers that accept proxies (bootstrap,
+//! ADS, SDS) do both; [`DataplaneAuth::Off`] (`dpServer.auth.type: none`)
+//! checks nothing.
 //!
 //! Errors say which check failed and what to do, and never contain the
 //! token: it is a credential. Neither do `Debug` outputs of these types.
@@ -28,7 +35,7 @@
 //! manager.create(Resource::from_yaml("type: Mesh\nname: demo").unwrap()).await.unwrap();
 //! let tokens = DataplaneTokens::new(manager);
 //! let token = tokens
-//!     .issue(&TokenRequest { name: "web-1".into(), mesh: "demo".into(), valid_for: None })
+//!     .issue(&TokenRequest { name: "web-1".into(), mesh: "demo".into(), ..Default::default() })
 //!     .await
 //!     .unwrap();
 //! let auth = DataplaneAuth::Tokens(tokens);
@@ -39,14 +46,14 @@
 //! ```
 
 use crate::manager::{ManagerError, ResourceManager};
-use crate::resource::{Resource, ResourceKey, ResourceType, SecretSpec, Version};
+use crate::resource::{DataplaneSpec, Resource, ResourceKey, ResourceType, SecretSpec, Version};
 use crate::store::StoreError;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,13 +70,73 @@ pub const DEFAULT_VALIDITY: Duration = Duration::from_secs(8760 * 3600);
 /// every token past the validity the operator asked for.
 pub const EXPIRY_LEEWAY_SECS: u64 = 0;
 
+/// What kind of proxy a token is for (the `Type` claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TokenType {
+    /// A Dataplane that is not a zone ingress (`dataplane`, the default).
+    #[default]
+    Dataplane,
+    /// A zone ingress (`ingress`): a Dataplane with `networking.ingress`.
+    Ingress,
+}
+
+impl TokenType {
+    /// The claim's value: `dataplane` or `ingress`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Dataplane => "dataplane",
+            TokenType::Ingress => "ingress",
+        }
+    }
+
+    /// The type of token a Dataplane needs.
+    pub fn of(dataplane: &DataplaneSpec) -> Self {
+        if dataplane.is_ingress() {
+            TokenType::Ingress
+        } else {
+            TokenType::Dataplane
+        }
+    }
+}
+
+impl fmt::Display for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TokenType {
+    type Err = TokenError;
+
+    /// `dataplane` or `ingress` (empty: `dataplane`).
+    fn from_str(s: &str) -> Result<Self, TokenError> {
+        match s {
+            "" | "dataplane" => Ok(TokenType::Dataplane),
+            "ingress" => Ok(TokenType::Ingress),
+            other => Err(TokenError::InvalidRequest {
+                field: "type",
+                reason: format!("{other:?} is not a token type: use dataplane or ingress"),
+            }),
+        }
+    }
+}
+
+/// Tag -> the values a token allows for it (the `Tags` claim, Kuma's
+/// `map[string][]string`).
+pub type TokenTags = BTreeMap<String, Vec<String>>;
+
 /// What to issue a token for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TokenRequest {
-    /// The Dataplane's name.
+    /// The Dataplane's name; empty: any Dataplane whose tags fit.
     pub name: String,
     /// The Dataplane's mesh; it must exist.
     pub mesh: String,
+    /// Tags every inbound (or the gateway) of the Dataplane must carry, with
+    /// one of the listed values; empty: any tags.
+    pub tags: TokenTags,
+    /// The kind of proxy.
+    pub token_type: TokenType,
     /// How long the token is valid; `None`: [`DEFAULT_VALIDITY`].
     pub valid_for: Option<Duration>,
 }
@@ -77,10 +144,14 @@ pub struct TokenRequest {
 /// The verified claims of a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaims {
-    /// The Dataplane's name (`Name`).
-    pub name: String,
+    /// The Dataplane's name (`Name`); `None`: any Dataplane whose tags fit.
+    pub name: Option<String>,
     /// The Dataplane's mesh (`Mesh`).
     pub mesh: String,
+    /// The tags the Dataplane must carry (`Tags`); empty: any.
+    pub tags: TokenTags,
+    /// The kind of proxy (`Type`).
+    pub token_type: TokenType,
     /// When the token was issued (`iat`).
     pub issued_at: SystemTime,
     /// When the token stops being valid (`exp`).
@@ -137,6 +208,41 @@ pub enum TokenError {
         /// The proxy's name.
         name: String,
     },
+    /// The token is for another kind of proxy (an ingress token for a
+    /// Dataplane that is not a zone ingress, or the reverse).
+    #[error(
+        "dataplane token is of type {token_type}, but the proxy's Dataplane is of type {dataplane_type}: generate a token with --type {dataplane_type}"
+    )]
+    WrongType {
+        /// The token's `Type` claim.
+        token_type: TokenType,
+        /// What the proxy's Dataplane is.
+        dataplane_type: TokenType,
+    },
+    /// A part of the Dataplane lacks a tag the token requires.
+    #[error(
+        "dataplane token requires tag {tag:?} on every inbound, but {place} of the Dataplane has none"
+    )]
+    TagMissing {
+        /// The tag.
+        tag: String,
+        /// Where, e.g. `networking.inbound[1]` or `networking.gateway`.
+        place: String,
+    },
+    /// A part of the Dataplane carries a tag value the token does not allow.
+    #[error(
+        "dataplane token does not allow {tag}={value:?} ({place} of the Dataplane); it allows {tag} in {allowed:?}: generate a token for it"
+    )]
+    TagNotAllowed {
+        /// The tag, e.g. `kuma.io/service`.
+        tag: String,
+        /// The value that is not allowed, e.g. the service.
+        value: String,
+        /// The values the token allows.
+        allowed: Vec<String>,
+        /// Where, e.g. `networking.inbound[0]`.
+        place: String,
+    },
     /// The mesh does not exist.
     #[error("mesh {0:?} does not exist: create it first")]
     UnknownMesh(String),
@@ -174,12 +280,93 @@ pub enum TokenError {
 
 impl TokenError {
     /// Whether the error is about the presented credentials (the proxy should
-    /// be refused as unauthenticated), rather than a control-plane failure.
+    /// be refused as unauthenticated), rather than a control-plane failure
+    /// or a valid token that does not allow the Dataplane
+    /// ([`Self::is_forbidden`]).
     pub fn is_unauthenticated(&self) -> bool {
-        !matches!(
+        !self.is_forbidden()
+            && !matches!(
+                self,
+                TokenError::Store(_) | TokenError::Key { .. } | TokenError::InvalidRequest { .. }
+            )
+    }
+
+    /// Whether a valid token does not allow the Dataplane the proxy runs as
+    /// (its type or tags; the proxy should be refused as forbidden).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
             self,
-            TokenError::Store(_) | TokenError::Key { .. } | TokenError::InvalidRequest { .. }
+            TokenError::WrongType { .. }
+                | TokenError::TagMissing { .. }
+                | TokenError::TagNotAllowed { .. }
         )
+    }
+}
+
+impl TokenClaims {
+    /// Whether the token allows the proxy to run as the Dataplane `name`
+    /// with `dataplane` (the mesh was checked when the token was verified).
+    /// Refused when:
+    ///
+    /// - the token names a Dataplane and it is not `name`
+    ///   ([`TokenError::WrongName`]);
+    /// - the token's type does not fit: an `ingress` token for a Dataplane
+    ///   without `networking.ingress`, or a `dataplane` token for one with
+    ///   it ([`TokenError::WrongType`]);
+    /// - the token has tags and some inbound (or the gateway) does not carry,
+    ///   for each tag of the token, one of the token's values for it
+    ///   ([`TokenError::TagMissing`], [`TokenError::TagNotAllowed`]).
+    ///
+    /// Errors name the tag and value, never the token.
+    pub fn authorize(&self, name: &str, dataplane: &DataplaneSpec) -> Result<(), TokenError> {
+        if let Some(token_name) = &self.name
+            && token_name != name
+        {
+            return Err(TokenError::WrongName {
+                token_name: token_name.clone(),
+                name: name.to_string(),
+            });
+        }
+        let dataplane_type = TokenType::of(dataplane);
+        if self.token_type != dataplane_type {
+            return Err(TokenError::WrongType {
+                token_type: self.token_type,
+                dataplane_type,
+            });
+        }
+        let net = &dataplane.networking;
+        let places = net
+            .inbound
+            .iter()
+            .enumerate()
+            .map(|(i, inbound)| (format!("networking.inbound[{i}]"), &inbound.tags))
+            .chain(
+                net.gateway
+                    .iter()
+                    .map(|g| ("networking.gateway".to_string(), &g.tags)),
+            );
+        for (place, tags) in places {
+            for (tag, allowed) in &self.tags {
+                match tags.get(tag) {
+                    None => {
+                        return Err(TokenError::TagMissing {
+                            tag: tag.clone(),
+                            place,
+                        });
+                    }
+                    Some(value) if !allowed.contains(value) => {
+                        return Err(TokenError::TagNotAllowed {
+                            tag: tag.clone(),
+                            value: value.clone(),
+                            allowed: allowed.clone(),
+                            place,
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -211,13 +398,19 @@ pub fn strip_bearer(value: &str) -> &str {
     }
 }
 
-/// The claims as they travel in the JWT.
+/// The claims as they travel in the JWT (Kuma's names). `Name` is empty
+/// for a token without a name; tokens issued before `Tags` and `Type`
+/// existed lack them.
 #[derive(Serialize, Deserialize)]
 struct WireClaims {
-    #[serde(rename = "Name")]
+    #[serde(rename = "Name", default)]
     name: String,
     #[serde(rename = "Mesh")]
     mesh: String,
+    #[serde(rename = "Tags", default)]
+    tags: TokenTags,
+    #[serde(rename = "Type", default)]
+    token_type: String,
     #[serde(default)]
     iat: u64,
     exp: u64,
@@ -225,9 +418,15 @@ struct WireClaims {
     jti: String,
 }
 
-/// A mesh's parsed signing key, tagged with the Secret version it came from.
+/// A mesh's parsed signing key, tagged with the Secret version and the
+/// bytes it came from.
 struct MeshKey {
     version: Option<Version>,
+    /// The Secret's PKCS#8 document: a cached key is used only while the
+    /// stored Secret has both the same version and the same bytes, so a key
+    /// deleted and re-created (even by a store that reused a version) can
+    /// never verify again.
+    pkcs8: Vec<u8>,
     signing: EncodingKey,
     verifying: DecodingKey,
 }
@@ -299,12 +498,13 @@ impl DataplaneTokens {
 
     /// [`Self::issue`] as of `now` (tests issue tokens in the past).
     async fn issue_at(&self, req: &TokenRequest, now: SystemTime) -> Result<String, TokenError> {
-        if req.name.trim().is_empty() {
+        if req.name != req.name.trim() {
             return Err(TokenError::InvalidRequest {
                 field: "name",
-                reason: "must be set: the name of the Dataplane the token is for".into(),
+                reason: "must not start or end with whitespace: the name of the Dataplane the token is for (empty: any Dataplane whose tags fit)".into(),
             });
         }
+        check_tags(&req.tags)?;
         if req.mesh.trim().is_empty() {
             return Err(TokenError::InvalidRequest {
                 field: "mesh",
@@ -343,6 +543,8 @@ impl DataplaneTokens {
         let claims = WireClaims {
             name: req.name.clone(),
             mesh: req.mesh.clone(),
+            tags: req.tags.clone(),
+            token_type: req.token_type.as_str().to_string(),
             iat,
             exp,
             jti: id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -357,7 +559,9 @@ impl DataplaneTokens {
 
     /// Verifies `token` for the Dataplane `name` of mesh `mesh`: a JWT of
     /// this control plane signed with the mesh's key, not expired, naming
-    /// that mesh and Dataplane. A `Bearer ` prefix is accepted.
+    /// that mesh and, when the token has a name, that Dataplane. A `Bearer `
+    /// prefix is accepted. The Dataplane itself is checked by
+    /// [`TokenClaims::authorize`].
     pub async fn verify(
         &self,
         token: &str,
@@ -409,15 +613,20 @@ impl DataplaneTokens {
         if secs_since_epoch(SystemTime::now()) >= claims.exp.saturating_add(EXPIRY_LEEWAY_SECS) {
             return Err(TokenError::Expired { at: expires_at });
         }
-        if claims.name != name {
+        if !claims.name.is_empty() && claims.name != name {
             return Err(TokenError::WrongName {
                 token_name: claims.name,
                 name: name.to_string(),
             });
         }
+        let token_type = claims.token_type.parse::<TokenType>().map_err(|_| {
+            TokenError::Malformed("its Type claim is not dataplane or ingress".into())
+        })?;
         Ok(TokenClaims {
-            name: claims.name,
+            name: (!claims.name.is_empty()).then_some(claims.name),
             mesh: claims.mesh,
+            tags: claims.tags,
+            token_type,
             issued_at: UNIX_EPOCH + Duration::from_secs(claims.iat),
             expires_at,
             id: claims.jti,
@@ -447,9 +656,11 @@ impl DataplaneTokens {
             }
             Err(e) => return Err(store_error(e)),
         };
+        let bytes = secret_bytes(&secret);
         if let Some(cached) = self.cached(mesh)
             && cached.version.is_some()
             && cached.version == secret.meta.version
+            && cached.pkcs8 == bytes
         {
             return Ok(cached);
         }
@@ -492,11 +703,37 @@ impl DataplaneTokens {
     }
 }
 
-fn parse_key(mesh: &str, secret: &Resource) -> Result<MeshKey, TokenError> {
-    let bytes = secret
+fn secret_bytes(secret: &Resource) -> Vec<u8> {
+    secret
         .spec_as::<SecretSpec>()
         .map(SecretSpec::bytes)
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Checks the tags of a token request: tag names and values non-empty,
+/// at least one value per tag.
+fn check_tags(tags: &TokenTags) -> Result<(), TokenError> {
+    for (tag, values) in tags {
+        if tag.trim().is_empty() {
+            return Err(TokenError::InvalidRequest {
+                field: "tags",
+                reason: "a tag name is empty (e.g. {\"kuma.io/service\": [\"backend\"]})".into(),
+            });
+        }
+        if values.is_empty() || values.iter().any(|v| v.trim().is_empty()) {
+            return Err(TokenError::InvalidRequest {
+                field: "tags",
+                reason: format!(
+                    "tag {tag:?} must list one or more non-empty values (e.g. {{\"kuma.io/service\": [\"backend\"]}})"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn parse_key(mesh: &str, secret: &Resource) -> Result<MeshKey, TokenError> {
+    let bytes = secret_bytes(secret);
     let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&bytes).map_err(|e| TokenError::Key {
         mesh: mesh.into(),
         reason: format!("it is not an Ed25519 PKCS#8 key ({e})"),
@@ -505,6 +742,7 @@ fn parse_key(mesh: &str, secret: &Resource) -> Result<MeshKey, TokenError> {
         version: secret.meta.version,
         signing: EncodingKey::from_ed_der(&bytes),
         verifying: DecodingKey::from_ed_der(pair.public_key().as_ref()),
+        pkcs8: bytes,
     })
 }
 
@@ -525,24 +763,49 @@ impl DataplaneAuth {
     }
 
     /// Checks the token a proxy presented (`None` or empty: none) for the
-    /// Dataplane `name` of `mesh`; always `Ok` when off.
+    /// Dataplane `name` of `mesh` ([`DataplaneTokens::verify`]); always `Ok`
+    /// when off. The Dataplane itself is not looked at: see
+    /// [`Self::authenticate`] and [`TokenClaims::authorize`].
     pub async fn check(
         &self,
         token: Option<&str>,
         mesh: &str,
         name: &str,
     ) -> Result<(), TokenError> {
+        self.authenticate(token, mesh, name).await.map(|_| ())
+    }
+
+    /// Verifies the token a proxy presented (`None` or empty: none) for the
+    /// Dataplane `name` of `mesh` and returns its claims, to authorize the
+    /// Dataplane with ([`TokenClaims::authorize`], or [`authorize`]);
+    /// `Ok(None)` when off.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Option<TokenClaims>, TokenError> {
         match self {
-            DataplaneAuth::Off => Ok(()),
+            DataplaneAuth::Off => Ok(None),
             DataplaneAuth::Tokens(tokens) => {
                 let token = token.map(strip_bearer).filter(|t| !t.is_empty());
                 match token {
                     None => Err(TokenError::Missing),
-                    Some(t) => tokens.verify(t, mesh, name).await.map(|_| ()),
+                    Some(t) => tokens.verify(t, mesh, name).await.map(Some),
                 }
             }
         }
     }
+}
+
+/// [`TokenClaims::authorize`] when there are claims; `Ok` without (token
+/// checks are off).
+pub fn authorize(
+    claims: Option<&TokenClaims>,
+    name: &str,
+    dataplane: &DataplaneSpec,
+) -> Result<(), TokenError> {
+    claims.map_or(Ok(()), |c| c.authorize(name, dataplane))
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ impl AdsServer {
                 instance_id: instance_id.into(),
                 streams: AtomicU64::new(0),
                 registrations: Mutex::new(HashMap::new()),
+                proxy_owned: std::sync::Mutex::new(HashMap::new()),
             }),
             stop: None,
             cleanup_age: DEFAULT_DATAPLANE_CLEANUP_AGE,

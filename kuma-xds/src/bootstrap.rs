@@ -10,7 +10,11 @@
 //! [`SdsBootstrap`]), and whose admin listens on `127.0.0.1:<adminPort>`.
 //!
 //! With token checks on, `dataplaneToken` must be a valid dataplane token for
-//! that mesh and name (401 naming the failed check otherwise); the bootstrap
+//! that mesh and name (401 naming the failed check otherwise) that allows
+//! the Dataplane (the one in the request, else the stored one: its type and
+//! the tags of its inbounds or gateway, 403 naming the tag or type that is
+//! not allowed otherwise, see
+//! [`kuma_core::tokens::TokenClaims::authorize`]); the bootstrap
 //! then sends it to the ADS server as the `authorization` initial metadata
 //! of the ADS gRPC service. A Dataplane given in the request is validated
 //! here and travels in the node metadata, so the ADS server registers it on
@@ -295,19 +299,28 @@ async fn bootstrap_for(s: &ServerState, headers: &HeaderMap, body: &[u8]) -> Res
     // nothing about it.
     let token = kuma_core::tokens::strip_bearer(&req.dataplane_token);
     let token = (!token.is_empty()).then_some(token);
-    if let Err(e) = s.auth.check(token, &req.mesh, &req.name).await {
-        tracing::warn!(mesh = %req.mesh, name = %req.name, error = %e, "refused a bootstrap request");
-        return Err(Error::Token(e));
-    }
+    let claims = match s.auth.authenticate(token, &req.mesh, &req.name).await {
+        Ok(claims) => claims,
+        Err(e) => {
+            tracing::warn!(mesh = %req.mesh, name = %req.name, error = %e, "refused a bootstrap request");
+            return Err(Error::Token(e));
+        }
+    };
+    // The Dataplane the proxy will run as must be one its token allows.
+    let authorize = |spec: &DataplaneSpec| {
+        kuma_core::tokens::authorize(claims.as_ref(), &req.name, spec).map_err(|e| {
+            tracing::warn!(mesh = %req.mesh, name = %req.name, error = %e, "refused a bootstrap request: the token does not allow the Dataplane");
+            Error::Token(e)
+        })
+    };
     let (service, resource_json) = if req.dataplane_resource.trim().is_empty() {
         let key = ResourceKey::new(ResourceType::Dataplane, Some(&req.mesh), &req.name);
         match s.manager.get(&key).await {
-            Ok(dp) => (
-                dp.spec_as::<DataplaneSpec>()
-                    .map(service_of)
-                    .unwrap_or_default(),
-                None,
-            ),
+            Ok(dp) => {
+                let spec = dp.spec_as::<DataplaneSpec>().cloned().unwrap_or_default();
+                authorize(&spec)?;
+                (service_of(&spec), None)
+            }
             Err(ManagerError::Store(StoreError::NotFound(_))) => {
                 return Err(Error::DataplaneNotFound {
                     mesh: req.mesh,
@@ -337,10 +350,9 @@ async fn bootstrap_for(s: &ServerState, headers: &HeaderMap, body: &[u8]) -> Res
             });
         }
         dp.validate().map_err(Error::InvalidDataplane)?;
-        let service = dp
-            .spec_as::<DataplaneSpec>()
-            .map(service_of)
-            .unwrap_or_default();
+        let spec = dp.spec_as::<DataplaneSpec>().cloned().unwrap_or_default();
+        authorize(&spec)?;
+        let service = service_of(&spec);
         (service, Some(dp.to_json()))
     };
     let xds_host = s.config.xds_host.clone().unwrap_or_else(|| {

@@ -45,8 +45,10 @@ pub enum Error {
     /// The resource store failed (503).
     #[error(transparent)]
     Store(ManagerError),
-    /// The dataplane token was refused (401) or could not be checked (503),
-    /// as [`TokenError::is_unauthenticated`] says.
+    /// The dataplane token was refused (401), does not allow the Dataplane
+    /// (403) or could not be checked (503), as
+    /// [`TokenError::is_unauthenticated`] and [`TokenError::is_forbidden`]
+    /// say.
     #[error(transparent)]
     Token(TokenError),
     /// The request's `dataplaneResource` is not a resource (400).
@@ -89,6 +91,7 @@ impl Error {
             | Error::ProxyTemplate(_) => StatusCode::BAD_REQUEST,
             Error::MeshNotFound(_) | Error::DataplaneNotFound { .. } => StatusCode::NOT_FOUND,
             Error::Token(e) if e.is_unauthenticated() => StatusCode::UNAUTHORIZED,
+            Error::Token(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             Error::Store(_) | Error::Token(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::RenderBootstrap(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,7 +104,7 @@ impl Error {
             Error::InvalidBootstrapRequest(v) => v.violations.clone(),
             Error::MeshNotFound(_) => vec![cause("mesh", "no such mesh")],
             Error::DataplaneNotFound { .. } => vec![cause("name", "no such Dataplane")],
-            Error::Token(e) if e.is_unauthenticated() => {
+            Error::Token(e) if e.is_unauthenticated() || e.is_forbidden() => {
                 vec![cause("dataplaneToken", e.to_string())]
             }
             Error::DataplaneResourceDecode(e) => in_dataplane_resource(e.violations()),
@@ -159,6 +162,7 @@ impl From<Error> for tonic::Status {
             StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
             StatusCode::NOT_FOUND => tonic::Code::NotFound,
             StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+            StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
             StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
             _ => tonic::Code::Internal,
         };

@@ -11,6 +11,10 @@
 //!   checked with [`DataplaneAuth`] ([`crate::stream::Client::identify`]): a
 //!   refused token ends the stream with `UNAUTHENTICATED` and the check's
 //!   message (never the token); a proxy with no Dataplane gets `NOT_FOUND`;
+//!   a stored Dataplane the token does not allow (its name, type or tags,
+//!   [`kuma_core::tokens::TokenClaims::authorize`]) gets `PERMISSION_DENIED`,
+//!   when the stream opens and again before every identity is issued, so no
+//!   certificate ever names a service the token does not allow;
 //! - two secret names are served: `identity_cert` (the proxy's certificate
 //!   chain and private key, one `spiffe://<mesh>/<service>` URI SAN per
 //!   `kuma.io/service` of its inbounds or gateway) and `mesh_ca` (a
@@ -35,6 +39,7 @@
 
 use crate::cache::NodeId;
 use crate::generate::names::{IDENTITY_CERT_SECRET, MESH_CA_SECRET};
+use crate::stream::client::authorize_claims;
 use crate::stream::{
     self, AckTracker, Client, ClientStream, Credentials, Nonces, Reply, ResourceSource, Service,
     Sink, Watch, hung_up, stopped,
@@ -57,7 +62,7 @@ use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::pki::{self, IdentityCert};
 use kuma_core::resource::{DataplaneSpec, MeshSpec, ResourceKey, ResourceType, SERVICE_TAG};
 use kuma_core::store::{Event, EventKind, StoreError, StoreEvent, Subscription};
-use kuma_core::tokens::DataplaneAuth;
+use kuma_core::tokens::{DataplaneAuth, TokenClaims};
 use prost::Message;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -333,13 +338,19 @@ impl SdsServer {
 }
 
 impl Shared {
-    /// Admits an authenticated client whose Dataplane exists; else the
-    /// status to end the stream with.
+    /// Admits an authenticated client whose Dataplane exists and is allowed
+    /// by its token ([`Client::authorize`]); else the status to end the
+    /// stream with.
     async fn admit(&self, client: &Client) -> Result<(), Status> {
         let node = &client.node;
         let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
         match self.manager.get(&key).await {
-            Ok(_) => Ok(()),
+            Ok(dp) => match dp.spec_as::<DataplaneSpec>() {
+                Some(spec) => client.authorize(spec, SdsStreams::NAME),
+                None => Err(Status::internal(
+                    "the stored Dataplane has no Dataplane spec",
+                )),
+            },
             Err(ManagerError::Store(StoreError::NotFound(_))) => Err(dataplane_not_found(node)),
             Err(e) => Err(Status::unavailable(e.to_string())),
         }
@@ -397,10 +408,11 @@ impl SecretDiscoveryService for SdsServer {
         let request = request.into_inner();
         let client = Client::identify(request.node.as_ref(), credentials, SdsStreams::NAME).await?;
         self.shared.admit(&client).await?;
+        let claims = client.claims;
         let node = client.node;
         let names: BTreeSet<String> = request.resource_names.into_iter().collect();
         let mut warned = BTreeSet::new();
-        match secrets(&self.shared, &node, &names, &mut warned).await? {
+        match secrets(&self.shared, &node, claims.as_deref(), &names, &mut warned).await? {
             Some(content) => Ok(Response::new(DiscoveryResponse {
                 version_info: content.version,
                 resources: content.resources,
@@ -442,10 +454,14 @@ fn services_of(spec: &DataplaneSpec) -> Vec<String> {
 }
 
 /// The content for `names`, or `None` when there is nothing to send
-/// (mTLS off, CA not loadable, no known name). An error ends the stream.
+/// (mTLS off, CA not loadable, no known name). An error ends the stream;
+/// so does a stored Dataplane the client's token (`claims`) does not allow:
+/// the identity is issued only for services the token allows, checked on
+/// every issue since the stored Dataplane can change.
 async fn secrets(
     shared: &Shared,
     node: &NodeId,
+    claims: Option<&TokenClaims>,
     names: &BTreeSet<String>,
     warned: &mut BTreeSet<String>,
 ) -> Result<Option<Content>, Status> {
@@ -504,10 +520,11 @@ async fn secrets(
                     }
                     Err(e) => return Err(Status::unavailable(e.to_string())),
                 };
-                let services = dp
-                    .spec_as::<DataplaneSpec>()
-                    .map(services_of)
-                    .unwrap_or_default();
+                let spec = dp.spec_as::<DataplaneSpec>().ok_or_else(|| {
+                    Status::internal("the stored Dataplane has no Dataplane spec")
+                })?;
+                authorize_claims(claims, node, spec, SdsStreams::NAME)?;
+                let services = services_of(spec);
                 let validity = pki::dp_cert_validity(backend);
                 let identity = match shared.identity(node, &issuer, services, validity) {
                     Ok(i) => i,
@@ -595,6 +612,7 @@ impl Service for SdsStreams {
         debug!(node = %client.node, stream, "SDS stream opened");
         Ok(SecretStream {
             shared: self.shared.clone(),
+            claims: client.claims,
             node: client.node,
             watch,
             names: BTreeSet::new(),
@@ -609,6 +627,8 @@ impl Service for SdsStreams {
 struct SecretStream {
     shared: Arc<Shared>,
     node: NodeId,
+    /// The verified claims of the stream's token (`None`: checks off).
+    claims: Option<Arc<TokenClaims>>,
     watch: SecretWatch,
     names: BTreeSet<String>,
     nonces: Nonces,
@@ -667,7 +687,14 @@ impl SecretStream {
     /// Sends the current content if its version differs from the last one
     /// sent (a NACKed version is therefore not sent again).
     async fn push(&mut self, tx: &SecretSender) -> Result<(), Status> {
-        let content = secrets(&self.shared, &self.node, &self.names, &mut self.warned).await?;
+        let content = secrets(
+            &self.shared,
+            &self.node,
+            self.claims.as_deref(),
+            &self.names,
+            &mut self.warned,
+        )
+        .await?;
         let Some(content) = content else {
             self.watch.rotate_at = None;
             return Ok(());

@@ -20,9 +20,11 @@ use crate::stream::client::{DATAPLANE_RESOURCE_KEY, metadata_string};
 use crate::stream::{Client, ClientStream, ResourceSource, Service};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use kuma_core::manager::{ManagerError, ResourceManager};
-use kuma_core::resource::{DataplaneInsightSpec, Resource, ResourceKey, ResourceType, Version};
+use kuma_core::resource::{
+    DataplaneInsightSpec, DataplaneSpec, Resource, ResourceKey, ResourceType, SERVICE_TAG, Version,
+};
 use kuma_core::store::StoreError;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -41,6 +43,13 @@ pub(crate) struct Shared {
     pub(crate) streams: std::sync::atomic::AtomicU64,
     /// Streams per node that registered their Dataplane from metadata.
     pub(crate) registrations: Mutex<HashMap<NodeId, usize>>,
+    /// The Dataplanes a proxy created (registered where none was stored),
+    /// with the version that proxy last wrote: a stored Dataplane is the
+    /// proxy's own while its version is that one. Any other stored
+    /// Dataplane (written through the API, or by a proxy on another
+    /// control plane or before a restart) is treated as the operator's,
+    /// whose identity a proxy cannot change ([`register`]).
+    pub(crate) proxy_owned: std::sync::Mutex<HashMap<NodeId, Version>>,
 }
 
 /// What happens to a proxy-registered Dataplane once its stream ends.
@@ -84,26 +93,44 @@ impl Session {
         node_pb: &Node,
         stream: u64,
     ) -> Result<Self, Status> {
+        let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
+            Some(text) => {
+                register(shared, &client, &text).await?;
+                true
+            }
+            None => false,
+        };
+        let key = ResourceKey::new(
+            ResourceType::Dataplane,
+            Some(&client.node.mesh),
+            &client.node.name,
+        );
+        match shared.manager.get(&key).await {
+            Ok(dp) if !registered => {
+                // The stored Dataplane is the one the proxy runs as.
+                let spec = dp.spec_as::<DataplaneSpec>().ok_or_else(|| {
+                    Status::internal("the stored Dataplane has no Dataplane spec")
+                })?;
+                client.authorize(spec, "ADS")?;
+            }
+            Ok(_) => {}
+            Err(ManagerError::Store(StoreError::NotFound(_))) => {
+                return Err(Status::not_found(format!(
+                    "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
+                    client.node.name, client.node.mesh
+                )));
+            }
+            Err(e) => {
+                return Err(Status::unavailable(format!("reading the Dataplane: {e}")));
+            }
+        }
         let Client {
             node,
             envoy_version,
             kuma_dp_version,
             token,
+            ..
         } = client;
-        let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
-            Some(text) => {
-                register(shared, &node, &text).await?;
-                true
-            }
-            None => false,
-        };
-        let key = ResourceKey::new(ResourceType::Dataplane, Some(&node.mesh), &node.name);
-        if let Err(ManagerError::Store(StoreError::NotFound(_))) = shared.manager.get(&key).await {
-            return Err(Status::not_found(format!(
-                "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
-                node.name, node.mesh
-            )));
-        }
         info!(node = %node, stream, "proxy connected");
         let mut insight = InsightRecorder::new(
             &node.mesh,
@@ -189,8 +216,24 @@ impl Session {
     }
 }
 
-/// Registers the Dataplane carried in the node metadata.
-async fn register(shared: &Shared, node: &NodeId, text: &str) -> Result<(), Status> {
+/// The identity of a Dataplane: whether it is a zone ingress, and the
+/// `kuma.io/service` values of its inbounds (or gateway).
+fn identity(spec: &DataplaneSpec) -> (bool, BTreeSet<&str>) {
+    let services = spec
+        .tag_sets()
+        .into_iter()
+        .filter_map(|t| t.get(SERVICE_TAG).map(String::as_str))
+        .collect();
+    (spec.is_ingress(), services)
+}
+
+/// Registers the Dataplane carried in the node metadata, after checking
+/// that the client's token allows it (`PERMISSION_DENIED` otherwise) and
+/// that it does not change the identity of a Dataplane the proxy does not
+/// own (see [`Shared::proxy_owned`]): an operator's Dataplane of that name
+/// with other services is refused with `PERMISSION_DENIED`.
+async fn register(shared: &Shared, client: &Client, text: &str) -> Result<(), Status> {
+    let node = &client.node;
     let resource = Resource::from_json(text)
         .or_else(|_| Resource::from_yaml(text))
         .map_err(|e| Status::invalid_argument(format!("dataplane in node metadata: {e}")))?;
@@ -203,10 +246,57 @@ async fn register(shared: &Shared, node: &NodeId, text: &str) -> Result<(), Stat
             node.name, node.mesh
         )));
     }
+    let spec = resource.spec_as::<DataplaneSpec>().ok_or_else(|| {
+        Status::invalid_argument("dataplane in node metadata has no Dataplane spec")
+    })?;
+    client.authorize(spec, "ADS")?;
     let mut regs = shared.registrations.lock().await;
-    match shared.manager.upsert(resource).await {
-        Ok(_) => {
+    let key = resource.key();
+    let stored = match shared.manager.get(&key).await {
+        Ok(dp) => Some(dp),
+        Err(ManagerError::Store(StoreError::NotFound(_))) => None,
+        Err(e) => {
+            return Err(Status::unavailable(format!(
+                "reading the stored Dataplane: {e}"
+            )));
+        }
+    };
+    let owned = match &stored {
+        None => true,
+        Some(dp) => {
+            let owned = lock(&shared.proxy_owned).get(node).copied();
+            owned.is_some() && owned == dp.meta.version
+        }
+    };
+    if let Some(dp) = &stored
+        && !owned
+        && let Some(stored_spec) = dp.spec_as::<DataplaneSpec>()
+        && identity(stored_spec) != identity(spec)
+    {
+        let (_, services) = identity(stored_spec);
+        warn!(node = %node, "refused to overwrite an operator's Dataplane with another identity");
+        return Err(Status::permission_denied(format!(
+            "Dataplane {:?} in mesh {:?} exists with another identity (services {services:?}) and was not registered by a proxy: a proxy cannot change it; delete it or use another name",
+            node.name, node.mesh
+        )));
+    }
+    let written = match stored {
+        // Written only if still the version read: an operator's write in
+        // between is not overwritten (the proxy reconnects and is checked
+        // again).
+        Some(dp) => {
+            let mut resource = resource;
+            resource.meta.version = dp.meta.version;
+            shared.manager.update(resource).await
+        }
+        None => shared.manager.create(resource).await,
+    };
+    match written {
+        Ok(dp) => {
             *regs.entry(node.clone()).or_default() += 1;
+            if owned && let Some(v) = dp.meta.version {
+                lock(&shared.proxy_owned).insert(node.clone(), v);
+            }
             info!(node = %node, "registered Dataplane from the proxy");
             Ok(())
         }
@@ -220,6 +310,11 @@ async fn register(shared: &Shared, node: &NodeId, text: &str) -> Result<(), Stat
             "registering the Dataplane: {e}"
         ))),
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is a single map operation.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The stream of a proxy that registered its Dataplane, just ended.
@@ -322,6 +417,7 @@ async fn cleanup(shared: &Shared, gone: &Departure, version: Option<Version>) {
         info!(node = %node, "keeping the Dataplane: its proxy reconnected to another control plane");
         return;
     }
+    lock(&shared.proxy_owned).remove(node);
     for key in [dp_key, insight_key] {
         match shared.manager.delete(&key).await {
             Ok(()) | Err(ManagerError::Store(StoreError::NotFound(_))) => {}

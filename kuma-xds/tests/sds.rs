@@ -14,7 +14,7 @@ use kuma_core::manager::ResourceManager;
 use kuma_core::pki;
 use kuma_core::resource::{Resource, ResourceKey, ResourceType, SecretSpec};
 use kuma_core::store::MemoryStore;
-use kuma_core::tokens::{DataplaneAuth, DataplaneTokens, TokenRequest};
+use kuma_core::tokens::{DataplaneAuth, DataplaneTokens, TokenRequest, TokenTags};
 use kuma_xds::sds::{SECRET_TYPE_URL, SdsServer};
 use prost::Message;
 use std::net::SocketAddr;
@@ -234,7 +234,7 @@ async fn a_missing_or_wrong_token_is_refused() {
         .issue(&TokenRequest {
             name: "web-2".into(),
             mesh: "demo".into(),
-            valid_for: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -250,7 +250,7 @@ async fn a_missing_or_wrong_token_is_refused() {
         .issue(&TokenRequest {
             name: "web-1".into(),
             mesh: "demo".into(),
-            valid_for: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -543,7 +543,7 @@ async fn envoy_gets_and_rotates_its_certificate_through_the_bootstrap_cluster() 
         .issue(&TokenRequest {
             name: "web-1".into(),
             mesh: "demo".into(),
-            valid_for: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -665,4 +665,98 @@ async fn envoy_gets_and_rotates_its_certificate_through_the_bootstrap_cluster() 
     assert_ne!(Some(rotated), first);
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A token for `kuma.io/service: web` only (any name).
+async fn web_token(manager: &ResourceManager) -> String {
+    DataplaneTokens::new(manager.clone())
+        .issue(&TokenRequest {
+            mesh: "demo".into(),
+            tags: TokenTags::from([("kuma.io/service".to_string(), vec!["web".to_string()])]),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// The SPIFFE ids of every `identity_cert` in a response.
+fn identity_sans(r: &DiscoveryResponse) -> Vec<String> {
+    secrets(r)
+        .iter()
+        .filter(|s| s.name == "identity_cert")
+        .flat_map(|s| sans_and_serial(&identity(s).0).0)
+        .collect()
+}
+
+/// SDS never issues an identity for a service the token does not allow:
+/// a stream of a proxy whose stored Dataplane claims `payments` with a
+/// token for `web` is refused at open, and a stream that is up when its
+/// Dataplane turns into `payments` is ended instead of being sent a
+/// `payments` certificate.
+#[tokio::test]
+async fn no_identity_for_a_service_the_token_does_not_allow() {
+    let cp = start(&builtin("1d"), true).await;
+    let token = web_token(&cp.manager).await;
+
+    // Allowed: the stored Dataplane is web.
+    let mut s = open(cp.addr, Some(&token), &["identity_cert", "mesh_ca"])
+        .await
+        .unwrap();
+    let r = s.next().await.unwrap();
+    assert_eq!(identity_sans(&r), ["spiffe://demo/web"]);
+    s.ack(&r, &["identity_cert", "mesh_ca"]).await;
+
+    // The operator turns the Dataplane into payments (and web): the stream
+    // ends with PERMISSION_DENIED, and no payments certificate was sent.
+    cp.manager
+        .upsert(dataplane(&["web", "payments"]))
+        .await
+        .unwrap();
+    let mut responses = Vec::new();
+    let status = loop {
+        match s.next().await {
+            Ok(r) => responses.push(r),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("does not allow kuma.io/service=\"payments\""),
+        "{status:?}"
+    );
+    assert!(!status.message().contains(&token));
+    for r in &responses {
+        assert!(
+            !identity_sans(r).iter().any(|san| san.contains("payments")),
+            "a payments identity was sent: {:?}",
+            identity_sans(r)
+        );
+    }
+
+    // A new stream, and a one-shot fetch, are refused outright.
+    let status = match open(cp.addr, Some(&token), &["identity_cert"]).await {
+        Ok(mut s) => s.next().await.unwrap_err(),
+        Err(s) => s,
+    };
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let mut fetch = Request::new(request(&["identity_cert"], "", ""));
+    fetch
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let status = client(cp.addr)
+        .await
+        .fetch_secrets(fetch)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // Back to web only: the same token gets a web identity again.
+    cp.manager.upsert(dataplane(&["web"])).await.unwrap();
+    let mut s = open(cp.addr, Some(&token), &["identity_cert"])
+        .await
+        .unwrap();
+    let r = s.next().await.unwrap();
+    assert_eq!(identity_sans(&r), ["spiffe://demo/web"]);
 }

@@ -106,9 +106,16 @@ fn tokens_from_the_admin_server_and_kumactl() {
     assert_eq!(status, 200, "{token}");
     assert_eq!(token.split('.').count(), 3, "{token}");
 
-    let (status, body) = http_post(&url, "application/json", br#"{"mesh":"default"}"#);
+    let (status, body) = http_post(&url, "application/json", br#"{"name":"a"}"#);
     assert_eq!(status, 400, "{body}");
-    assert_eq!(json(&body)["causes"][0]["field"], "name");
+    assert_eq!(json(&body)["causes"][0]["field"], "mesh");
+    // No name: a token for any Dataplane whose tags fit.
+    let (status, body) = http_post(
+        &url,
+        "application/json",
+        br#"{"mesh":"default","tags":{"kuma.io/service":["web"]}}"#,
+    );
+    assert_eq!(status, 200, "{body}");
     let (status, body) = http_post(&url, "application/json", br#"{"name":"a","mesh":"nope"}"#);
     assert_eq!(status, 404, "{body}");
 

@@ -3,7 +3,10 @@
 //! lets a proxy in; a missing token or another Dataplane's token is refused
 //! by the bootstrap server (kuma-dp exits 1 with the reason) and by the ADS
 //! server (an Envoy whose bootstrap carries the wrong token gets no config);
-//! `KUMA_DP_SERVER_AUTH_TYPE=none` lets a proxy in without one.
+//! `KUMA_DP_SERVER_AUTH_TYPE=none` lets a proxy in without one. A token for
+//! `kuma.io/service=backend` serves backend proxies and refuses one that
+//! claims `payments` (no `payments` certificate is ever issued); tampered,
+//! expired and rotated-out (signing key deleted) tokens are refused.
 //!
 //! Run: `cargo test -p kuma-dp --test tokens_e2e -- --nocapture` (Envoy from
 //! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the harness builds
@@ -306,4 +309,281 @@ fn auth_type_none_lets_a_proxy_in_without_a_token() {
         cp.proc.log().contains("dpServer.auth.type is none"),
         "kuma-cp does not warn that proxies are not authenticated"
     );
+}
+
+/// Starts a kuma-dp for `yaml` presenting `token` that must be refused by
+/// the bootstrap server with `http` (e.g. 401) and a message containing
+/// `expected`.
+#[allow(clippy::too_many_arguments)]
+fn dp_is_refused(
+    cp: &ControlPlane,
+    envoy: &Path,
+    dir: &Path,
+    name: &str,
+    yaml: &str,
+    token: &str,
+    http: u16,
+    expected: &str,
+) {
+    let mut dp = Dataplane::start_with_token(
+        cp,
+        envoy,
+        dir,
+        name,
+        yaml,
+        &[],
+        DpToken::Given(token.to_string()),
+    );
+    let status = wait_exit(&mut dp, READY);
+    let log = dp.proc.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.contains(&format!("(HTTP {http})")), "{log}");
+    assert!(log.contains(expected), "expected {expected:?} in:\n{log}");
+    for part in token.split('.').filter(|p| p.len() > 8) {
+        assert!(!log.contains(part), "the answer quotes the token:\n{log}");
+    }
+    assert!(!dp.is_ready(), "an Envoy runs although kuma-dp was refused");
+}
+
+/// The service of `backend_yaml` changed to `service`.
+fn yaml_of_service(name: &str, service: &str, app_port: u16) -> String {
+    kuma_testing::backend_yaml(name, free_port(), app_port, None).replace(
+        "kuma.io/service: backend",
+        &format!("kuma.io/service: {service}"),
+    )
+}
+
+#[test]
+fn a_tagged_token_serves_its_service_and_refuses_another() {
+    let Some((envoy, dir, cp)) = setup("token-tags", &[]) else {
+        return;
+    };
+    // No --name: any number of backend instances.
+    let out = kumactl(
+        &cp,
+        dir.path(),
+        &[
+            "generate",
+            "dataplane-token",
+            "--mesh",
+            "default",
+            "--tag",
+            "kuma.io/service=backend",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kumactl failed: {stderr}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    // A Dataplane claiming payments with it: kuma-dp is refused.
+    let payments_app = App::start("payments-1");
+    let payments = yaml_of_service("payments-1", "payments", payments_app.port);
+    dp_is_refused(
+        &cp,
+        &envoy,
+        dir.path(),
+        "payments-1",
+        &payments,
+        &token,
+        403,
+        "dataplane token does not allow kuma.io/service=\"payments\"",
+    );
+
+    // The same token with backend Dataplanes: two instances serve traffic.
+    let mut backends = Vec::new();
+    for name in ["backend-1", "backend-2"] {
+        let app = App::start(name);
+        let yaml = kuma_testing::backend_yaml(name, free_port(), app.port, None);
+        let dp = Dataplane::start_with_token(
+            &cp,
+            &envoy,
+            dir.path(),
+            name,
+            &yaml,
+            &[],
+            DpToken::Given(token.clone()),
+        );
+        backends.push((app, dp));
+    }
+    let outbound = free_port();
+    let fe_app = App::start("frontend");
+    let yaml = kuma_testing::frontend_yaml("frontend", free_port(), fe_app.port, outbound);
+    let mut frontend = Dataplane::start_with_token(
+        &cp,
+        &envoy,
+        dir.path(),
+        "frontend",
+        &yaml,
+        &[],
+        DpToken::Issue,
+    );
+    for (_, dp) in &mut backends {
+        dp.wait_ready(READY);
+    }
+    frontend.wait_ready(READY);
+    wait_for("traffic to both tagged-token backends", READY, || {
+        let replies = send(outbound, 20);
+        (replies.count("backend-1") > 0 && replies.count("backend-2") > 0).then_some(())
+    });
+
+    // Envoy holding the backend token, bootstrapped as backend, but
+    // registering a payments Dataplane on ADS: refused there too.
+    envoy_registering_is_refused(&cp, &envoy, dir.path(), &token);
+
+    // Nothing ever registered or got an identity as payments.
+    let dps = cp.dataplanes().unwrap_or_default();
+    assert!(!dps.iter().any(|d| d.contains("payments")), "{dps:?}");
+    let cp_log = cp.proc.log();
+    assert!(
+        !cp_log
+            .lines()
+            .any(|l| l.contains("issued identity certificate") && l.contains("payments")),
+        "a payments identity was issued:\n{cp_log}"
+    );
+    assert!(!cp_log.contains(&token), "kuma-cp logged a token");
+}
+
+/// Runs Envoy on a bootstrap fetched for a backend Dataplane with `token`,
+/// whose node metadata is edited to register `payments` instead, and checks
+/// that ADS refuses it: the reason in Envoy's log, no config.
+fn envoy_registering_is_refused(cp: &ControlPlane, envoy: &Path, dir: &Path, token: &str) {
+    let app = App::start("backend-8");
+    let yaml = kuma_testing::backend_yaml("backend-8", free_port(), app.port, None);
+    let admin = free_port();
+    let bootstrap = fetch_bootstrap(cp, "backend-8", &yaml, token, admin);
+    // The Dataplane travels as JSON text in a YAML string, quoted either
+    // way.
+    let edited = bootstrap
+        .replace(
+            r#""kuma.io/service":"backend""#,
+            r#""kuma.io/service":"payments""#,
+        )
+        .replace(
+            r#"\"kuma.io/service\":\"backend\""#,
+            r#"\"kuma.io/service\":\"payments\""#,
+        );
+    assert_ne!(
+        edited, bootstrap,
+        "the bootstrap's Dataplane was not found:\n{bootstrap}"
+    );
+    let path = dir.join("envoy-payments.yaml");
+    std::fs::write(&path, edited).expect("writing the bootstrap");
+    let mut cmd = Command::new(envoy);
+    cmd.arg("--config-path")
+        .arg(&path)
+        .arg("--disable-hot-restart")
+        .arg("--concurrency")
+        .arg("1")
+        .arg("--log-level")
+        .arg("info");
+    let mut proc = Proc::spawn("envoy-payments", cmd, &dir.join("envoy-payments.log"));
+    let expected = "dataplane token does not allow kuma.io/service=\"payments\"";
+    wait_for(
+        &format!("Envoy to log the refusal {expected:?}"),
+        READY,
+        || {
+            if let Some(status) = proc.try_wait() {
+                panic!("Envoy exited ({status}):\n{}", proc.log());
+            }
+            percent_decode(&proc.log()).contains(expected).then_some(())
+        },
+    );
+    let (_, ready) = kuma_testing::try_http_get(&format!("http://127.0.0.1:{admin}/ready"))
+        .expect("Envoy admin");
+    assert_ne!(ready.trim(), "LIVE", "Envoy got its config");
+}
+
+#[test]
+fn tampered_expired_and_rotated_out_tokens_are_refused() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Some((envoy, dir, cp)) = setup("token-rotation", &[]) else {
+        return;
+    };
+    let app = App::start("backend-1");
+    let yaml = kuma_testing::backend_yaml("backend-1", free_port(), app.port, None);
+
+    // Tampered: another Dataplane's claims under backend-2's signature.
+    let theirs = cp.issue_token("default", "backend-2");
+    let parts: Vec<&str> = theirs.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    claims["Name"] = "backend-1".into();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(claims.to_string()),
+        parts[2]
+    );
+    dp_is_refused(
+        &cp,
+        &envoy,
+        dir.path(),
+        "backend-1",
+        &yaml,
+        &tampered,
+        401,
+        "dataplane token signature is not valid for mesh \"default\"",
+    );
+
+    // Expired: valid for one second, used after it.
+    let url = format!("{}/tokens", cp.admin_url());
+    let (status, short) = try_http_post_json(
+        &url,
+        r#"{"name":"backend-1","mesh":"default","validFor":"1s"}"#,
+    )
+    .expect("POST /tokens");
+    assert_eq!(status, 200, "{short}");
+    std::thread::sleep(Duration::from_millis(2100));
+    dp_is_refused(
+        &cp,
+        &envoy,
+        dir.path(),
+        "backend-1",
+        &yaml,
+        &short,
+        401,
+        "dataplane token expired at",
+    );
+
+    // Rotated out: the mesh's signing key is deleted through the admin API
+    // and re-created at once by the next issue.
+    let old = cp.issue_token("default", "backend-1");
+    let key_url = format!(
+        "{}/meshes/default/secrets/dataplane-token-signing-key",
+        cp.admin_url()
+    );
+    let (status, body) = kuma_testing::try_http_delete(&key_url).expect("DELETE signing key");
+    assert_eq!(status, 200, "{body}");
+    let new = cp.issue_token("default", "backend-1");
+    assert_ne!(old, new);
+    dp_is_refused(
+        &cp,
+        &envoy,
+        dir.path(),
+        "backend-1",
+        &yaml,
+        &old,
+        401,
+        "dataplane token signature is not valid for mesh \"default\"",
+    );
+    // On ADS too: an Envoy presenting the old token gets no config.
+    envoy_is_refused(
+        &cp,
+        &envoy,
+        dir.path(),
+        &old,
+        "dataplane token signature is not valid for mesh \"default\"",
+    );
+    // The new token lets the proxy in.
+    let mut dp = Dataplane::start_with_token(
+        &cp,
+        &envoy,
+        dir.path(),
+        "backend-1",
+        &yaml,
+        &[],
+        DpToken::Given(new),
+    );
+    dp.wait_ready(READY);
 }

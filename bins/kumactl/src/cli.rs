@@ -134,9 +134,19 @@ pub enum GenerateCommand {
 /// `kumactl generate dataplane-token`.
 #[derive(Debug, Args)]
 pub struct DataplaneTokenArgs {
-    /// Name of the Dataplane the token is for.
-    #[arg(long)]
-    pub name: String,
+    /// Name of the Dataplane the token is for; without it the token serves
+    /// any Dataplane whose tags fit (`--tag`).
+    #[arg(long, visible_alias = "dataplane")]
+    pub name: Option<String>,
+    /// A tag every inbound of the Dataplane must carry, `KEY=VALUE`
+    /// (e.g. `kuma.io/service=backend`); repeat it to allow more values of
+    /// a tag or to require more tags.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// The kind of proxy: `dataplane` or `ingress` (a zone ingress)
+    /// [default: dataplane].
+    #[arg(long = "type", value_name = "TYPE")]
+    pub token_type: Option<String>,
     /// Mesh of the Dataplane.
     #[arg(short, long, default_value = "default")]
     pub mesh: String,
@@ -230,10 +240,37 @@ mod tests {
         let Command::Generate(GenerateCommand::DataplaneToken(args)) = cli.command else {
             panic!("not generate dataplane-token");
         };
-        assert_eq!(args.name, "web-1");
+        assert_eq!(args.name.as_deref(), Some("web-1"));
         assert_eq!(args.mesh, "default");
         assert_eq!(args.valid_for.as_deref(), Some("24h"));
-        assert!(Cli::try_parse_from(["kumactl", "generate", "dataplane-token"]).is_err());
+        assert!(args.tags.is_empty());
+
+        // Kuma's spelling, tags, type; no name at all.
+        let cli = Cli::try_parse_from([
+            "kumactl",
+            "generate",
+            "dataplane-token",
+            "--dataplane",
+            "web-2",
+            "--tag",
+            "kuma.io/service=backend",
+            "--tag",
+            "version=v1",
+            "--type",
+            "ingress",
+        ])
+        .unwrap();
+        let Command::Generate(GenerateCommand::DataplaneToken(args)) = cli.command else {
+            panic!("not generate dataplane-token");
+        };
+        assert_eq!(args.name.as_deref(), Some("web-2"));
+        assert_eq!(args.tags, ["kuma.io/service=backend", "version=v1"]);
+        assert_eq!(args.token_type.as_deref(), Some("ingress"));
+        let cli = Cli::try_parse_from(["kumactl", "generate", "dataplane-token"]).unwrap();
+        let Command::Generate(GenerateCommand::DataplaneToken(args)) = cli.command else {
+            panic!("not generate dataplane-token");
+        };
+        assert_eq!(args.name, None);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The admin server's router (`adminServer.local.port`, 5679, loopback):
 //! dataplane tokens and Secrets, which the public API does not serve.
 //!
-//! - `POST /tokens` (and `/tokens/dataplane`) with
-//!   `{"name", "mesh"[, "validFor": "24h"]}` answers the token as
-//!   `text/plain`;
+//! - `POST /tokens` (and `/tokens/dataplane`) with `{"mesh"[, "name"][,
+//!   "tags": {"kuma.io/service": ["backend"]}][, "type": "dataplane" |
+//!   "ingress"][, "validFor": "24h"]}` answers the token as `text/plain`
+//!   (no `name`: the token serves any Dataplane whose tags fit);
 //! - `GET /secrets`, `GET /meshes/{mesh}/secrets` and
 //!   `GET|PUT|DELETE /meshes/{mesh}/secrets/{name}`, with the same shapes,
 //!   paging and errors as the public API's resource endpoints.
@@ -11,7 +12,7 @@
 use super::{ApiConfig, ApiError, ApiState, method_not_allowed, parse_call, resources};
 use crate::duration::KumaDuration;
 use crate::manager::ResourceManager;
-use crate::tokens::{DataplaneTokens, TokenError, TokenRequest};
+use crate::tokens::{DataplaneTokens, TokenError, TokenRequest, TokenTags, TokenType};
 use crate::validation::Violation;
 use axum::Router;
 use axum::body::Bytes;
@@ -75,40 +76,88 @@ fn cause(field: &str, message: impl Into<String>) -> Violation {
     }
 }
 
-/// Reads `{"name", "mesh"[, "validFor"]}`, naming every bad field.
+/// Reads `{"mesh"[, "name", "tags", "type", "validFor"]}`, naming every
+/// bad field.
 fn token_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
+    const SHAPE: &str = "{\"mesh\"[, \"name\"][, \"tags\": {\"kuma.io/service\": [\"backend\"]}][, \"type\": \"dataplane\"|\"ingress\"][, \"validFor\": \"24h\"]}";
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             TOKEN_TITLE,
-            format!(
-                "request body is not JSON ({e}): send {{\"name\": \"<dataplane>\", \"mesh\": \"<mesh>\", \"validFor\": \"24h\"}}"
-            ),
+            format!("request body is not JSON ({e}): send {SHAPE}"),
         )
     })?;
     let Some(object) = value.as_object() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             TOKEN_TITLE,
-            "request body must be a JSON object: {\"name\", \"mesh\"[, \"validFor\"]}",
+            format!("request body must be a JSON object: {SHAPE}"),
         ));
     };
     let mut causes = Vec::new();
-    let mut text = |field: &str, what: &str| -> String {
-        match object.get(field) {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            None | Some(Value::Null) => {
-                causes.push(cause(field, format!("must be set: {what}")));
-                String::new()
-            }
-            Some(_) => {
-                causes.push(cause(field, format!("must be a non-empty string: {what}")));
-                String::new()
-            }
+    let mesh = match object.get("mesh") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        None | Some(Value::Null) => {
+            causes.push(cause(
+                "mesh",
+                "must be set: the mesh of the Dataplane the token is for",
+            ));
+            String::new()
+        }
+        Some(_) => {
+            causes.push(cause(
+                "mesh",
+                "must be a non-empty string: the mesh of the Dataplane the token is for",
+            ));
+            String::new()
         }
     };
-    let name = text("name", "the name of the Dataplane the token is for");
-    let mesh = text("mesh", "the mesh of the Dataplane the token is for");
+    let name = match object.get("name") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.trim().to_string(),
+        Some(_) => {
+            causes.push(cause(
+                "name",
+                "must be a string: the name of the Dataplane the token is for (leave it out for any Dataplane whose tags fit)",
+            ));
+            String::new()
+        }
+    };
+    let tags = match object.get("tags") {
+        None | Some(Value::Null) => TokenTags::new(),
+        Some(v) => match serde_json::from_value::<TokenTags>(v.clone()) {
+            Ok(tags) => tags,
+            Err(_) => {
+                causes.push(cause(
+                    "tags",
+                    "must map each tag to a list of values, e.g. {\"kuma.io/service\": [\"backend\"]}",
+                ));
+                TokenTags::new()
+            }
+        },
+    };
+    let token_type = match object.get("type") {
+        None | Some(Value::Null) => TokenType::default(),
+        Some(Value::String(s)) => match s.trim().parse::<TokenType>() {
+            Ok(t) => t,
+            Err(_) => {
+                causes.push(cause(
+                    "type",
+                    format!(
+                        "{s:?} is not a token type: use \"dataplane\" (default) or \"ingress\""
+                    ),
+                ));
+                TokenType::default()
+            }
+        },
+        Some(_) => {
+            causes.push(cause(
+                "type",
+                "must be \"dataplane\" (default) or \"ingress\"",
+            ));
+            TokenType::default()
+        }
+    };
     let valid_for = match object.get("validFor") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
@@ -131,6 +180,8 @@ fn token_request(body: &[u8]) -> Result<TokenRequest, ApiError> {
         Ok(TokenRequest {
             name,
             mesh,
+            tags,
+            token_type,
             valid_for,
         })
     } else {

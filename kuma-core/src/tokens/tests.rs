@@ -17,7 +17,7 @@ fn req(mesh: &str, name: &str) -> TokenRequest {
     TokenRequest {
         name: name.into(),
         mesh: mesh.into(),
-        valid_for: None,
+        ..Default::default()
     }
 }
 
@@ -45,7 +45,9 @@ async fn issued_tokens_verify_with_their_claims() {
     assert_eq!(header.alg, Algorithm::EdDSA);
 
     let claims = tokens.verify(&token, "default", "web-1").await.unwrap();
-    assert_eq!(claims.name, "web-1");
+    assert_eq!(claims.name.as_deref(), Some("web-1"));
+    assert!(claims.tags.is_empty());
+    assert_eq!(claims.token_type, TokenType::Dataplane);
     assert_eq!(claims.mesh, "default");
     assert_eq!(claims.id.len(), 32);
     let validity = claims.expires_at.duration_since(claims.issued_at).unwrap();
@@ -87,7 +89,9 @@ async fn issued_tokens_verify_with_their_claims() {
         .map(String::as_str)
         .collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["Mesh", "Name", "exp", "iat", "jti"]);
+    assert_eq!(keys, ["Mesh", "Name", "Tags", "Type", "exp", "iat", "jti"]);
+    assert_eq!(json["Type"], "dataplane");
+    assert_eq!(json["Tags"], serde_json::json!({}));
 }
 
 #[tokio::test]
@@ -134,6 +138,8 @@ async fn malformed_tokens_are_refused() {
         &WireClaims {
             name: "a".into(),
             mesh: "default".into(),
+            tags: TokenTags::new(),
+            token_type: String::new(),
             iat: 0,
             exp: u64::MAX / 2,
             jti: String::new(),
@@ -144,7 +150,7 @@ async fn malformed_tokens_are_refused() {
     let cases = [
         ("not-a-jwt-at-all".to_string(), "not a JWT"),
         ("a.b.c".to_string(), "not base64url"),
-        ("eyJhbGciOiJFZERTQSJ9.e30.AAAA".to_string(), "lack \"Name\""),
+        ("eyJhbGciOiJFZERTQSJ9.e30.AAAA".to_string(), "lack \"Mesh\""),
         (hs256, "signed with HS256"),
     ];
     for (token, reason) in cases {
@@ -306,9 +312,21 @@ async fn bad_requests_name_the_field() {
         other => panic!("expected InvalidRequest, got {other:?}"),
     };
     assert_eq!(
-        field(tokens.issue(&req("default", "")).await.unwrap_err()),
+        field(tokens.issue(&req("default", " a")).await.unwrap_err()),
         "name"
     );
+    for tags in [
+        TokenTags::from([("kuma.io/service".to_string(), vec![])]),
+        TokenTags::from([("kuma.io/service".to_string(), vec![" ".to_string()])]),
+        TokenTags::from([(String::new(), vec!["x".to_string()])]),
+    ] {
+        let request = TokenRequest {
+            tags,
+            ..req("default", "")
+        };
+        assert_eq!(field(tokens.issue(&request).await.unwrap_err()), "tags");
+    }
+    assert_eq!(field("gateway".parse::<TokenType>().unwrap_err()), "type");
     assert_eq!(
         field(tokens.issue(&req("", "a")).await.unwrap_err()),
         "mesh"
@@ -430,5 +448,266 @@ async fn a_key_deleted_and_recreated_invalidates_old_tokens() {
         Err(TokenError::BadSignature { .. })
     ));
     let new = tokens.issue(&req("default", "a")).await.unwrap();
+    tokens.verify(&new, "default", "a").await.unwrap();
+}
+
+fn dataplane(yaml_networking: &str) -> DataplaneSpec {
+    let resource = Resource::from_yaml(&format!(
+        "type: Dataplane\nmesh: default\nname: dp\nnetworking:\n{yaml_networking}"
+    ))
+    .unwrap();
+    resource.spec_as::<DataplaneSpec>().unwrap().clone()
+}
+
+fn sidecar(services: &[&str]) -> DataplaneSpec {
+    let mut yaml = "  address: 10.0.0.1\n  inbound:\n".to_string();
+    for (i, s) in services.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - port: {}\n    tags:\n      kuma.io/service: {s}\n      version: v1\n",
+            8000 + i
+        ));
+    }
+    dataplane(&yaml)
+}
+
+fn claims(name: Option<&str>, tags: &[(&str, &[&str])], token_type: TokenType) -> TokenClaims {
+    TokenClaims {
+        name: name.map(str::to_string),
+        mesh: "default".into(),
+        tags: tags
+            .iter()
+            .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_string()).collect()))
+            .collect(),
+        token_type,
+        issued_at: UNIX_EPOCH,
+        expires_at: UNIX_EPOCH,
+        id: String::new(),
+    }
+}
+
+#[test]
+fn tags_bind_every_inbound_to_the_tokens_values() {
+    let backend = claims(
+        None,
+        &[("kuma.io/service", &["backend"])],
+        TokenType::Dataplane,
+    );
+    backend
+        .authorize("any-name", &sidecar(&["backend"]))
+        .unwrap();
+    backend
+        .authorize("other", &sidecar(&["backend", "backend"]))
+        .unwrap();
+
+    let err = backend.authorize("x", &sidecar(&["payments"])).unwrap_err();
+    assert_eq!(
+        err,
+        TokenError::TagNotAllowed {
+            tag: "kuma.io/service".into(),
+            value: "payments".into(),
+            allowed: vec!["backend".into()],
+            place: "networking.inbound[0]".into(),
+        }
+    );
+    assert!(err.is_forbidden() && !err.is_unauthenticated());
+    let text = err.to_string();
+    assert!(
+        text.contains("does not allow kuma.io/service=\"payments\""),
+        "{text}"
+    );
+    // One inbound of two outside the token is enough to refuse.
+    let err = backend
+        .authorize("x", &sidecar(&["backend", "payments"]))
+        .unwrap_err();
+    assert!(
+        matches!(&err, TokenError::TagNotAllowed { place, value, .. } if place == "networking.inbound[1]" && value == "payments"),
+        "{err:?}"
+    );
+
+    // Several values, several tags: each inbound needs a listed value of
+    // every tag of the token.
+    let two = claims(
+        None,
+        &[
+            ("kuma.io/service", &["backend", "payments"]),
+            ("version", &["v1"]),
+        ],
+        TokenType::Dataplane,
+    );
+    two.authorize("x", &sidecar(&["backend", "payments"]))
+        .unwrap();
+    let no_version = dataplane(
+        "  address: 10.0.0.1\n  inbound:\n  - port: 8000\n    tags:\n      kuma.io/service: backend\n",
+    );
+    let err = two.authorize("x", &no_version).unwrap_err();
+    assert_eq!(
+        err,
+        TokenError::TagMissing {
+            tag: "version".into(),
+            place: "networking.inbound[0]".into()
+        }
+    );
+    assert!(err.is_forbidden());
+
+    // A gateway's tags are checked the same way.
+    let gateway = |service: &str| {
+        dataplane(&format!(
+            "  address: 10.0.0.1\n  gateway:\n    tags:\n      kuma.io/service: {service}\n"
+        ))
+    };
+    backend.authorize("gw", &gateway("backend")).unwrap();
+    let err = backend.authorize("gw", &gateway("edge")).unwrap_err();
+    assert!(
+        matches!(&err, TokenError::TagNotAllowed { place, .. } if place == "networking.gateway"),
+        "{err:?}"
+    );
+
+    // No tags: any tags.
+    claims(None, &[], TokenType::Dataplane)
+        .authorize("x", &sidecar(&["payments"]))
+        .unwrap();
+}
+
+#[test]
+fn names_and_types_must_fit() {
+    let named = claims(Some("web-1"), &[], TokenType::Dataplane);
+    named.authorize("web-1", &sidecar(&["web"])).unwrap();
+    assert_eq!(
+        named.authorize("web-2", &sidecar(&["web"])).unwrap_err(),
+        TokenError::WrongName {
+            token_name: "web-1".into(),
+            name: "web-2".into()
+        }
+    );
+    let ingress = dataplane(
+        "  address: 10.0.0.1\n  ingress:\n    availableServices: []\n  inbound:\n  - port: 10001\n    tags:\n      kuma.io/service: ingress\n",
+    );
+    let err = named.authorize("web-1", &ingress).unwrap_err();
+    assert_eq!(
+        err,
+        TokenError::WrongType {
+            token_type: TokenType::Dataplane,
+            dataplane_type: TokenType::Ingress
+        }
+    );
+    assert!(err.is_forbidden());
+    assert!(err.to_string().contains("--type ingress"), "{err}");
+    let ingress_token = claims(None, &[], TokenType::Ingress);
+    ingress_token.authorize("zi", &ingress).unwrap();
+    assert!(matches!(
+        ingress_token.authorize("zi", &sidecar(&["web"])),
+        Err(TokenError::WrongType {
+            token_type: TokenType::Ingress,
+            dataplane_type: TokenType::Dataplane
+        })
+    ));
+    // Checks off: nothing to authorize against.
+    authorize(None, "anything", &ingress).unwrap();
+    authorize(Some(&named), "web-1", &ingress).unwrap_err();
+}
+
+#[tokio::test]
+async fn tagged_and_typed_tokens_round_trip() {
+    let (_, tokens) = setup(&["default"]).await;
+    let request = TokenRequest {
+        tags: TokenTags::from([("kuma.io/service".to_string(), vec!["backend".to_string()])]),
+        token_type: TokenType::Ingress,
+        ..req("default", "")
+    };
+    let token = tokens.issue(&request).await.unwrap();
+    for name in ["a", "b"] {
+        let claims = tokens.verify(&token, "default", name).await.unwrap();
+        assert_eq!(claims.name, None);
+        assert_eq!(claims.tags, request.tags);
+        assert_eq!(claims.token_type, TokenType::Ingress);
+    }
+}
+
+/// A token of the first format (claims `Name`, `Mesh`, `iat`, `exp`, `jti`
+/// only) still verifies, as a name-bound `dataplane` token allowing any
+/// tags.
+#[tokio::test]
+async fn tokens_without_tags_or_type_claims_still_verify() {
+    #[derive(Serialize)]
+    struct FirstFormat {
+        #[serde(rename = "Name")]
+        name: String,
+        #[serde(rename = "Mesh")]
+        mesh: String,
+        iat: u64,
+        exp: u64,
+        jti: String,
+    }
+    let (manager, tokens) = setup(&["default"]).await;
+    tokens.issue(&req("default", "x")).await.unwrap();
+    let secret = manager.get(&signing_key_key("default")).await.unwrap();
+    let pkcs8 = secret.spec_as::<SecretSpec>().unwrap().bytes();
+    let now = secs_since_epoch(SystemTime::now());
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &FirstFormat {
+            name: "web-1".into(),
+            mesh: "default".into(),
+            iat: now,
+            exp: now + 3600,
+            jti: "00".into(),
+        },
+        &EncodingKey::from_ed_der(&pkcs8),
+    )
+    .unwrap();
+    let claims = tokens.verify(&token, "default", "web-1").await.unwrap();
+    assert_eq!(claims.name.as_deref(), Some("web-1"));
+    assert!(claims.tags.is_empty());
+    assert_eq!(claims.token_type, TokenType::Dataplane);
+    claims.authorize("web-1", &sidecar(&["anything"])).unwrap();
+    assert!(matches!(
+        tokens.verify(&token, "default", "web-2").await,
+        Err(TokenError::WrongName { .. })
+    ));
+
+    // An unknown Type is malformed, not silently a dataplane token.
+    let mut odd = serde_json::to_value(FirstFormat {
+        name: "web-1".into(),
+        mesh: "default".into(),
+        iat: now,
+        exp: now + 3600,
+        jti: "01".into(),
+    })
+    .unwrap();
+    odd["Type"] = "gateway".into();
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::EdDSA),
+        &odd,
+        &EncodingKey::from_ed_der(&pkcs8),
+    )
+    .unwrap();
+    assert!(matches!(
+        tokens.verify(&token, "default", "web-1").await,
+        Err(TokenError::Malformed(r)) if r.contains("Type")
+    ));
+}
+
+/// The cache also compares the key's bytes: even a store that handed a
+/// re-created key the version of the deleted one could not make the deleted
+/// key verify again.
+#[tokio::test]
+async fn a_cached_key_needs_the_same_bytes_as_the_stored_one() {
+    let (manager, tokens) = setup(&["default"]).await;
+    let old = tokens.issue(&req("default", "a")).await.unwrap();
+    let old_secret = manager.get(&signing_key_key("default")).await.unwrap();
+    manager.delete(&signing_key_key("default")).await.unwrap();
+    let new = tokens.issue(&req("default", "a")).await.unwrap();
+    let current = manager.get(&signing_key_key("default")).await.unwrap();
+    // The cache holds the deleted key under the current version.
+    let mut stale = (*old_secret).clone();
+    stale.meta.version = current.meta.version;
+    tokens.keys.lock().unwrap().insert(
+        "default".into(),
+        Arc::new(parse_key("default", &stale).unwrap()),
+    );
+    assert!(matches!(
+        tokens.verify(&old, "default", "a").await,
+        Err(TokenError::BadSignature { .. })
+    ));
     tokens.verify(&new, "default", "a").await.unwrap();
 }

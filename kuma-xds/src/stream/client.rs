@@ -6,7 +6,8 @@ use crate::cache::NodeId;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
 use envoy_types::pb::google::protobuf::value::Kind;
-use kuma_core::tokens::DataplaneAuth;
+use kuma_core::resource::DataplaneSpec;
+use kuma_core::tokens::{DataplaneAuth, TokenClaims};
 use std::sync::Arc;
 use tonic::Status;
 use tonic::metadata::MetadataMap;
@@ -48,24 +49,44 @@ impl Credentials {
     /// Checks the token for `node`; the error is the status to end the
     /// stream with (`UNAUTHENTICATED` naming the failed check, never the
     /// token; `UNAVAILABLE` when the check itself failed). On success, the
-    /// checked token (`None` when checks are off).
-    async fn check(self, node: &NodeId, service: &str) -> Result<Option<Arc<str>>, Status> {
+    /// checked token and its claims (`None` when checks are off).
+    async fn check(self, node: &NodeId, service: &str) -> Result<Checked, Status> {
         match self
             .auth
-            .check(self.token.as_deref(), &node.mesh, &node.name)
+            .authenticate(self.token.as_deref(), &node.mesh, &node.name)
             .await
         {
-            Ok(()) if self.auth.is_on() => Ok(self.token.as_deref().map(Arc::from)),
-            Ok(()) => Ok(None),
-            Err(e) if e.is_unauthenticated() => {
-                warn!(node = %node, error = %e, "refused a proxy's {service} stream");
-                Err(Status::unauthenticated(e.to_string()))
-            }
-            Err(e) => {
-                warn!(node = %node, error = %e, "could not check a proxy's dataplane token for {service}");
-                Err(Status::unavailable(e.to_string()))
-            }
+            Ok(Some(claims)) => Ok(Checked {
+                token: self.token.as_deref().map(Arc::from),
+                claims: Some(Arc::new(claims)),
+            }),
+            Ok(None) => Ok(Checked::default()),
+            Err(e) => Err(refusal(node, service, &e)),
         }
+    }
+}
+
+/// A checked token and its claims.
+#[derive(Default)]
+struct Checked {
+    token: Option<Arc<str>>,
+    claims: Option<Arc<TokenClaims>>,
+}
+
+/// The status that refuses a proxy's `service` stream for a token error
+/// (logged): `UNAUTHENTICATED` for a bad token, `PERMISSION_DENIED` for a
+/// valid token that does not allow the Dataplane, `UNAVAILABLE` when the
+/// check itself failed. It names the failed check, never the token.
+pub fn refusal(node: &NodeId, service: &str, e: &kuma_core::tokens::TokenError) -> Status {
+    if e.is_unauthenticated() {
+        warn!(node = %node, error = %e, "refused a proxy's {service} stream");
+        Status::unauthenticated(e.to_string())
+    } else if e.is_forbidden() {
+        warn!(node = %node, error = %e, "refused a proxy's {service} stream: its token does not allow its Dataplane");
+        Status::permission_denied(e.to_string())
+    } else {
+        warn!(node = %node, error = %e, "could not check a proxy's dataplane token for {service}");
+        Status::unavailable(e.to_string())
     }
 }
 
@@ -83,6 +104,10 @@ pub struct Client {
     /// (`None` when token checks are off). It goes to the proxy's own SDS
     /// config sources.
     pub token: Option<Arc<str>>,
+    /// The verified claims of that token (`None` when token checks are
+    /// off): what the Dataplane the client runs as must fit
+    /// ([`Client::authorize`]).
+    pub claims: Option<Arc<TokenClaims>>,
 }
 
 impl Client {
@@ -101,14 +126,34 @@ impl Client {
         let node = NodeId::parse(&node_pb.id).ok_or_else(|| {
             Status::invalid_argument(format!("node id {:?} is not <mesh>.<name>", node_pb.id))
         })?;
-        let token = credentials.check(&node, service).await?;
+        let Checked { token, claims } = credentials.check(&node, service).await?;
         Ok(Self {
             node,
             envoy_version: envoy_version(node_pb),
             kuma_dp_version: metadata_string(node_pb, KUMA_DP_VERSION_KEY),
             token,
+            claims,
         })
     }
+
+    /// Whether the client's token allows it to run as `dataplane` (see
+    /// [`TokenClaims::authorize`]; always when checks are off). The error
+    /// is the status to end the stream with (`PERMISSION_DENIED` naming the
+    /// tag or type that is not allowed), logged for `service`.
+    pub fn authorize(&self, dataplane: &DataplaneSpec, service: &str) -> Result<(), Status> {
+        authorize_claims(self.claims.as_deref(), &self.node, dataplane, service)
+    }
+}
+
+/// [`Client::authorize`] for the claims of a client.
+pub fn authorize_claims(
+    claims: Option<&TokenClaims>,
+    node: &NodeId,
+    dataplane: &DataplaneSpec,
+    service: &str,
+) -> Result<(), Status> {
+    kuma_core::tokens::authorize(claims, &node.name, dataplane)
+        .map_err(|e| refusal(node, service, &e))
 }
 
 impl std::fmt::Debug for Client {
@@ -118,6 +163,7 @@ impl std::fmt::Debug for Client {
             .field("envoy_version", &self.envoy_version)
             .field("kuma_dp_version", &self.kuma_dp_version)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("claims", &self.claims)
             .finish()
     }
 }

@@ -83,13 +83,58 @@ async fn tokens_are_issued_as_text() {
 }
 
 #[tokio::test]
+async fn tokens_carry_tags_and_type_and_need_no_name() {
+    let (admin, _, tokens) = setup().await;
+    let (status, _, token) = call(
+        &admin,
+        "POST",
+        "/tokens",
+        r#"{"mesh":"default","tags":{"kuma.io/service":["backend","web"]},"validFor":"1h"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    // No name: it verifies for any Dataplane name.
+    for name in ["backend-1", "backend-2"] {
+        let claims = tokens.verify(&token, "default", name).await.unwrap();
+        assert_eq!(claims.name, None);
+        assert_eq!(
+            claims.tags["kuma.io/service"],
+            ["backend".to_string(), "web".to_string()]
+        );
+        assert_eq!(claims.token_type, crate::tokens::TokenType::Dataplane);
+    }
+    let (status, _, token) = call(
+        &admin,
+        "POST",
+        "/tokens",
+        r#"{"name":"ingress-1","mesh":"default","type":"ingress"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{token}");
+    let claims = tokens.verify(&token, "default", "ingress-1").await.unwrap();
+    assert_eq!(claims.name.as_deref(), Some("ingress-1"));
+    assert_eq!(claims.token_type, crate::tokens::TokenType::Ingress);
+    assert!(claims.tags.is_empty());
+}
+
+#[tokio::test]
 async fn bad_token_requests_name_the_field() {
     let (admin, _, _) = setup().await;
     let cases: &[(&str, &[&str])] = &[
-        (r#"{"mesh":"default"}"#, &["name"]),
         (r#"{"name":"a"}"#, &["mesh"]),
-        (r#"{}"#, &["name", "mesh"]),
-        (r#"{"name":"","mesh":7}"#, &["name", "mesh"]),
+        (r#"{}"#, &["mesh"]),
+        (r#"{"name":7,"mesh":7}"#, &["mesh", "name"]),
+        (r#"{"mesh":"default","tags":["backend"]}"#, &["tags"]),
+        (
+            r#"{"mesh":"default","tags":{"kuma.io/service":"backend"}}"#,
+            &["tags"],
+        ),
+        (
+            r#"{"mesh":"default","tags":{"kuma.io/service":[]}}"#,
+            &["tags"],
+        ),
+        (r#"{"mesh":"default","type":"gateway"}"#, &["type"]),
+        (r#"{"mesh":"default","type":1}"#, &["type"]),
         (
             r#"{"name":"a","mesh":"default","validFor":"soon"}"#,
             &["validFor"],
