@@ -48,6 +48,7 @@ pub fn admin_router(manager: ResourceManager, tokens: DataplaneTokens) -> Router
         api: ApiState {
             manager,
             config: ApiConfig::default(),
+            auth: None,
         },
         tokens,
     });
