@@ -375,7 +375,6 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         effective_config: serde_yaml_ng::from_str(&config.to_yaml())
             .context("rendering the effective configuration")?,
         max_body_bytes: config.limits.http.max_body_bytes,
-        ..ApiConfig::default()
     };
     let users = UserTokens::new(manager.clone());
     // Kuma's admin user token: created at the first start, kept in the
