@@ -234,8 +234,9 @@ impl KumactlConfig {
         self.add_control_plane_with_auth(name, url, (None, BTreeMap::new()), overwrite)
     }
 
-    /// [`Self::add_control_plane`] with the API server's `authType` and
-    /// `authConf` (see [`parse_auth`]).
+    /// Adds (or with `overwrite` replaces) a control plane with the API
+    /// server's `authType` and `authConf` (see [`parse_auth`]) and its
+    /// context, and makes it the current one.
     pub fn add_control_plane_with_auth(
         &mut self,
         name: &str,
