@@ -54,5 +54,7 @@ pub mod resource;
 pub mod store;
 #[cfg(feature = "tokens")]
 pub mod tokens;
+#[cfg(feature = "tokens")]
+pub mod user_tokens;
 pub mod validation;
 pub mod wire;

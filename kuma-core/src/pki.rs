@@ -620,7 +620,7 @@ async fn read_data_source(
         DataSource::Secret(name) => read_secret(store, mesh, name).await,
         DataSource::File(path) => {
             let p = path.clone();
-            let read = tokio::task::spawn_blocking(move || std::fs::read(p))
+            let read = tokio::task::spawn_blocking(move || read_ca_file(&p))
                 .await
                 .map_err(|e| PkiError::File {
                     path: path.clone(),
@@ -636,6 +636,36 @@ async fn read_data_source(
             .ok_or_else(|| PkiError::BadData("inline data is not valid base64".into())),
         DataSource::InlineString(s) => Ok(s.as_bytes().to_vec()),
     }
+}
+
+/// The largest file a `file` data source may name (a CA certificate chain
+/// or key is a few KiB).
+pub const MAX_DATA_SOURCE_FILE: u64 = 64 * 1024;
+
+/// Reads a `file` data source: a regular file (not a device, FIFO or
+/// directory, which could block or never end) of at most
+/// [`MAX_DATA_SOURCE_FILE`] bytes.
+fn read_ca_file(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let not_regular = || std::io::Error::other("it is not a regular file");
+    // Checked before opening (opening a FIFO blocks) and again on the
+    // opened file (the path may have been replaced in between).
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_DATA_SOURCE_FILE + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DATA_SOURCE_FILE {
+        return Err(std::io::Error::other(format!(
+            "it is larger than {MAX_DATA_SOURCE_FILE} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 async fn read_secret(

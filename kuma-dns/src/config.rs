@@ -26,6 +26,9 @@ pub struct DnsConfig {
     pub tcp_idle_timeout: Duration,
     /// At most this many TCP connections are served at once.
     pub max_tcp_connections: usize,
+    /// At most this many TCP connections from one client address are
+    /// served at once; further ones are closed at once.
+    pub max_tcp_connections_per_client: usize,
 }
 
 impl Default for DnsConfig {
@@ -39,6 +42,7 @@ impl Default for DnsConfig {
             max_udp_payload: 1232,
             tcp_idle_timeout: Duration::from_secs(10),
             max_tcp_connections: 1024,
+            max_tcp_connections_per_client: 16,
         }
     }
 }

@@ -2,13 +2,17 @@
 //!
 //! UDP: one task receives, answers and sends, reusing its buffers. TCP:
 //! one task per connection reading length-prefixed messages (RFC 1035
-//! 4.2.2), closed after an idle timeout, with a cap on open connections.
+//! 4.2.2), closed after an idle timeout, or when writing an answer takes
+//! as long (a client that never reads blocks only its own connection), with
+//! a cap on open connections overall and per client address.
 
 use crate::config::DnsConfig;
 use crate::error::DnsError;
 use crate::handler::{DnsHandler, Transport};
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -27,6 +31,47 @@ pub struct DnsServer {
     handler: Arc<DnsHandler>,
     tcp_idle_timeout: Duration,
     tcp_slots: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+}
+
+/// Open TCP connections per client address.
+#[derive(Debug)]
+struct PerClient {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection counted in [`PerClient`]; uncounted when dropped.
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    ip: IpAddr,
+}
+
+impl PerClient {
+    fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl DnsServer {
@@ -36,6 +81,10 @@ impl DnsServer {
             handler: Arc::new(handler),
             tcp_idle_timeout: config.tcp_idle_timeout,
             tcp_slots: Arc::new(Semaphore::new(config.max_tcp_connections.max(1))),
+            per_client: Arc::new(PerClient {
+                max: config.max_tcp_connections_per_client.max(1),
+                open: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -132,6 +181,10 @@ impl DnsServer {
                     continue;
                 }
             };
+            let Some(client) = self.per_client.acquire(peer.ip()) else {
+                debug!(%peer, "too many tcp connections from this client; closing");
+                continue;
+            };
             let Ok(permit) = self.tcp_slots.clone().try_acquire_owned() else {
                 debug!(%peer, "too many tcp connections; closing");
                 continue;
@@ -143,6 +196,7 @@ impl DnsServer {
                     debug!(%peer, error = %e, "tcp connection ended");
                 }
                 drop(permit);
+                drop(client);
             });
         }
     }
@@ -180,6 +234,11 @@ async fn serve_connection(
         let mut framed = Vec::with_capacity(response.len() + 2);
         framed.extend_from_slice(&n.to_be_bytes());
         framed.extend_from_slice(&response);
-        stream.write_all(&framed).await?;
+        // A client that does not read its answers is closed after as long
+        // as an idle one.
+        match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(()),
+        }
     }
 }

@@ -395,3 +395,72 @@ async fn garbage_does_not_stop_the_server() {
     assert_eq!(tcp_exchange(&mut tcp, &good).await.answers.len(), 1);
     assert!(s.dns.metrics().queries(QueryResult::Dropped) >= 1);
 }
+
+#[tokio::test]
+async fn one_client_gets_a_bounded_number_of_tcp_connections() {
+    let s = server(&[("backend", Ipv4Addr::new(240, 0, 0, 1))]).await;
+    let good = query("backend.mesh.", RecordType::A, false)
+        .to_vec()
+        .unwrap();
+    let max = DnsConfig::default().max_tcp_connections_per_client;
+    let mut open = Vec::new();
+    for _ in 0..max {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        assert_eq!(tcp_exchange(&mut c, &good).await.answers.len(), 1);
+        open.push(c);
+    }
+    // One more from the same address is closed at once.
+    let mut extra = TcpStream::connect(s.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    // A slot freed is a slot to use again.
+    drop(open.pop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = TcpStream::connect(s.addr).await.unwrap();
+    assert_eq!(tcp_exchange(&mut again, &good).await.answers.len(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_blocks_nobody() {
+    let dns = KumaDns::new(DnsConfig {
+        tcp_idle_timeout: Duration::from_secs(1),
+        ..DnsConfig::default()
+    })
+    .unwrap();
+    dns.table().publish(
+        &[("backend".to_string(), Ipv4Addr::new(240, 0, 0, 1))]
+            .into_iter()
+            .collect(),
+    );
+    let s = serve(dns).await;
+    let good = query("backend.mesh.", RecordType::A, false)
+        .to_vec()
+        .unwrap();
+    // Queries enough that their answers fill every socket buffer, never read.
+    let mut flood = Vec::new();
+    for _ in 0..200_000 {
+        flood.extend_from_slice(&(good.len() as u16).to_be_bytes());
+        flood.extend_from_slice(&good);
+    }
+    let stalled = TcpStream::connect(s.addr).await.unwrap();
+    let (mut reader, mut writer) = stalled.into_split();
+    let writing = tokio::spawn(async move { writer.write_all(&flood).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Meanwhile others are answered.
+    let mut other = TcpStream::connect(s.addr).await.unwrap();
+    assert_eq!(tcp_exchange(&mut other, &good).await.answers.len(), 1);
+    // The stalled connection is closed once an answer could not be written
+    // for the idle timeout: the flood stops being accepted, and what was
+    // answered ends with EOF.
+    let _ = tokio::time::timeout(Duration::from_secs(10), writing)
+        .await
+        .expect("the server stopped taking the flood");
+    let mut answers = Vec::new();
+    let ended =
+        tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut answers)).await;
+    assert!(ended.is_ok(), "the connection stayed open");
+}

@@ -28,7 +28,7 @@ use crate::grpc::{Outgoing, RequestDecoder, ResponseBody, ResponseSender};
 use crate::reconcile::ProxyEvent;
 use crate::resource::{Snapshot, XdsType};
 use crate::session::{AdsProtocol, AdsStreams, Lifecycle, Session, Shared};
-use crate::stream::{self, AckTracker, Credentials, Nonces, Reply, hung_up};
+use crate::stream::{self, AckTracker, Credentials, Nonces, Reply, StreamLimits, hung_up};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -96,6 +96,8 @@ pub struct AdsServer {
     cleanup_age: Duration,
     /// Dataplane token checking (off unless [`AdsServer::with_auth`]).
     auth: DataplaneAuth,
+    /// First-request deadline and request size cap.
+    limits: StreamLimits,
 }
 
 impl std::fmt::Debug for AdsServer {
@@ -128,7 +130,15 @@ impl AdsServer {
             stop: None,
             cleanup_age: DEFAULT_DATAPLANE_CLEANUP_AGE,
             auth: DataplaneAuth::Off,
+            limits: StreamLimits::default(),
         }
+    }
+
+    /// What one stream may take: its first request's deadline and the
+    /// largest request message (default [`StreamLimits::default`]).
+    pub fn with_limits(mut self, limits: StreamLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// How long a Dataplane registered by its proxy (from the node
@@ -181,7 +191,7 @@ impl AdsServer {
             RequestDecoder::<P::Request>::default(),
             body,
             None,
-            Some(MAX_REQUEST_SIZE),
+            Some(self.limits.max_request_bytes),
         );
         let (tx, response) = ResponseBody::channel(RESPONSE_QUEUE);
         let id = self.shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
@@ -191,16 +201,22 @@ impl AdsServer {
         };
         let streams = AdsStreams::<P>::new(self.shared.clone(), lifecycle);
         let stop = self.stop.clone();
+        let first_request_timeout = self.limits.first_request_timeout;
         tokio::spawn(async move {
-            stream::run(&streams, id, credentials, inbound, tx, stop).await;
+            stream::run(
+                &streams,
+                id,
+                credentials,
+                inbound,
+                tx,
+                stop,
+                first_request_timeout,
+            )
+            .await;
         });
         response.into_response()
     }
 }
-
-/// Largest request accepted (the first one carries the node and possibly a
-/// Dataplane).
-const MAX_REQUEST_SIZE: usize = 16 * 1024 * 1024;
 
 /// Responses a stream may queue before its task waits for HTTP/2 to take
 /// them (each is held, encoded, until written).

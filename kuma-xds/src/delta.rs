@@ -47,6 +47,19 @@ struct TypeState {
     acks: AckTracker,
 }
 
+/// The most resource names one delta stream may subscribe to, or say it
+/// holds, per type: a proxy's real configuration has far fewer (one per
+/// service it reaches), and each name is kept for the stream's life. More
+/// ends the stream with `RESOURCE_EXHAUSTED`.
+pub const MAX_SUBSCRIBED_NAMES: usize = 10_000;
+
+fn too_many_names(t: XdsType) -> Status {
+    Status::resource_exhausted(format!(
+        "delta {} subscription exceeds {MAX_SUBSCRIBED_NAMES} resource names",
+        t.short()
+    ))
+}
+
 fn version(r: &XdsResource) -> String {
     format!("{:016x}", r.hash)
 }
@@ -104,6 +117,11 @@ impl AdsProtocol for DeltaStream {
                 session.insight.acked(t);
                 listeners_acked = t == XdsType::Listener;
             }
+        }
+        if req.initial_resource_versions.len() > MAX_SUBSCRIBED_NAMES
+            || st.names.len() + req.resource_names_subscribe.len() > MAX_SUBSCRIBED_NAMES
+        {
+            return Err(too_many_names(t));
         }
         if !st.subscribed {
             st.subscribed = true;

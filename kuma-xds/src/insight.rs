@@ -103,7 +103,7 @@ impl InsightRecorder {
         self.subscription.status.last_nack = Some(NackStatus {
             type_url: t.type_url().to_string(),
             version: version.to_string(),
-            error: error.to_string(),
+            error: crate::stream::ack::truncate_detail(error).into_owned(),
             time: OffsetDateTime::now_utc(),
             resolved_time: None,
         });

@@ -42,7 +42,7 @@ use crate::generate::names::{IDENTITY_CERT_SECRET, MESH_CA_SECRET};
 use crate::stream::client::authorize_claims;
 use crate::stream::{
     self, AckTracker, Client, ClientStream, Credentials, Nonces, Reply, ResourceSource, Service,
-    Sink, Watch, hung_up, stopped,
+    Sink, StreamLimits, Watch, hung_up, stopped,
 };
 use envoy_types::pb::envoy::config::core::v3::DataSource;
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -88,6 +88,7 @@ pub const SECRET_TYPE_URL: &str =
 pub struct SdsServer {
     shared: Arc<Shared>,
     stop: Option<watch::Receiver<bool>>,
+    limits: StreamLimits,
 }
 
 impl std::fmt::Debug for SdsServer {
@@ -320,7 +321,15 @@ impl SdsServer {
                 events_started: Once::new(),
             }),
             stop: None,
+            limits: StreamLimits::default(),
         }
+    }
+
+    /// What one stream may take: its first request's deadline and the
+    /// largest request message (default [`StreamLimits::default`]).
+    pub fn with_limits(mut self, limits: StreamLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Ends every open stream (with `UNAVAILABLE`, so proxies reconnect)
@@ -333,7 +342,8 @@ impl SdsServer {
 
     /// The tonic service to add to a server.
     pub fn into_service(self) -> SecretDiscoveryServiceServer<Self> {
-        SecretDiscoveryServiceServer::new(self)
+        let max = self.limits.max_request_bytes;
+        SecretDiscoveryServiceServer::new(self).max_decoding_message_size(max)
     }
 }
 
@@ -394,8 +404,18 @@ impl SecretDiscoveryService for SdsServer {
         };
         let id = self.shared.streams.fetch_add(1, Ordering::Relaxed) + 1;
         let stop = self.stop.clone();
+        let first_request_timeout = self.limits.first_request_timeout;
         tokio::spawn(async move {
-            stream::run(&streams, id, credentials, request.into_inner(), tx, stop).await;
+            stream::run(
+                &streams,
+                id,
+                credentials,
+                request.into_inner(),
+                tx,
+                stop,
+                first_request_timeout,
+            )
+            .await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

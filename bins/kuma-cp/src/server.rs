@@ -3,22 +3,29 @@
 //! only) and the diagnostics server; binds every port and shuts down
 //! gracefully on SIGINT/SIGTERM.
 
-use crate::config::{DpAuthType, KumaCpConfig, Mode};
+use crate::config::{DpAuthType, HttpLimitsConfig, KumaCpConfig, Mode};
 use crate::diagnostics::{Diagnostics, RequestLabels};
 use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use kuma_core::api::auth::{ApiAuth, PeerAddr};
 use kuma_core::api::{self, ApiConfig, ApiMode, Catalog};
 use kuma_core::manager::{ManagerError, ResourceManager};
 use kuma_core::resource::Resource;
 use kuma_core::store::StoreError;
 use kuma_core::tokens::{DataplaneAuth, DataplaneTokens};
+use kuma_core::user_tokens::UserTokens;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tower::ServiceExt;
 use tracing::info;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -64,22 +71,182 @@ async fn bind_loopback(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)
     Ok((listener, addr))
 }
 
+/// What every HTTP port allows one client (`limits.http`, see
+/// docs/security.md, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HttpLimits {
+    /// Open connections per port; further clients wait in the backlog.
+    pub max_connections: usize,
+    /// Time to send a whole request head (from the connection's start, or
+    /// from the previous response on a kept-alive connection).
+    pub header_read_timeout: Duration,
+    /// Time to answer a request (reading its body included): 408 after.
+    pub request_timeout: Duration,
+    /// Largest request body: 413 above.
+    pub max_body_bytes: usize,
+}
+
+impl From<&HttpLimitsConfig> for HttpLimits {
+    fn from(c: &HttpLimitsConfig) -> Self {
+        Self {
+            max_connections: c.max_connections,
+            header_read_timeout: c.header_read_timeout,
+            request_timeout: c.request_timeout,
+            max_body_bytes: c.max_body_bytes,
+        }
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` turns true:
+/// at most `max_connections` connections at once (the accept loop waits
+/// for a free slot, so further clients queue in the listen backlog),
+/// HTTP/1.1 with a header-read timeout, and [`limit_requests`] around
+/// every request. Each request carries its peer address as a
+/// [`PeerAddr`].
 pub(crate) fn serve(
     name: &'static str,
     listener: TcpListener,
     app: Router,
-    mut shutdown: watch::Receiver<bool>,
+    limits: HttpLimits,
+    shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    let app = app.layer(middleware::from_fn_with_state(limits, limit_requests));
     tokio::spawn(async move {
-        let result = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(server = name, error = %e, "server failed");
+        let permits = Arc::new(Semaphore::new(limits.max_connections));
+        let mut stop = shutdown.clone();
+        loop {
+            let permit = tokio::select! {
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                () = stopped(&mut stop) => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: wait a
+                        // little instead of spinning.
+                        tracing::warn!(server = name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = stopped(&mut stop) => break,
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve_connection(
+                stream,
+                peer,
+                app.clone(),
+                limits,
+                shutdown.clone(),
+                permit,
+            ));
         }
+        // Wait for open connections: each holds a permit until it is done
+        // (they finish their request and close once `shutdown` is set).
+        let _ = permits
+            .acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX))
+            .await;
     })
+}
+
+/// Serves one connection (any byte stream: plain TCP here, TLS where a
+/// port adds it) with the header-read timeout of `limits`, closing it
+/// gracefully once `shutdown` turns true; `permit` is its connection slot.
+pub(crate) async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    app: Router,
+    limits: HttpLimits,
+    mut shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(PeerAddr(peer));
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+    drop(permit);
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The request half of the limits: a body above `max_body_bytes` gets 413
+/// (at once when `Content-Length` says so, else when the handler reads
+/// past the limit), and a request not answered within `request_timeout`
+/// gets 408. Both bodies are Kuma's error shape and name the limit.
+async fn limit_requests(State(limits): State<HttpLimits>, req: Request, next: Next) -> Response {
+    let max = limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = declared.filter(|len| *len > max as u64) {
+        // Read (and drop) a body of up to twice the limit first, so that
+        // a client still sending it (kumactl, ureq) gets to read the 413
+        // instead of a reset; a larger one is not worth reading.
+        if len <= 2 * max as u64 {
+            let mut body = req.into_body();
+            let drain = async {
+                while let Some(Ok(_)) = http_body_util::BodyExt::frame(&mut body).await {}
+            };
+            let _ = tokio::time::timeout(limits.request_timeout, drain).await;
+        }
+        return limit_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+            format!(
+                "the request body is larger than the limit of {max} bytes (limits.http.maxBodyBytes)"
+            ),
+        );
+    }
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, max)));
+    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => limit_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request timeout",
+            format!(
+                "the request was not answered within {:?} (limits.http.requestTimeout)",
+                limits.request_timeout
+            ),
+        ),
+    }
+}
+
+fn limit_error(status: StatusCode, title: &str, details: String) -> Response {
+    let body = kuma_core::wire::ErrorBody {
+        title: title.to_string(),
+        details,
+        causes: Vec::new(),
+    };
+    let mut resp = (status, axum::Json(body)).into_response();
+    // The request may not have been read: do not reuse the connection.
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 async fn count_requests(State(d): State<Arc<Diagnostics>>, req: Request, next: Next) -> Response {
@@ -207,12 +374,24 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         },
         effective_config: serde_yaml_ng::from_str(&config.to_yaml())
             .context("rendering the effective configuration")?,
-        ..ApiConfig::default()
+        max_body_bytes: config.limits.http.max_body_bytes,
     };
-    let api_app = api::router(manager.clone(), api_config).layer(middleware::from_fn_with_state(
-        diagnostics.clone(),
-        count_requests,
-    ));
+    let users = UserTokens::new(manager.clone());
+    // Kuma's admin user token: created at the first start, kept in the
+    // store, readable by admins (localhost) at
+    // /global-secrets/admin-user-token.
+    users
+        .ensure_admin_token()
+        .await
+        .context("creating the admin user token (apiServer.auth)")?;
+    let api_auth = ApiAuth {
+        users,
+        allow_from_localhost: config.api_server.auth.allow_from_localhost,
+    };
+    let api_app = api::router_with_auth(manager.clone(), api_config, api_auth).layer(
+        middleware::from_fn_with_state(diagnostics.clone(), count_requests),
+    );
+    let limits = HttpLimits::from(&config.limits.http);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let servers = [
@@ -220,13 +399,15 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
             "diagnostics",
             diag_listener,
             diagnostics.router(),
+            limits,
             stop_rx.clone(),
         ),
-        serve("api", api_listener, api_app, stop_rx.clone()),
+        serve("api", api_listener, api_app, limits, stop_rx.clone()),
         serve(
             "admin",
             admin_listener,
             api::admin_router(manager.clone(), tokens),
+            limits,
             stop_rx.clone(),
         ),
     ];

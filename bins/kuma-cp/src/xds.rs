@@ -3,7 +3,7 @@
 //! (`sdsServer.grpcPort`), the bootstrap server (`bootstrapServer.port`) and
 //! the reconciler that turns store events into proxy snapshots.
 
-use crate::config::KumaCpConfig;
+use crate::config::{GrpcLimitsConfig, KumaCpConfig};
 use anyhow::{Context, Result, bail};
 use kuma_core::manager::ResourceManager;
 use kuma_core::store::ResourceStore;
@@ -13,6 +13,7 @@ use kuma_xds::bootstrap::{self, BootstrapConfig, SdsBootstrap};
 use kuma_xds::cache::SnapshotCache;
 use kuma_xds::reconcile::Reconciler;
 use kuma_xds::sds::SdsServer;
+use kuma_xds::stream::StreamLimits;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -78,8 +79,14 @@ pub fn start(
         config.general.advertised_hostname,
         std::process::id()
     );
+    let grpc = &config.limits.grpc;
+    let stream_limits = StreamLimits {
+        first_request_timeout: grpc.first_request_timeout,
+        max_request_bytes: grpc.max_message_bytes,
+    };
     let ads = AdsServer::new(manager.clone(), cache, proxies_tx, instance_id)
         .with_shutdown(stop.clone())
+        .with_limits(stream_limits)
         .with_auth(auth.clone())
         .with_dataplane_cleanup_age(config.runtime.universal.dataplane_cleanup_age);
     let (sds_task, sds_ca_pem) = start_sds(
@@ -88,13 +95,14 @@ pub fn start(
         listeners.sds_tls,
         manager,
         auth.clone(),
+        config,
         stop.clone(),
     )?;
     let mut ads_stop = stop.clone();
+    let ads_grpc = grpc.clone();
     let incoming = TcpListenerStream::new(listeners.xds);
     let ads_task = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        let result = grpc_limits(tonic::transport::Server::builder(), &ads_grpc)
             .add_service(ads.into_service())
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = ads_stop.wait_for(|s| *s).await;
@@ -115,7 +123,13 @@ pub fn start(
         }),
     };
     let app = bootstrap::router(manager.clone(), bootstrap_config, auth);
-    let bootstrap_task = crate::server::serve("bootstrap", listeners.bootstrap, app, stop.clone());
+    let bootstrap_task = crate::server::serve(
+        "bootstrap",
+        listeners.bootstrap,
+        app,
+        crate::server::HttpLimits::from(&config.limits.http),
+        stop.clone(),
+    );
     info!(server = "bootstrap", address = %listeners.bootstrap_addr, "listening");
     // The reconciler ends when the store or the ADS server goes away.
     let mut reconcile_stop = stop;
@@ -124,6 +138,22 @@ pub fn start(
         reconcile_task.abort();
     });
     Ok(vec![ads_task, sds_task, bootstrap_task, reconcile_guard])
+}
+
+/// The connection-level limits of a gRPC port (`limits.grpc`): streams per
+/// HTTP/2 connection, keepalive pings that close dead peers, TCP
+/// keepalive. (Request size and the first-request deadline are per
+/// stream: [`StreamLimits`].)
+fn grpc_limits(
+    builder: tonic::transport::Server,
+    limits: &GrpcLimitsConfig,
+) -> tonic::transport::Server {
+    builder
+        .max_concurrent_streams(u32::try_from(limits.max_concurrent_streams).unwrap_or(u32::MAX))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
+        .tcp_keepalive(Some(std::time::Duration::from_secs(60)))
+        .http2_max_header_list_size(Some(64 * 1024))
 }
 
 /// How long the SDS CA kept in the store is valid (each start's server
@@ -138,18 +168,24 @@ fn start_sds(
     (identity, trusted_pem): (Identity, String),
     manager: &ResourceManager,
     auth: DataplaneAuth,
+    config: &KumaCpConfig,
     stop: watch::Receiver<bool>,
 ) -> Result<(JoinHandle<()>, String)> {
     let tls = ServerTlsConfig::new().identity(identity);
-    let sds = SdsServer::new(manager.clone(), auth).with_shutdown(stop.clone());
-    let builder = tonic::transport::Server::builder()
+    let grpc = &config.limits.grpc;
+    let sds = SdsServer::new(manager.clone(), auth)
+        .with_shutdown(stop.clone())
+        .with_limits(StreamLimits {
+            first_request_timeout: grpc.first_request_timeout,
+            max_request_bytes: grpc.max_message_bytes,
+        });
+    let mut builder = grpc_limits(tonic::transport::Server::builder(), grpc)
         .tls_config(tls)
         .context("configuring TLS for sdsServer.grpcPort (check general.tlsCertFile and general.tlsKeyFile if set)")?;
     let mut sds_stop = stop;
     let incoming = TcpListenerStream::new(listener);
     let task = tokio::spawn(async move {
         let result = builder
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .add_service(sds.into_service())
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = sds_stop.wait_for(|s| *s).await;

@@ -475,10 +475,22 @@ fn deleting_a_mesh_deletes_what_it_holds() {
     assert_eq!(status, 201);
     assert_eq!(get_json(&cp, "/dataplanes")["total"], 3);
 
-    // With kumactl.
-    cp.kumactl_ok(&["delete", "mesh", "doomed"]);
-    // With HTTP.
+    // A mesh with Dataplanes is deleted only when asked to force: kumactl
+    // prints the server's 409, which names how many.
+    let refused = cp.kumactl(&["delete", "mesh", "doomed"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("1 Dataplane") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(get_status(&cp, "/meshes/doomed"), 200);
     let (status, body) = http_delete(&cp.url("/meshes/http-doomed"));
+    assert_eq!(status, 409, "{body}");
+    // With kumactl.
+    cp.kumactl_ok(&["delete", "mesh", "doomed", "--force"]);
+    // With HTTP.
+    let (status, body) = http_delete(&cp.url("/meshes/http-doomed?force=true"));
     assert_eq!(status, 200, "{body}");
 
     for mesh in ["doomed", "http-doomed"] {
@@ -531,7 +543,7 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
     let cp = ControlPlane::start(&[]);
     let good = dataplane("default", "web-1", "10.0.0.1");
     // A body just over the 1 MiB limit, otherwise a valid Dataplane.
-    let oversized = format!("{good}    version: '{}'\n", "x".repeat(1024 * 1024 + 1));
+    let oversized = format!("{good}    version: '{}'\n", "x".repeat(4 * 1024 * 1024 + 1));
 
     struct Case<'a> {
         what: &'a str,
@@ -632,7 +644,7 @@ fn bad_inputs_get_a_clear_4xx_and_store_nothing() {
             body: oversized,
             status: 413,
             fields: &[],
-            details: "larger than 1048576 bytes",
+            details: "larger than the limit of 4194304 bytes",
         },
         Case {
             what: "invalid Dataplane",

@@ -101,6 +101,10 @@ pub struct DeleteArgs {
     /// Mesh of mesh-scoped types.
     #[arg(short, long, default_value = "default")]
     pub mesh: String,
+    /// Delete a Mesh even though Dataplanes are still in it (they and
+    /// everything else of the mesh are deleted with it).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `kumactl inspect`.
@@ -177,6 +181,14 @@ pub enum ControlPlanesCommand {
         /// Replace a Control Plane of the same name.
         #[arg(long)]
         overwrite: bool,
+        /// How to authenticate to the API server: `tokens` (a user token,
+        /// sent as `Authorization: Bearer`).
+        #[arg(long = "auth-type")]
+        auth_type: Option<String>,
+        /// Settings of the auth type, `key=value` (repeatable):
+        /// `token=<user token>` for `tokens`.
+        #[arg(long = "auth-conf")]
+        auth_conf: Vec<String>,
     },
     /// List the known Control Planes.
     List,

@@ -88,6 +88,8 @@ pub enum PutOutcome {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// `Authorization` header value sent with every request, if any.
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -101,6 +103,21 @@ impl Client {
         Self {
             base: base_url.trim_end_matches('/').to_string(),
             agent,
+            authorization: None,
+        }
+    }
+
+    /// Sends `token` (a user token) as `Authorization: Bearer <token>`
+    /// with every request; `None` sends nothing.
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.authorization = token.map(|t| format!("Bearer {}", t.trim()));
+        self
+    }
+
+    fn auth<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.authorization {
+            Some(value) => request.header("Authorization", value),
+            None => request,
         }
     }
 
@@ -112,7 +129,7 @@ impl Client {
     /// `GET` a path (starting with `/`) and decode the JSON answer.
     pub fn get(&self, path: &str) -> Result<Value, ClientError> {
         let url = self.url(path);
-        let (status, body) = self.send(&url, self.agent.get(&url).call())?;
+        let (status, body) = self.send(&url, self.auth(self.agent.get(&url)).call())?;
         expect_ok(&url, status, &body)?;
         parse_json(&url, status, &body)
     }
@@ -122,7 +139,7 @@ impl Client {
         let mut items = Vec::new();
         let mut url = self.url(path);
         for _ in 0..MAX_PAGES {
-            let (status, body) = self.send(&url, self.agent.get(&url).call())?;
+            let (status, body) = self.send(&url, self.auth(self.agent.get(&url)).call())?;
             expect_ok(&url, status, &body)?;
             let page: Page = serde_json::from_str(&body).map_err(|e| ClientError::Unexpected {
                 url: url.clone(),
@@ -146,8 +163,7 @@ impl Client {
     pub fn put(&self, path: &str, body: &Value) -> Result<PutOutcome, ClientError> {
         let url = self.url(path);
         let request = self
-            .agent
-            .put(&url)
+            .auth(self.agent.put(&url))
             .header("Content-Type", "application/json")
             .send(body.to_string());
         let (status, text) = self.send(&url, request)?;
@@ -163,8 +179,7 @@ impl Client {
     pub fn post_text(&self, path: &str, body: &Value) -> Result<String, ClientError> {
         let url = self.url(path);
         let request = self
-            .agent
-            .post(&url)
+            .auth(self.agent.post(&url))
             .header("Content-Type", "application/json")
             .send(body.to_string());
         let (status, text) = self.send(&url, request)?;
@@ -175,7 +190,7 @@ impl Client {
     /// `DELETE` a path.
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
         let url = self.url(path);
-        let (status, body) = self.send(&url, self.agent.delete(&url).call())?;
+        let (status, body) = self.send(&url, self.auth(self.agent.delete(&url)).call())?;
         expect_ok(&url, status, &body)
     }
 

@@ -18,6 +18,7 @@
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Name of the control plane present when there is no config file.
@@ -59,9 +60,62 @@ pub struct Coordinates {
 
 /// A control plane's HTTP API server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ApiServer {
     /// Base URL, e.g. `http://localhost:5681`.
     pub url: String,
+    /// How kumactl authenticates (Kuma's `authType`): `tokens`, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_type: Option<String>,
+    /// The settings of `auth_type` (Kuma's `authConf`; `token` for
+    /// `tokens`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auth_conf: BTreeMap<String, String>,
+}
+
+/// The only `authType` kumactl knows: a user token sent as
+/// `Authorization: Bearer <token>`.
+pub const AUTH_TYPE_TOKENS: &str = "tokens";
+
+impl ApiServer {
+    /// The user token to send, when `authType` is `tokens`.
+    pub fn token(&self) -> Option<&str> {
+        match self.auth_type.as_deref() {
+            Some(AUTH_TYPE_TOKENS) => self.auth_conf.get("token").map(String::as_str),
+            _ => None,
+        }
+    }
+}
+
+/// Checks `--auth-type` and `--auth-conf key=value` and makes them the
+/// API server's settings.
+pub fn parse_auth(
+    auth_type: Option<&str>,
+    auth_conf: &[String],
+) -> Result<(Option<String>, BTreeMap<String, String>)> {
+    let mut conf = BTreeMap::new();
+    for item in auth_conf {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("--auth-conf {item:?} must be key=value (e.g. token=...)");
+        };
+        conf.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    match auth_type {
+        None if conf.is_empty() => Ok((None, conf)),
+        None => bail!("--auth-conf needs --auth-type (tokens)"),
+        Some(AUTH_TYPE_TOKENS) => {
+            if conf.get("token").is_none_or(|t| t.is_empty()) {
+                bail!(
+                    "--auth-type tokens needs --auth-conf token=<user token> (read the admin token from the control plane's /global-secrets/admin-user-token on its host)"
+                );
+            }
+            if let Some(other) = conf.keys().find(|k| k.as_str() != "token") {
+                bail!("--auth-conf {other:?} is not a setting of --auth-type tokens (only token)");
+            }
+            Ok((Some(AUTH_TYPE_TOKENS.to_string()), conf))
+        }
+        Some(other) => bail!("--auth-type {other:?} is not supported: use tokens"),
+    }
 }
 
 /// A context: which control plane to use.
@@ -90,6 +144,8 @@ fn control_plane(name: &str, url: &str) -> ControlPlane {
         coordinates: Coordinates {
             api_server: ApiServer {
                 url: url.to_string(),
+                auth_type: None,
+                auth_conf: BTreeMap::new(),
             },
         },
     }
@@ -124,15 +180,26 @@ impl KumactlConfig {
         }
     }
 
-    /// Writes the config to `path`, creating its directory.
+    /// Writes the config to `path`, creating its directory. The file may
+    /// hold user tokens: on Unix it is written with mode 0600.
     pub fn save(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("could not create {}", dir.display()))?;
         }
         let text = serde_yaml_ng::to_string(self).context("could not encode the config")?;
-        std::fs::write(path, text)
-            .with_context(|| format!("could not write the config file {}", path.display()))
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let write = || -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut file = options.open(path)?;
+            #[cfg(unix)]
+            std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            file.write_all(text.as_bytes())
+        };
+        write().with_context(|| format!("could not write the config file {}", path.display()))
     }
 
     /// The control plane of the current context.
@@ -162,7 +229,24 @@ impl KumactlConfig {
 
     /// Adds (or with `overwrite` replaces) a control plane and its context,
     /// and makes it the current one.
+    #[cfg(test)]
     pub fn add_control_plane(&mut self, name: &str, url: &str, overwrite: bool) -> Result<()> {
+        self.add_control_plane_with_auth(name, url, (None, BTreeMap::new()), overwrite)
+    }
+
+    /// Adds (or with `overwrite` replaces) a control plane with the API
+    /// server's `authType` and `authConf` (see [`parse_auth`]) and its
+    /// context, and makes it the current one.
+    pub fn add_control_plane_with_auth(
+        &mut self,
+        name: &str,
+        url: &str,
+        (auth_type, auth_conf): (Option<String>, BTreeMap<String, String>),
+        overwrite: bool,
+    ) -> Result<()> {
+        let mut cp = control_plane(name, url);
+        cp.coordinates.api_server.auth_type = auth_type;
+        cp.coordinates.api_server.auth_conf = auth_conf;
         if name.is_empty() {
             bail!("the Control Plane name must not be empty");
         }
@@ -171,8 +255,8 @@ impl KumactlConfig {
                 "Control Plane with name {name:?} already exists. \
                  Use --overwrite to replace an existing one."
             ),
-            Some(cp) => *cp = control_plane(name, url),
-            None => self.control_planes.push(control_plane(name, url)),
+            Some(existing) => *existing = cp,
+            None => self.control_planes.push(cp),
         }
         match self.contexts.iter_mut().find(|c| c.name == name) {
             Some(ctx) => *ctx = context(name),
@@ -278,6 +362,35 @@ mod tests {
         assert!(cfg.remove("local").is_err());
         cfg.save(&path).unwrap();
         assert_eq!(KumactlConfig::load(&path).unwrap(), cfg);
+    }
+
+    #[test]
+    fn a_token_is_kept_in_the_file_and_the_file_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        let mut cfg = KumactlConfig::default();
+        let auth = parse_auth(Some("tokens"), &["token=abc.def.ghi".to_string()]).unwrap();
+        cfg.add_control_plane_with_auth("prod", "http://prod:5681", auth, false)
+            .unwrap();
+        cfg.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("authType: tokens"), "{text}");
+        assert!(text.contains("token: abc.def.ghi"), "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let back = KumactlConfig::load(&path).unwrap();
+        let api = &back.current_control_plane().unwrap().coordinates.api_server;
+        assert_eq!(api.token(), Some("abc.def.ghi"));
+
+        assert!(parse_auth(Some("tokens"), &[]).is_err());
+        assert!(parse_auth(Some("basic"), &["token=x".into()]).is_err());
+        assert!(parse_auth(None, &["token=x".into()]).is_err());
+        assert!(parse_auth(Some("tokens"), &["token".into()]).is_err());
+        assert_eq!(parse_auth(None, &[]).unwrap(), (None, BTreeMap::new()));
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub fn admin_router(manager: ResourceManager, tokens: DataplaneTokens) -> Router
         api: ApiState {
             manager,
             config: ApiConfig::default(),
+            auth: None,
         },
         tokens,
     });

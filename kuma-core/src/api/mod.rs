@@ -28,8 +28,11 @@
 
 #[cfg(feature = "tokens")]
 mod admin;
+#[cfg(feature = "tokens")]
+pub mod auth;
 mod error;
 mod overview;
+pub mod redact;
 mod resources;
 
 #[cfg(feature = "tokens")]
@@ -109,13 +112,44 @@ impl Default for ApiConfig {
 pub(crate) struct ApiState {
     pub(crate) manager: ResourceManager,
     pub(crate) config: ApiConfig,
+    /// `None`: every caller may write (the router of [`router`]).
+    #[cfg(feature = "tokens")]
+    pub(crate) auth: Option<auth::ApiAuth>,
 }
 
 type Shared = Arc<ApiState>;
 
-/// The API router over `manager`.
+/// The API router over `manager`, with no authentication: every caller
+/// may write. For embedders that authenticate in front of it and for
+/// tests; the control plane serves [`router_with_auth`].
 pub fn router(manager: ResourceManager, config: ApiConfig) -> Router {
-    let state = Arc::new(ApiState { manager, config });
+    routes(ApiState {
+        manager,
+        config,
+        #[cfg(feature = "tokens")]
+        auth: None,
+    })
+}
+
+/// The API router over `manager` where writes and secret-revealing reads
+/// need an admin caller as `auth` says (see [`auth`]), with the user token
+/// endpoints of [`auth`]. The server must put the peer address in each
+/// request's extensions as an [`auth::PeerAddr`].
+#[cfg(feature = "tokens")]
+pub fn router_with_auth(
+    manager: ResourceManager,
+    config: ApiConfig,
+    auth: auth::ApiAuth,
+) -> Router {
+    routes(ApiState {
+        manager,
+        config,
+        auth: Some(auth),
+    })
+}
+
+fn routes(state: ApiState) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/", get(index))
         .route("/catalog", get(catalog))
@@ -222,8 +256,23 @@ fn secrets_forbidden() -> Response {
 /// Routes every resource path by hand, so unknown type paths, wrong methods
 /// and mode restrictions all get Kuma-shaped errors.
 async fn dispatch(State(s): State<Shared>, req: Request) -> Response {
+    #[cfg(feature = "tokens")]
+    let peer = auth::peer_of(&req);
     let (call, body, segs) = parse_call(req);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    #[cfg(feature = "tokens")]
+    if let Some(a) = &s.auth {
+        if auth::needs_admin(&call.method, &segs)
+            && let Err(e) = auth::check_admin(a, &call.headers, peer).await
+        {
+            return e.into_response();
+        }
+        if auth::owns(&segs) {
+            return auth::endpoints(a, &call, body, &segs)
+                .await
+                .unwrap_or_else(IntoResponse::into_response);
+        }
+    }
     if names_secrets(&segs) {
         return secrets_forbidden();
     }

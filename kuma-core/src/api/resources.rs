@@ -1,6 +1,6 @@
 //! CRUD over every resource type, through the manager.
 
-use super::{ApiError, ApiMode, ApiState, Call};
+use super::{ApiError, ApiMode, ApiState, Call, redact};
 use crate::resource::{Resource, ResourceKey, ResourceKind, ResourceType, Scope};
 use crate::store::ListRequest;
 use crate::validation::Violation;
@@ -94,7 +94,7 @@ pub(crate) async fn list(
         offset,
     };
     let page = state.manager.list(&request).await?;
-    let items: Vec<_> = page.items.iter().map(|r| r.to_json_value()).collect();
+    let items: Vec<_> = page.items.iter().map(|r| public_json(r)).collect();
     let next = page.next_offset.map(|o| next_url(state, call, size, &o));
     Ok(Json(json!({"total": page.total, "items": items, "next": next})).into_response())
 }
@@ -143,12 +143,13 @@ pub(crate) async fn one(
     match call.method {
         Method::GET | Method::HEAD => {
             let r = state.manager.get(&key).await?;
-            Ok(Json(r.to_json_value()).into_response())
+            Ok(Json(public_json(&r)).into_response())
         }
         Method::PUT => {
             check_writable(state, ty)?;
             let resource = decode_body(state, call, body).await?;
             let resource = check_identity(resource, &key)?;
+            let resource = restore_redacted(state, &key, resource).await?;
             let (_, created) = state.manager.upsert(resource).await?;
             let status = if created {
                 StatusCode::CREATED
@@ -159,6 +160,9 @@ pub(crate) async fn one(
         }
         Method::DELETE => {
             check_writable(state, ty)?;
+            if ty == ResourceType::Mesh && call.param("force") != Some("true") {
+                check_mesh_unused(state, name).await?;
+            }
             state.manager.delete(&key).await?;
             Ok(StatusCode::OK.into_response())
         }
@@ -168,6 +172,68 @@ pub(crate) async fn one(
             "this endpoint accepts GET, PUT and DELETE",
         )),
     }
+}
+
+/// A resource as the public API shows it: private keys redacted.
+fn public_json(r: &Resource) -> serde_json::Value {
+    let mut v = r.to_json_value();
+    redact::redact(r.resource_type(), &mut v);
+    v
+}
+
+/// Refuses `file` data sources and puts stored private keys back where
+/// the written resource holds the redaction marker (see [`redact`]).
+async fn restore_redacted(
+    state: &ApiState,
+    key: &ResourceKey,
+    resource: Resource,
+) -> Result<Resource, ApiError> {
+    let ty = resource.resource_type();
+    if !redact::has_sources(ty) {
+        return Ok(resource);
+    }
+    let mut incoming = resource.to_json_value();
+    let needs_stored = incoming.to_string().contains(redact::REDACTED);
+    let stored = if needs_stored {
+        match state.manager.get(key).await {
+            Ok(r) => Some(r.to_json_value()),
+            Err(crate::manager::ManagerError::Store(crate::store::StoreError::NotFound(_))) => None,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    redact::prepare_write(ty, &mut incoming, stored.as_ref())?;
+    if !needs_stored {
+        return Ok(resource);
+    }
+    Ok(Resource::from_json(&incoming.to_string())?)
+}
+
+/// A Mesh that still has Dataplanes is not deleted (its resources would
+/// go with it, and its proxies lose their configuration) unless the caller
+/// says `?force=true`: 409 naming how many.
+async fn check_mesh_unused(state: &ApiState, mesh: &str) -> Result<(), ApiError> {
+    let page = state
+        .manager
+        .list(&ListRequest {
+            resource_type: ResourceType::Dataplane,
+            mesh: Some(mesh.to_string()),
+            page_size: Some(1),
+            offset: None,
+        })
+        .await?;
+    if page.total == 0 {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "Mesh is in use",
+        format!(
+            "mesh {mesh:?} still has {} Dataplane(s): delete them first, or delete the mesh with ?force=true (kumactl delete mesh {mesh} --force)",
+            page.total
+        ),
+    ))
 }
 
 async fn decode_body(state: &ApiState, call: &Call, body: Body) -> Result<Resource, ApiError> {

@@ -312,3 +312,46 @@ async fn dataplanes_with_insights_and_filters() {
     let (s, _) = call(&app, "PUT", "/meshes/default/dataplanes+insights/a", "{}").await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn a_mesh_with_dataplanes_is_deleted_only_with_force() {
+    let app = app().await;
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/meshes/default/dataplanes/web-1",
+        &dp("web-1", 8080),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/meshes/default/dataplanes/web-2",
+        &dp("web-2", 8081),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = call(&app, "DELETE", "/meshes/default", "").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let details = v["details"].as_str().unwrap();
+    assert!(details.contains("2 Dataplane"), "{details}");
+    assert!(details.contains("force=true"), "{details}");
+    let (s, _) = call(&app, "GET", "/meshes/default", "").await;
+    assert_eq!(s, StatusCode::OK, "the mesh is still there");
+    let (s, v) = call(&app, "DELETE", "/meshes/default?force=true", "").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, _) = call(&app, "GET", "/meshes/default/dataplanes/web-1", "").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // An empty mesh needs no force.
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/meshes/empty",
+        r#"{"type":"Mesh","name":"empty"}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(&app, "DELETE", "/meshes/empty", "").await;
+    assert_eq!(s, StatusCode::OK);
+}

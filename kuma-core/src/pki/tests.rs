@@ -391,3 +391,23 @@ async fn a_broken_stored_server_ca_is_an_error_naming_the_config() {
         assert_eq!(kept.spec_as::<ConfigSpec>().unwrap().config, text);
     }
 }
+
+#[test]
+fn file_data_sources_are_regular_files_of_bounded_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("ca.pem");
+    std::fs::write(&small, b"-----BEGIN CERTIFICATE-----\n").unwrap();
+    assert_eq!(
+        read_ca_file(small.to_str().unwrap()).unwrap(),
+        b"-----BEGIN CERTIFICATE-----\n"
+    );
+    let big = dir.path().join("big.pem");
+    std::fs::write(&big, vec![b'a'; MAX_DATA_SOURCE_FILE as usize + 1]).unwrap();
+    let e = read_ca_file(big.to_str().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("larger than 65536"), "{e}");
+    let e = read_ca_file(dir.path().to_str().unwrap()).unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+    // A character device would never end.
+    let e = read_ca_file("/dev/zero").unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}

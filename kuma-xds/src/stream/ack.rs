@@ -40,6 +40,23 @@ pub enum Reply {
     Nack,
 }
 
+/// The longest NACK error detail kept (in the tracker and in insights), in
+/// bytes: a client's `error_detail` is bounded before it is stored.
+pub const MAX_NACK_DETAIL: usize = 4096;
+
+/// `detail` cut to at most [`MAX_NACK_DETAIL`] bytes (on a character
+/// boundary), with ` [truncated]` appended when it was cut.
+pub fn truncate_detail(detail: &str) -> std::borrow::Cow<'_, str> {
+    if detail.len() <= MAX_NACK_DETAIL {
+        return std::borrow::Cow::Borrowed(detail);
+    }
+    let mut end = MAX_NACK_DETAIL;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{} [truncated]", &detail[..end]))
+}
+
 /// A rejection still standing: the version the client refused and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Nack {
@@ -88,7 +105,7 @@ impl AckTracker {
             Some(error) => {
                 self.nack = Some(Box::new(Nack {
                     version: sent.version.clone(),
-                    error: error.to_string(),
+                    error: truncate_detail(error).into_owned(),
                 }));
                 Reply::Nack
             }
@@ -132,6 +149,24 @@ impl AckTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nack_details_are_bounded() {
+        assert_eq!(truncate_detail("short"), "short");
+        // Multi-byte characters across the limit: cut on a boundary.
+        let long = "é".repeat(MAX_NACK_DETAIL);
+        let cut = truncate_detail(&long);
+        assert!(
+            cut.len() <= MAX_NACK_DETAIL + " [truncated]".len(),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.ends_with(" [truncated]"));
+        let mut acks = AckTracker::default();
+        acks.sent("v1", "n1".into());
+        assert_eq!(acks.on_request("n1", Some(&long)), Reply::Nack);
+        assert!(acks.nack().unwrap().error.len() <= MAX_NACK_DETAIL + 12);
+    }
 
     #[test]
     fn requests_are_sorted_by_their_nonce() {

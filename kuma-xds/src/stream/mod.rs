@@ -61,6 +61,27 @@ use tokio::time::Interval;
 use tonic::{Status, Streaming};
 use tracing::debug;
 
+/// What one client may take of a stream server (`limits.grpc` in kuma-cp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// A stream that sends no first request within this is ended with
+    /// `DEADLINE_EXCEEDED` (a proxy sends its first request at once).
+    pub first_request_timeout: Duration,
+    /// The largest request message accepted; a larger one ends the stream
+    /// with `RESOURCE_EXHAUSTED` (tonic's decoder enforces it).
+    pub max_request_bytes: usize,
+}
+
+impl Default for StreamLimits {
+    /// 15 s and 4 MiB.
+    fn default() -> Self {
+        Self {
+            first_request_timeout: Duration::from_secs(15),
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
 /// Where a service's resources come from: something a client's stream can
 /// watch. The snapshot cache is the source of ADS; the SDS server's
 /// certificate state is the source of SDS.
@@ -171,9 +192,18 @@ async fn tick(interval: &mut Option<Interval>) {
     }
 }
 
+/// The status ending a stream whose request was larger than the limit
+/// (tonic's decoder says `OUT_OF_RANGE`; gRPC's convention for a message
+/// over the size limit is `RESOURCE_EXHAUSTED`).
+fn too_large(e: &Status) -> Status {
+    Status::resource_exhausted(e.message().to_string())
+}
+
 /// Runs stream `stream` of `service` from its first request to its end:
 /// requests come from `inbound`, responses go to `sink`, and the stream
-/// ends with `UNAVAILABLE` once `stop` turns `true`.
+/// ends with `UNAVAILABLE` once `stop` turns `true`, or with
+/// `DEADLINE_EXCEEDED` when no first request came within
+/// `first_request_timeout`.
 pub async fn run<S: Service>(
     service: &S,
     stream: u64,
@@ -181,10 +211,25 @@ pub async fn run<S: Service>(
     mut inbound: Streaming<S::Request>,
     sink: S::Sink,
     mut stop: Option<watch::Receiver<bool>>,
+    first_request_timeout: Duration,
 ) {
-    let first = match inbound.message().await {
-        Ok(Some(r)) => r,
-        _ => return,
+    let first = tokio::select! {
+        first = tokio::time::timeout(first_request_timeout, inbound.message()) => first,
+        () = stopped(&mut stop) => return,
+    };
+    let first = match first {
+        Ok(Ok(Some(r))) => r,
+        Ok(Err(e)) if e.code() == tonic::Code::OutOfRange => {
+            return Box::pin(sink.end(too_large(&e))).await;
+        }
+        Ok(_) => return,
+        Err(_) => {
+            debug!(service = S::NAME, stream, "no first request in time");
+            let status = Status::deadline_exceeded(format!(
+                "no DiscoveryRequest within {first_request_timeout:?} of opening the stream"
+            ));
+            return Box::pin(sink.end(status)).await;
+        }
     };
     let opened = Box::pin(async {
         let node = S::node(&first);
@@ -205,6 +250,7 @@ pub async fn run<S: Service>(
             msg = inbound.message() => match msg {
                 Ok(Some(req)) => Box::pin(state.on_request(req, &sink)).await,
                 Ok(None) => break,
+                Err(e) if e.code() == tonic::Code::OutOfRange => Err(too_large(&e)),
                 Err(e) => {
                     debug!(service = S::NAME, stream, error = %e, "stream error");
                     break;

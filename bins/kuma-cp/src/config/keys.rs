@@ -102,6 +102,7 @@ pub static ENV_KEYS: &[EnvKey] = env_keys! {
     "xdsServer.diagnosticsPort", "15680" => xds_server.diagnostics_port;
     "apiServer.port", "15681" => api_server.port;
     "apiServer.readOnly", "true" => api_server.read_only;
+    "apiServer.auth.allowFromLocalhost", "false" => api_server.auth.allow_from_localhost;
     "bootstrapServer.port", "15682" => bootstrap_server.port;
     "bootstrapServer.params.xdsHost", "xds.example" => bootstrap_server.params.xds_host;
     "bootstrapServer.params.xdsPort", "15678" => bootstrap_server.params.xds_port;
@@ -120,6 +121,13 @@ pub static ENV_KEYS: &[EnvKey] = env_keys! {
         => runtime.kubernetes.sidecar_traffic.exclude_outbound_ports;
     "runtime.universal.dataplaneCleanupAge", "45s"
         => runtime.universal.dataplane_cleanup_age;
+    "limits.http.maxConnections", "100" => limits.http.max_connections;
+    "limits.http.headerReadTimeout", "5s" => limits.http.header_read_timeout;
+    "limits.http.requestTimeout", "30s" => limits.http.request_timeout;
+    "limits.http.maxBodyBytes", "1048576" => limits.http.max_body_bytes;
+    "limits.grpc.maxConcurrentStreams", "8" => limits.grpc.max_concurrent_streams;
+    "limits.grpc.maxMessageBytes", "1048576" => limits.grpc.max_message_bytes;
+    "limits.grpc.firstRequestTimeout", "5s" => limits.grpc.first_request_timeout;
 };
 
 // ---------------------------------------------------------------------------

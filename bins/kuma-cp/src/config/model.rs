@@ -60,6 +60,10 @@ pub struct KumaCpConfig {
     /// `runtime`: environment-specific settings.
     #[serde(deserialize_with = "de_section")]
     pub runtime: RuntimeConfig,
+    /// `limits`: what one client may take of every port (not a Kuma key;
+    /// docs/security.md, "Limits").
+    #[serde(deserialize_with = "de_section")]
+    pub limits: LimitsConfig,
     /// `KUMA_*` environment variables that are not configuration keys this
     /// control plane knows; they were ignored. Sorted, without duplicates.
     /// Not part of the YAML layout.
@@ -461,6 +465,9 @@ pub struct ApiServerConfig {
     /// `apiServer.readOnly`: refuse every write (default false).
     #[serde(deserialize_with = "de_bool")]
     pub read_only: bool,
+    /// `apiServer.auth`: who may write.
+    #[serde(deserialize_with = "de_section")]
+    pub auth: ApiServerAuthConfig,
 }
 
 impl Default for ApiServerConfig {
@@ -468,6 +475,98 @@ impl Default for ApiServerConfig {
         ApiServerConfig {
             port: 5681,
             read_only: false,
+            auth: ApiServerAuthConfig::default(),
+        }
+    }
+}
+
+/// `apiServer.auth`: who may write through the API (reads are open).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ApiServerAuthConfig {
+    /// `apiServer.auth.allowFromLocalhost`: requests from a loopback
+    /// address may write without a user token (default true).
+    #[serde(deserialize_with = "de_bool")]
+    pub allow_from_localhost: bool,
+}
+
+impl Default for ApiServerAuthConfig {
+    fn default() -> Self {
+        ApiServerAuthConfig {
+            allow_from_localhost: true,
+        }
+    }
+}
+
+/// `limits`: bounds on what clients may take of the control plane's ports.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// `limits.http`: every HTTP port (API, admin, bootstrap, diagnostics).
+    #[serde(deserialize_with = "de_section")]
+    pub http: HttpLimitsConfig,
+    /// `limits.grpc`: every gRPC port (ADS, SDS).
+    #[serde(deserialize_with = "de_section")]
+    pub grpc: GrpcLimitsConfig,
+}
+
+/// `limits.http`: applied to each HTTP port separately.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HttpLimitsConfig {
+    /// `limits.http.maxConnections`: open connections per port; further
+    /// clients wait in the listen backlog (default 4096).
+    #[serde(deserialize_with = "de_count")]
+    pub max_connections: usize,
+    /// `limits.http.headerReadTimeout`: a connection that has not sent a
+    /// whole request head within this is closed (default 10s).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub header_read_timeout: Duration,
+    /// `limits.http.requestTimeout`: a request not answered within this
+    /// gets 408 (default 60s).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub request_timeout: Duration,
+    /// `limits.http.maxBodyBytes`: a larger request body gets 413
+    /// (default 4 MiB).
+    #[serde(deserialize_with = "de_count")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpLimitsConfig {
+    fn default() -> Self {
+        HttpLimitsConfig {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_body_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// `limits.grpc`: applied to the ADS and SDS servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct GrpcLimitsConfig {
+    /// `limits.grpc.maxConcurrentStreams`: streams per HTTP/2 connection
+    /// (default 16; Envoy opens one ADS stream and a few SDS streams).
+    #[serde(deserialize_with = "de_count")]
+    pub max_concurrent_streams: usize,
+    /// `limits.grpc.maxMessageBytes`: a larger request message ends its
+    /// stream with RESOURCE_EXHAUSTED (default 4 MiB).
+    #[serde(deserialize_with = "de_count")]
+    pub max_message_bytes: usize,
+    /// `limits.grpc.firstRequestTimeout`: a stream that sends no request
+    /// within this is ended with DEADLINE_EXCEEDED (default 15s).
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub first_request_timeout: Duration,
+}
+
+impl Default for GrpcLimitsConfig {
+    fn default() -> Self {
+        GrpcLimitsConfig {
+            max_concurrent_streams: 16,
+            max_message_bytes: 4 * 1024 * 1024,
+            first_request_timeout: Duration::from_secs(15),
         }
     }
 }

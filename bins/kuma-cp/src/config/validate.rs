@@ -32,6 +32,39 @@ impl KumaCpConfig {
         if self.dns_server.domain.trim().trim_matches('.').is_empty() {
             return Err(invalid_effective("dnsServer.domain", "must not be empty"));
         }
+        let positive = [
+            (
+                "limits.http.maxConnections",
+                self.limits.http.max_connections == 0,
+            ),
+            (
+                "limits.http.maxBodyBytes",
+                self.limits.http.max_body_bytes == 0,
+            ),
+            (
+                "limits.http.headerReadTimeout",
+                self.limits.http.header_read_timeout.is_zero(),
+            ),
+            (
+                "limits.http.requestTimeout",
+                self.limits.http.request_timeout.is_zero(),
+            ),
+            (
+                "limits.grpc.maxConcurrentStreams",
+                self.limits.grpc.max_concurrent_streams == 0,
+            ),
+            (
+                "limits.grpc.maxMessageBytes",
+                self.limits.grpc.max_message_bytes == 0,
+            ),
+            (
+                "limits.grpc.firstRequestTimeout",
+                self.limits.grpc.first_request_timeout.is_zero(),
+            ),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, zero)| *zero) {
+            return Err(invalid_effective(key, "must be above zero"));
+        }
         if self.general.advertised_hostname.trim().is_empty() {
             return Err(invalid_effective(
                 "general.advertisedHostname",

@@ -3,6 +3,7 @@
 use super::{Env, emit};
 use crate::cli::ControlPlanesCommand;
 use crate::client::Client;
+use crate::config::parse_auth;
 use crate::table::Table;
 use anyhow::{Result, bail};
 
@@ -14,13 +15,16 @@ pub fn run(env: &Env, cmd: ControlPlanesCommand) -> Result<()> {
             name,
             address,
             overwrite,
+            auth_type,
+            auth_conf,
         } => {
+            let auth = parse_auth(auth_type.as_deref(), &auth_conf)?;
             // Check the name first: no point probing a server for nothing.
             config
                 .clone()
-                .add_control_plane(&name, &address, overwrite)?;
+                .add_control_plane_with_auth(&name, &address, auth.clone(), overwrite)?;
             check_control_plane(&address)?;
-            config.add_control_plane(&name, &address, overwrite)?;
+            config.add_control_plane_with_auth(&name, &address, auth, overwrite)?;
             config.save(&path)?;
             emit(&format!(
                 "added Control Plane {name:?}\nswitched active Control Plane to {name:?}\n"

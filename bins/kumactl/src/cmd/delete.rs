@@ -1,4 +1,4 @@
-//! `kumactl delete <type> <name> [-m MESH]`.
+//! `kumactl delete <type> <name> [-m MESH] [--force]`.
 
 use super::{Env, emit};
 use crate::cli::DeleteArgs;
@@ -9,7 +9,10 @@ use kuma_core::resource::Scope;
 pub fn run(env: &Env, args: &DeleteArgs) -> Result<()> {
     let ty = parse_type(&args.resource_type)?;
     let mesh = (ty.scope() == Scope::Mesh).then_some(args.mesh.as_str());
-    env.client_for(ty)?
-        .delete(&resource_path(ty, mesh, &args.name))?;
+    let mut path = resource_path(ty, mesh, &args.name);
+    if args.force {
+        path.push_str("?force=true");
+    }
+    env.client_for(ty)?.delete(&path)?;
     emit(&format!("deleted {ty} {:?}\n", args.name))
 }

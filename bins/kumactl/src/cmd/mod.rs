@@ -45,7 +45,8 @@ impl Env {
         }
         let config = self.load_config()?;
         let cp = config.current_control_plane()?;
-        Ok(Client::new(&cp.coordinates.api_server.url))
+        let api = &cp.coordinates.api_server;
+        Ok(Client::new(&api.url).with_token(api.token()))
     }
 
     /// A client for the control plane's admin server (dataplane tokens,
