@@ -64,12 +64,17 @@ async fn bind_loopback(key: &str, port: u16) -> Result<(TcpListener, SocketAddr)
     Ok((listener, addr))
 }
 
-pub(crate) fn serve(
+/// Serves `app` on `listener` (plain TCP, or [`crate::tls::TlsListener`])
+/// until `shutdown` turns true.
+pub(crate) fn serve<L>(
     name: &'static str,
-    listener: TcpListener,
+    listener: L,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -197,7 +202,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         hostname: host.clone(),
         version: VERSION.to_string(),
         catalog: Catalog {
-            bootstrap_url: format!("http://{host}:{bootstrap_port}"),
+            bootstrap_url: format!("https://{host}:{bootstrap_port}"),
             admin_local_url: format!("http://localhost:{}", admin_addr.port()),
             admin_public_url: String::new(),
             monitoring_assignment_url: format!(
@@ -226,7 +231,13 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         serve(
             "admin",
             admin_listener,
-            api::admin_router(manager.clone(), tokens),
+            api::admin_router_with_ca(
+                manager.clone(),
+                tokens,
+                xds_listeners
+                    .as_ref()
+                    .map(|l| l.trusted_ca_pem().to_string()),
+            ),
             stop_rx.clone(),
         ),
     ];
