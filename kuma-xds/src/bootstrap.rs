@@ -5,8 +5,9 @@
 //! "dataplaneToken", "dataplaneTokenPath", "dataplaneResource", "deltaXds",
 //! "version": {"kumaDp": {"version"}}}`) and gets an Envoy v3 bootstrap
 //! (YAML) whose node id is `<mesh>.<name>`, whose static clusters are the
-//! ADS server (`ads_cluster`) and, when configured, the SDS server
-//! (`kuma:sds`, TLS trusting the control plane's SDS CA, see
+//! ADS server (`ads_cluster`, over TLS trusting the control plane's CA when
+//! [`BootstrapConfig::xds_ca_pem`] is set) and, when configured, the SDS
+//! server (`kuma:sds`, TLS trusting the control plane's CA, see
 //! [`SdsBootstrap`]), and whose admin listens on `127.0.0.1:<adminPort>`.
 //!
 //! With token checks on, `dataplaneToken` must be a valid dataplane token for
@@ -70,6 +71,10 @@ pub struct BootstrapConfig {
     pub xds_host: Option<String>,
     /// Port Envoy dials for ADS.
     pub xds_port: u16,
+    /// The CA certificate (PEM) the ADS server's TLS certificate is issued
+    /// by: Envoy reaches ADS over TLS trusting only it. `None`: ADS is
+    /// plaintext (tests of the library only; kuma-cp always sets it).
+    pub xds_ca_pem: Option<String>,
     /// The SDS server Envoy gets mTLS certificates from (the `kuma:sds`
     /// cluster); `None`: no such cluster.
     pub sds: Option<SdsBootstrap>,
@@ -103,6 +108,8 @@ pub struct BootstrapParams {
     pub xds_host: String,
     /// ADS port.
     pub xds_port: u16,
+    /// The CA (PEM) Envoy trusts for ADS over TLS; `None`: plaintext ADS.
+    pub xds_ca_pem: Option<String>,
     /// Dataplane JSON to register on connect, if any.
     pub dataplane_resource: Option<String>,
     /// kuma-dp version, if told.
@@ -124,6 +131,7 @@ impl std::fmt::Debug for BootstrapParams {
             .field("admin_port", &self.admin_port)
             .field("xds_host", &self.xds_host)
             .field("xds_port", &self.xds_port)
+            .field("xds_tls", &self.xds_ca_pem.is_some())
             .field("dataplane_resource", &self.dataplane_resource)
             .field("kuma_dp_version", &self.kuma_dp_version)
             .field("delta_xds", &self.delta_xds)
@@ -156,11 +164,11 @@ pub fn bootstrap(p: &BootstrapParams) -> Value {
     if let Some(token) = &p.dataplane_token {
         ads_service["initial_metadata"] = json!([{"key": "authorization", "value": token}]);
     }
-    let mut clusters = vec![control_plane_cluster(
-        "ads_cluster",
-        &p.xds_host,
-        p.xds_port,
-    )];
+    let mut ads_cluster = control_plane_cluster("ads_cluster", &p.xds_host, p.xds_port);
+    if let Some(ca_pem) = &p.xds_ca_pem {
+        ads_cluster["transport_socket"] = control_plane_tls(&p.xds_host, ca_pem);
+    }
+    let mut clusters = vec![ads_cluster];
     if let Some(sds) = &p.sds {
         clusters.push(sds_cluster(&p.xds_host, sds));
     }
@@ -211,27 +219,33 @@ fn control_plane_cluster(name: &str, host: &str, port: u16) -> Value {
     })
 }
 
-/// The `kuma:sds` cluster: the SDS server on the ADS host, over TLS that
-/// trusts only the control plane's own SDS CA (generated at start and
-/// signing nothing but the SDS server's certificate, so the chain alone
+/// The `transport_socket` of a control-plane cluster: TLS that trusts only
+/// the control plane's own CA (`ca_pem`; the one kept in the store signs
+/// nothing but the control plane's server certificates, so the chain alone
 /// authenticates the server, whatever name the proxy reaches it by). SNI is
 /// the host when it is a name; TLS has no SNI for IP addresses.
-fn sds_cluster(host: &str, sds: &SdsBootstrap) -> Value {
-    let mut cluster = control_plane_cluster(SDS_CLUSTER, host, sds.port);
+fn control_plane_tls(host: &str, ca_pem: &str) -> Value {
     let mut tls = json!({
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
         "common_tls_context": {
             "alpn_protocols": ["h2"],
-            "validation_context": {"trusted_ca": {"inline_string": sds.ca_pem}},
+            "validation_context": {"trusted_ca": {"inline_string": ca_pem}},
         },
     });
     if host.parse::<std::net::IpAddr>().is_err() {
         tls["sni"] = json!(host);
     }
-    cluster["transport_socket"] = json!({
+    json!({
         "name": "envoy.transport_sockets.tls",
         "typed_config": tls,
-    });
+    })
+}
+
+/// The `kuma:sds` cluster: the SDS server on the ADS host, over TLS (see
+/// [`control_plane_tls`]).
+fn sds_cluster(host: &str, sds: &SdsBootstrap) -> Value {
+    let mut cluster = control_plane_cluster(SDS_CLUSTER, host, sds.port);
+    cluster["transport_socket"] = control_plane_tls(host, &sds.ca_pem);
     cluster
 }
 
@@ -374,6 +388,7 @@ async fn bootstrap_for(s: &ServerState, headers: &HeaderMap, body: &[u8]) -> Res
             .trim_end_matches(']')
             .to_string(),
         xds_port: s.config.xds_port,
+        xds_ca_pem: s.config.xds_ca_pem.clone(),
         dataplane_resource: resource_json,
         kuma_dp_version: req.kuma_dp_version().map(str::to_string),
         delta_xds: req.delta_xds,
@@ -402,6 +417,7 @@ mod tests {
             admin_port: 9901,
             xds_host: "cp.example".into(),
             xds_port: 5678,
+            xds_ca_pem: Some("-----BEGIN CERTIFICATE-----\nCA\n".into()),
             dataplane_resource: None,
             kuma_dp_version: None,
             delta_xds: false,
@@ -430,6 +446,44 @@ mod tests {
         assert_eq!(
             services[0]["initial_metadata"],
             json!([{"key": "authorization", "value": "t0ken"}])
+        );
+    }
+
+    /// ADS goes over TLS trusting the control plane's CA, as SDS does, with
+    /// SNI the host name; an IP address gets no SNI; without a CA ADS is
+    /// plaintext.
+    #[test]
+    fn ads_cluster_is_tls_trusting_the_control_plane_ca() {
+        let b = bootstrap(&params(true));
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let ads = clusters
+            .iter()
+            .find(|c| c["name"] == "ads_cluster")
+            .unwrap();
+        let tls = &ads["transport_socket"]["typed_config"];
+        assert_eq!(
+            tls["@type"],
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+        );
+        assert_eq!(
+            tls["common_tls_context"]["validation_context"]["trusted_ca"]["inline_string"],
+            "-----BEGIN CERTIFICATE-----\nCA\n"
+        );
+        assert_eq!(tls["sni"], "cp.example");
+        let sds = clusters.iter().find(|c| c["name"] == SDS_CLUSTER).unwrap();
+        assert_eq!(sds["transport_socket"]["typed_config"]["sni"], "cp.example");
+
+        let mut p = params(false);
+        p.xds_host = "127.0.0.1".into();
+        let b = bootstrap(&p);
+        let ads = &b["static_resources"]["clusters"][0];
+        assert!(ads["transport_socket"]["typed_config"].get("sni").is_none());
+        p.xds_ca_pem = None;
+        let b = bootstrap(&p);
+        assert!(
+            b["static_resources"]["clusters"][0]
+                .get("transport_socket")
+                .is_none()
         );
     }
 

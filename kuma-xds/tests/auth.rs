@@ -71,6 +71,7 @@ fn bootstrap_app(manager: ResourceManager, auth: DataplaneAuth) -> axum::Router 
         BootstrapConfig {
             xds_host: Some("127.0.0.1".into()),
             xds_port: 5678,
+            xds_ca_pem: None,
             sds: None,
         },
         auth,

@@ -574,6 +574,7 @@ async fn envoy_gets_and_rotates_its_certificate_through_the_bootstrap_cluster() 
         admin_port: 0,
         xds_host: "localhost".into(),
         xds_port: 1,
+        xds_ca_pem: None,
         dataplane_resource: None,
         kuma_dp_version: None,
         delta_xds: false,

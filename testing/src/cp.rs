@@ -6,6 +6,16 @@
 //! Dataplane tokens are checked by default, so proxies get a token issued
 //! through the admin server ([`ControlPlane::issue_token`]).
 //!
+//! The bootstrap server, ADS and SDS speak TLS. The harness gives every
+//! control plane a server certificate of its own CA, kept in the control
+//! plane's directory (`cp-tls/`, as `general.tlsCertFile`/`tlsKeyFile`), so
+//! a control plane restarted in the same directory, even on a fresh store,
+//! keeps the identity its proxies trust; a test that sets
+//! `KUMA_GENERAL_TLS_CERT_FILE` itself, or passes [`OWN_TLS`], gets the
+//! control plane's own (its CA kept in the store). Either way
+//! [`ControlPlane::ca_file`] holds the CA proxies trust, read from the
+//! admin server's `GET /control-plane/ca-cert`, and kuma-dp is given it.
+//!
 //! Two ways to restart:
 //! - [`ControlPlane::start_in`] with `Some(ports)`: a new control plane on
 //!   the same ports with a fresh, empty store; the signing keys saved from
@@ -20,7 +30,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bins::{kuma_cp_bin, kumactl_bin};
-use crate::http::{http_get, try_http_get, try_http_post_json, try_http_put_json};
+use crate::http::{
+    http_get, try_http_get, try_http_post_json, try_http_put_json, try_https_post_json,
+};
 use crate::process::{EXIT_LIMIT, Proc, clean_kuma_env, wait_exit, wait_for};
 
 /// Every port setting, so tests can run many control planes side by side.
@@ -34,6 +46,64 @@ pub const PORT_VARS: [&str; 8] = [
     "KUMA_ADMIN_SERVER_LOCAL_PORT",
     "KUMA_MONITORING_ASSIGNMENT_SERVER_GRPC_PORT",
 ];
+
+/// Pass in a control plane's `env` to have it use its own TLS identity
+/// (the CA kept in its store) instead of the harness's certificate; the
+/// pair itself is not passed on.
+pub const OWN_TLS: (&str, &str) = ("kuma-testing: own TLS identity", "");
+
+/// The harness's server certificate (for `localhost`, `127.0.0.1`, `::1`)
+/// and key files in `dir/cp-tls/`, made once per directory; the certificate
+/// file ends with the CA, which the control plane then tells proxies to
+/// trust.
+fn harness_tls(dir: &Path) -> (PathBuf, PathBuf) {
+    let tls_dir = dir.join("cp-tls");
+    let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
+    if cert.exists() && key.exists() {
+        return (cert, key);
+    }
+    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kuma-testing control-plane CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).expect("a CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().expect("a server key");
+    let mut params = rcgen::CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])
+    .expect("server params");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server = params
+        .signed_by(&server_key, &issuer)
+        .expect("a server certificate");
+    // Made aside and renamed into place: control planes started at once in
+    // one directory all use the first complete set.
+    let tmp = dir.join(format!(
+        "cp-tls.{}.{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&tmp).expect("creating the TLS dir");
+    std::fs::write(
+        tmp.join("cert.pem"),
+        format!("{}{}", server.pem(), ca_cert.pem()),
+    )
+    .expect("writing the certificate");
+    std::fs::write(tmp.join("key.pem"), server_key.serialize_pem()).expect("writing the key");
+    if std::fs::rename(&tmp, &tls_dir).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    (cert, key)
+}
 
 /// How long start-up may take at most.
 pub const STARTUP_LIMIT: Duration = Duration::from_secs(30);
@@ -154,6 +224,9 @@ pub struct ControlPlane {
     pub diagnostics: String,
     /// `http://127.0.0.1:PORT` of the admin server (tokens, Secrets).
     pub admin: String,
+    /// The CA certificate (PEM) proxies trust for the control plane's TLS
+    /// ports (empty path for a control plane that serves no proxies).
+    pub ca_file: PathBuf,
     /// Where `kumactl` keeps its config for this control plane.
     pub kumactl_home: tempfile::TempDir,
     /// How long from spawn to `/ready` answering 200.
@@ -244,12 +317,20 @@ impl ControlPlane {
             ("KUMA_ADMIN_SERVER_LOCAL_PORT", p(|c| c.admin)),
             ("KUMA_SDS_SERVER_GRPC_PORT", p(|c| c.sds)),
         ];
+        let own_tls = env.contains(&OWN_TLS);
+        let env: Vec<(&str, &str)> = env.iter().copied().filter(|e| *e != OWN_TLS).collect();
+        let given_tls = env.iter().any(|(k, _)| *k == "KUMA_GENERAL_TLS_CERT_FILE");
         // Resolving (maybe building) the binary is not start-up time.
         let mut cmd = kuma_cp_command(&[]);
         cmd.env("KUMA_STORE_TYPE", "local")
             .env("KUMA_STORE_LOCAL_PATH", &store_path)
-            .envs(port_env)
-            .envs(env.iter().copied());
+            .envs(port_env);
+        if !own_tls && !given_tls {
+            let (cert, key) = harness_tls(dir);
+            cmd.env("KUMA_GENERAL_TLS_CERT_FILE", cert)
+                .env("KUMA_GENERAL_TLS_KEY_FILE", key);
+        }
+        cmd.envs(env.iter().copied());
         let started = Instant::now();
         let deadline = started + STARTUP_LIMIT;
         let mut proc = Proc::spawn(tag, cmd, &dir.join(format!("{tag}.log")));
@@ -290,6 +371,16 @@ impl ControlPlane {
             std::thread::sleep(Duration::from_millis(10));
         }
         let ready_after = started.elapsed();
+        let ca_file = if bound.bootstrap == 0 {
+            PathBuf::new()
+        } else {
+            let url = format!("{}/control-plane/ca-cert", url(bound.admin));
+            let (status, pem) = try_http_get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            assert_eq!(status, 200, "GET {url}: {pem}");
+            let path = dir.join(format!("{tag}-ca.pem"));
+            std::fs::write(&path, pem).expect("writing the control plane's CA");
+            path
+        };
         let cp = ControlPlane {
             proc,
             store_path,
@@ -298,6 +389,7 @@ impl ControlPlane {
             api: url(bound.api),
             diagnostics: url(bound.diagnostics),
             admin: url(bound.admin),
+            ca_file,
             kumactl_home: tempfile::tempdir().expect("temp dir"),
             ready_after,
             startup_log: log.lines().map(str::to_owned).collect(),
@@ -316,6 +408,22 @@ impl ControlPlane {
     /// The HTTP API's base URL (the same as [`ControlPlane::api`]).
     pub fn api_url(&self) -> String {
         self.api.clone()
+    }
+
+    /// `https://127.0.0.1:PORT` of the bootstrap server: kuma-dp's
+    /// `--cp-address`.
+    pub fn bootstrap_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.ports.bootstrap)
+    }
+
+    /// `POST /bootstrap` with the JSON `body`, over TLS trusting
+    /// [`Self::ca_file`] -> (status, body), or the transport error.
+    pub fn bootstrap(&self, body: &str) -> Result<(u16, String), String> {
+        try_https_post_json(
+            &format!("{}/bootstrap", self.bootstrap_url()),
+            &self.ca_file,
+            body,
+        )
     }
 
     /// The admin server's base URL (tokens, Secrets), loopback only.

@@ -1,5 +1,7 @@
 //! [`Dataplane`]: a `kuma-dp run` with a real Envoy in front of an app, and
-//! the Dataplane YAML of the tests.
+//! the Dataplane YAML of the tests. kuma-dp reaches the control plane's
+//! bootstrap server over TLS, verifying it with the control plane's
+//! [`ControlPlane::ca_file`].
 
 use std::path::Path;
 use std::process::Command;
@@ -9,6 +11,9 @@ use crate::bins::kuma_dp_bin;
 use crate::cp::ControlPlane;
 use crate::http::try_http_get;
 use crate::process::{Proc, clean_kuma_env, free_port, wait_for};
+
+/// kuma-dp's `--drain-time` unless a test gives its own.
+pub const DRAIN_TIME: &str = "2s";
 
 /// A running `kuma-dp run` (and its Envoy).
 pub struct Dataplane {
@@ -144,7 +149,7 @@ impl Dataplane {
         clean_kuma_env(&mut cmd);
         cmd.arg("run")
             .arg("--cp-address")
-            .arg(cp.api_url())
+            .arg(cp.bootstrap_url())
             .arg("--dataplane-file")
             .arg(&file)
             .arg("--admin-port")
@@ -154,8 +159,16 @@ impl Dataplane {
             .arg("--binary-path")
             .arg(envoy)
             .arg("--config-dir")
-            .arg(&config_dir)
-            .args(extra);
+            .arg(&config_dir);
+        if !extra.iter().any(|a| a.starts_with("--ca-cert-file")) {
+            cmd.arg("--ca-cert-file").arg(&cp.ca_file);
+        }
+        // Kuma's 30 s default makes every stop of a proxy that still has
+        // connections open take that long; tests choose theirs.
+        if !extra.iter().any(|a| a.starts_with("--drain-time")) {
+            cmd.arg("--drain-time").arg(DRAIN_TIME);
+        }
+        cmd.args(extra);
         if let Some(path) = &token_file {
             cmd.arg("--dataplane-token-file").arg(path);
         }

@@ -126,6 +126,42 @@ pub fn try_http_post_json(url: &str, json: &str) -> Result<(u16, String), String
     )
 }
 
+/// `POST url` with a JSON body over HTTPS, trusting only the CA
+/// certificates (PEM) in `ca_file` -> (status, body), or the transport
+/// error (a certificate the CA does not vouch for is one).
+pub fn try_https_post_json(
+    url: &str,
+    ca_file: &std::path::Path,
+    json: &str,
+) -> Result<(u16, String), String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .build()
+        .into();
+    status_and_body(
+        agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(json),
+    )
+}
+
 /// `PUT url` with a JSON body -> (status, body), or the transport error.
 pub fn try_http_put_json(url: &str, json: &str) -> Result<(u16, String), String> {
     status_and_body(

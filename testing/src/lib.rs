@@ -29,12 +29,13 @@ pub mod process;
 pub use app::{App, AppBehavior};
 pub use bins::{envoy_or_skip, kuma_cp_bin, kuma_dp_bin, kumactl_bin};
 pub use cp::{
-    ControlPlane, CpPorts, PORT_VARS, STARTUP_LIMIT, StoreDir, address_of, kuma_cp_command, kumactl,
+    ControlPlane, CpPorts, OWN_TLS, PORT_VARS, STARTUP_LIMIT, StoreDir, address_of,
+    kuma_cp_command, kumactl,
 };
-pub use dp::{Dataplane, DpToken, backend_yaml, caller_yaml, frontend_yaml};
+pub use dp::{DRAIN_TIME, Dataplane, DpToken, backend_yaml, caller_yaml, frontend_yaml};
 pub use http::{
     Tally, cause_fields, http_delete, http_get, http_post, http_put, json, request, send,
-    try_http_delete, try_http_get, try_http_post_json, try_http_put_json,
+    try_http_delete, try_http_get, try_http_post_json, try_http_put_json, try_https_post_json,
 };
 pub use postgres::Postgres;
 pub use process::{

@@ -7,6 +7,7 @@ mod diagnostics;
 mod dns;
 mod server;
 mod store;
+mod tls;
 mod xds;
 
 use clap::{Parser, Subcommand};

@@ -97,19 +97,23 @@ impl From<&HttpLimitsConfig> for HttpLimits {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `shutdown` turns true:
+/// Serves `app` on `listener` (plain TCP, or [`crate::tls::TlsListener`])
+/// within `limits` until `shutdown` turns true:
 /// at most `max_connections` connections at once (the accept loop waits
 /// for a free slot, so further clients queue in the listen backlog),
 /// HTTP/1.1 with a header-read timeout, and [`limit_requests`] around
 /// every request. Each request carries its peer address as a
 /// [`PeerAddr`].
-pub(crate) fn serve(
+pub(crate) fn serve<L>(
     name: &'static str,
-    listener: TcpListener,
+    mut listener: L,
     app: Router,
     limits: HttpLimits,
     shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<()>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
     let app = app.layer(middleware::from_fn_with_state(limits, limit_requests));
     tokio::spawn(async move {
         let permits = Arc::new(Semaphore::new(limits.max_connections));
@@ -122,20 +126,12 @@ pub(crate) fn serve(
                 },
                 () = stopped(&mut stop) => break,
             };
+            // The listener handles accept errors itself (axum's waits a
+            // little on running out of file descriptors, say).
             let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a
-                        // little instead of spinning.
-                        tracing::warn!(server = name, error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                accepted = listener.accept() => accepted,
                 () = stopped(&mut stop) => break,
             };
-            let _ = stream.set_nodelay(true);
             tokio::spawn(serve_connection(
                 stream,
                 peer,
@@ -145,6 +141,7 @@ pub(crate) fn serve(
                 permit,
             ));
         }
+        tracing::debug!(server = name, "stopped accepting; waiting for open connections");
         // Wait for open connections: each holds a permit until it is done
         // (they finish their request and close once `shutdown` is set).
         let _ = permits
@@ -364,7 +361,7 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         hostname: host.clone(),
         version: VERSION.to_string(),
         catalog: Catalog {
-            bootstrap_url: format!("http://{host}:{bootstrap_port}"),
+            bootstrap_url: format!("https://{host}:{bootstrap_port}"),
             admin_local_url: format!("http://localhost:{}", admin_addr.port()),
             admin_public_url: String::new(),
             monitoring_assignment_url: format!(
@@ -406,7 +403,13 @@ pub async fn run(config: KumaCpConfig) -> Result<()> {
         serve(
             "admin",
             admin_listener,
-            api::admin_router(manager.clone(), tokens),
+            api::admin_router_with_ca(
+                manager.clone(),
+                tokens,
+                xds_listeners
+                    .as_ref()
+                    .map(|l| l.trusted_ca_pem().to_string()),
+            ),
             limits,
             stop_rx.clone(),
         ),

@@ -1,9 +1,11 @@
 //! The xDS side of the control plane: the ADS gRPC server
-//! (`xdsServer.grpcPort`), the SDS gRPC server over TLS
-//! (`sdsServer.grpcPort`), the bootstrap server (`bootstrapServer.port`) and
-//! the reconciler that turns store events into proxy snapshots.
+//! (`xdsServer.grpcPort`), the SDS gRPC server (`sdsServer.grpcPort`), the
+//! bootstrap server (`bootstrapServer.port`), all three over TLS with one
+//! server identity ([`server_tls`]), and the reconciler that turns store
+//! events into proxy snapshots.
 
 use crate::config::{GrpcLimitsConfig, KumaCpConfig};
+use crate::tls::{ServerTls, TlsListener};
 use anyhow::{Context, Result, bail};
 use kuma_core::manager::ResourceManager;
 use kuma_core::store::ResourceStore;
@@ -20,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::transport::ServerTlsConfig;
 use tracing::info;
 
 /// The bound xDS and bootstrap sockets.
@@ -34,14 +36,23 @@ pub struct XdsListeners {
     sds: TcpListener,
     /// Where SDS listens.
     pub sds_addr: SocketAddr,
-    /// SDS's TLS identity and the certificate proxies trust (see [`sds_tls`]).
-    sds_tls: (Identity, String),
+    /// The servers' TLS identity and the certificate proxies trust (see
+    /// [`server_tls`]).
+    tls: ServerTls,
 }
 
-/// Loads SDS's TLS material (see [`sds_tls`]), then binds the ADS, SDS and
-/// bootstrap ports (0: ephemeral).
+impl XdsListeners {
+    /// The CA certificate (PEM) proxies are told to trust: what kuma-dp's
+    /// `--ca-cert-file` should hold.
+    pub fn trusted_ca_pem(&self) -> &str {
+        &self.tls.trusted_pem
+    }
+}
+
+/// Loads the servers' TLS material (see [`server_tls`]), then binds the
+/// ADS, SDS and bootstrap ports (0: ephemeral).
 pub async fn bind(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<XdsListeners> {
-    let sds_tls = sds_tls(config, store).await?;
+    let tls = server_tls(config, store).await?;
     let (xds, xds_addr) =
         crate::server::bind("xdsServer.grpcPort", config.xds_server.grpc_port).await?;
     let (bootstrap, bootstrap_addr) =
@@ -55,7 +66,7 @@ pub async fn bind(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<Xd
         bootstrap_addr,
         sds,
         sds_addr,
-        sds_tls,
+        tls,
     })
 }
 
@@ -89,20 +100,23 @@ pub fn start(
         .with_limits(stream_limits)
         .with_auth(auth.clone())
         .with_dataplane_cleanup_age(config.runtime.universal.dataplane_cleanup_age);
-    let (sds_task, sds_ca_pem) = start_sds(
+    let tls = listeners.tls;
+    let sds_task = start_sds(
         listeners.sds,
         listeners.sds_addr,
-        listeners.sds_tls,
+        &tls,
         manager,
         auth.clone(),
         config,
         stop.clone(),
     )?;
     let mut ads_stop = stop.clone();
-    let ads_grpc = grpc.clone();
     let incoming = TcpListenerStream::new(listeners.xds);
+    let mut ads_builder = grpc_limits(tonic::transport::Server::builder(), grpc)
+        .tls_config(ServerTlsConfig::new().identity(tls.identity()))
+        .context("configuring TLS for xdsServer.grpcPort (check general.tlsCertFile and general.tlsKeyFile if set)")?;
     let ads_task = tokio::spawn(async move {
-        let result = grpc_limits(tonic::transport::Server::builder(), &ads_grpc)
+        let result = ads_builder
             .add_service(ads.into_service())
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = ads_stop.wait_for(|s| *s).await;
@@ -117,15 +131,19 @@ pub fn start(
     let bootstrap_config = BootstrapConfig {
         xds_host: config.bootstrap_server.params.xds_host.clone(),
         xds_port: listeners.xds_addr.port(),
+        xds_ca_pem: Some(tls.trusted_pem.clone()),
         sds: Some(SdsBootstrap {
             port: listeners.sds_addr.port(),
-            ca_pem: sds_ca_pem,
+            ca_pem: tls.trusted_pem.clone(),
         }),
     };
     let app = bootstrap::router(manager.clone(), bootstrap_config, auth);
+    let bootstrap_listener =
+        TlsListener::new(listeners.bootstrap, tls.rustls_config()?, "bootstrap")
+            .context("bootstrapServer.port")?;
     let bootstrap_task = crate::server::serve(
         "bootstrap",
-        listeners.bootstrap,
+        bootstrap_listener,
         app,
         crate::server::HttpLimits::from(&config.limits.http),
         stop.clone(),
@@ -160,18 +178,17 @@ fn grpc_limits(
 /// certificate ends with it).
 const SDS_CA_VALIDITY: std::time::Duration = kuma_core::pki::DEFAULT_CA_VALIDITY;
 
-/// Serves SDS over TLS with `identity` on `listener`. Returns the server
-/// task and the certificate (PEM) proxies trust, as given.
+/// Serves SDS over TLS with `tls` on `listener`; the server task.
 fn start_sds(
     listener: TcpListener,
     addr: SocketAddr,
-    (identity, trusted_pem): (Identity, String),
+    tls: &ServerTls,
     manager: &ResourceManager,
     auth: DataplaneAuth,
     config: &KumaCpConfig,
     stop: watch::Receiver<bool>,
-) -> Result<(JoinHandle<()>, String)> {
-    let tls = ServerTlsConfig::new().identity(identity);
+) -> Result<JoinHandle<()>> {
+    let tls = ServerTlsConfig::new().identity(tls.identity());
     let grpc = &config.limits.grpc;
     let sds = SdsServer::new(manager.clone(), auth)
         .with_shutdown(stop.clone())
@@ -196,11 +213,11 @@ fn start_sds(
         }
     });
     info!(server = "sds", address = %addr, "listening");
-    Ok((task, trusted_pem))
+    Ok(task)
 }
 
-/// The SDS server's TLS identity and the certificate (PEM) proxies are
-/// told to trust: from `general.tlsCertFile`/`tlsKeyFile` when set (the
+/// The TLS identity of the bootstrap, ADS and SDS servers and the
+/// certificate (PEM) proxies are told to trust: from `general.tlsCertFile`/`tlsKeyFile` when set (the
 /// last certificate of the file is trusted), else a server certificate
 /// issued now from the SDS CA kept in the store (created by the first
 /// control plane to start, shared by every replica and restart, see
@@ -208,7 +225,7 @@ fn start_sds(
 /// `127.0.0.1`, `::1`, the advertised hostname and the bootstrap's xDS
 /// host. Proxies bootstrapped before a restart, or by another replica,
 /// trust it.
-async fn sds_tls(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<(Identity, String)> {
+async fn server_tls(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<ServerTls> {
     let general = &config.general;
     match (&general.tls_cert_file, &general.tls_key_file) {
         (Some(_), None) => bail!("general.tlsKeyFile: must be set when general.tlsCertFile is"),
@@ -226,7 +243,11 @@ async fn sds_tls(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<(Id
         if !key.contains("PRIVATE KEY-----") {
             bail!("general.tlsKeyFile: {key_file:?} holds no PEM private key");
         }
-        return Ok((Identity::from_pem(cert, key), trusted));
+        return Ok(ServerTls {
+            cert_pem: cert,
+            key_pem: key,
+            trusted_pem: trusted,
+        });
     }
     let mut sans = vec![
         "localhost".to_string(),
@@ -243,10 +264,11 @@ async fn sds_tls(config: &KumaCpConfig, store: &dyn ResourceStore) -> Result<(Id
     let server = issuer
         .issue_server(&sans)
         .context("issuing the SDS server's TLS certificate (check general.advertisedHostname and bootstrapServer.params.xdsHost)")?;
-    Ok((
-        Identity::from_pem(server.cert_pem, server.key_pem),
-        issuer.ca_cert_pem().to_string(),
-    ))
+    Ok(ServerTls {
+        cert_pem: server.cert_pem,
+        key_pem: server.key_pem,
+        trusted_pem: issuer.ca_cert_pem().to_string(),
+    })
 }
 
 /// The last `CERTIFICATE` PEM block of `pem`, with its armour.
@@ -260,7 +282,7 @@ fn last_certificate(pem: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{last_certificate, sds_tls};
+    use super::{last_certificate, server_tls};
     use crate::config::KumaCpConfig;
     use kuma_core::store::MemoryStore;
 
@@ -274,9 +296,9 @@ mod tests {
         a.general.advertised_hostname = "cp-a.example".into();
         let mut b = KumaCpConfig::default();
         b.general.advertised_hostname = "cp-b.example".into();
-        let (_, trusted_a) = sds_tls(&a, &store).await.unwrap();
-        let (_, trusted_b) = sds_tls(&b, &store).await.unwrap();
-        let (_, trusted_a2) = sds_tls(&a, &store).await.unwrap();
+        let trusted_a = server_tls(&a, &store).await.unwrap().trusted_pem;
+        let trusted_b = server_tls(&b, &store).await.unwrap().trusted_pem;
+        let trusted_a2 = server_tls(&a, &store).await.unwrap().trusted_pem;
         assert_eq!(trusted_a, trusted_b);
         assert_eq!(trusted_a, trusted_a2);
         let stored =
@@ -285,7 +307,10 @@ mod tests {
                 .unwrap();
         assert_eq!(trusted_a, stored.cert_pem.trim().to_string() + "\n");
         // A different store: a different CA.
-        let (_, elsewhere) = sds_tls(&a, &MemoryStore::new()).await.unwrap();
+        let elsewhere = server_tls(&a, &MemoryStore::new())
+            .await
+            .unwrap()
+            .trusted_pem;
         assert_ne!(elsewhere, trusted_a);
     }
 

@@ -5,7 +5,6 @@
 
 use kuma_testing::{
     ControlPlane, StoreDir, http_get, http_put, json, kuma_cp_command, run_to_exit,
-    try_http_post_json,
 };
 
 const YAML: &str = "application/yaml";
@@ -39,7 +38,6 @@ fn state(cp: &ControlPlane) -> Vec<serde_json::Value> {
 
 /// `POST /bootstrap` for `web-1` presenting `token` -> status.
 fn bootstrap_with(cp: &ControlPlane, token: &str) -> (u16, String) {
-    let url = format!("http://127.0.0.1:{}/bootstrap", cp.ports.bootstrap);
     let body = serde_json::json!({
         "mesh": "default",
         "name": "web-1",
@@ -47,7 +45,7 @@ fn bootstrap_with(cp: &ControlPlane, token: &str) -> (u16, String) {
         "dataplaneToken": token,
         "dataplaneResource": DATAPLANE,
     });
-    try_http_post_json(&url, &body.to_string()).expect("bootstrap request")
+    cp.bootstrap(&body.to_string()).expect("bootstrap request")
 }
 
 #[test]

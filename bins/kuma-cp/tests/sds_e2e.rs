@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret::Type as SecretType;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
-use kuma_testing::{ControlPlane, address_of, http_put};
+use kuma_testing::{ControlPlane, OWN_TLS, address_of, http_put, try_https_post_json};
 use prost::Message;
 use std::time::Duration;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
@@ -40,7 +40,8 @@ fn server_address(cp: &ControlPlane, server: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sds_over_tls_serves_a_proxy_its_certificate() {
-    sds_through_the_bootstrap(Vec::new()).await;
+    // The control plane's own identity: its CA kept in the store.
+    sds_through_the_bootstrap(vec![(OWN_TLS.0.into(), OWN_TLS.1.into())]).await;
 }
 
 /// With `general.tlsCertFile`/`tlsKeyFile`, SDS presents that certificate
@@ -49,9 +50,11 @@ async fn sds_over_tls_serves_a_proxy_its_certificate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sds_uses_the_configured_tls_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, server) =
-        kuma_core::pki::generate_server_tls(&["localhost".into()], Duration::from_secs(3600))
-            .unwrap();
+    let (ca, server) = kuma_core::pki::generate_server_tls(
+        &["localhost".into(), "127.0.0.1".into()],
+        Duration::from_secs(3600),
+    )
+    .unwrap();
     let cert_file = dir.path().join("cp.crt");
     let key_file = dir.path().join("cp.key");
     std::fs::write(&cert_file, format!("{}{}", server.cert_pem, ca.cert_pem)).unwrap();
@@ -81,7 +84,8 @@ async fn sds_through_the_bootstrap(env: Vec<(String, String)>) -> String {
     .await
     .unwrap();
     let sds_addr = server_address(&cp, "sds");
-    let bootstrap_addr = server_address(&cp, "bootstrap");
+    let bootstrap_url = format!("{}/bootstrap", cp.bootstrap_url());
+    let ca_file = cp.ca_file.clone();
     let admin_addr = server_address(&cp, "admin");
     let api = cp.api.clone();
 
@@ -101,10 +105,12 @@ async fn sds_through_the_bootstrap(env: Vec<(String, String)>) -> String {
             &serde_json::json!({"name": "dp-1", "mesh": "default"}),
         );
         assert_eq!(status, 200, "{token}");
-        let (status, bootstrap) = post_json(
-            &format!("http://{bootstrap_addr}/bootstrap"),
-            &serde_json::json!({"mesh": "default", "name": "dp-1", "adminPort": 30001, "dataplaneToken": token}),
-        );
+        let (status, bootstrap) = try_https_post_json(
+            &bootstrap_url,
+            &ca_file,
+            &serde_json::json!({"mesh": "default", "name": "dp-1", "adminPort": 30001, "dataplaneToken": token}).to_string(),
+        )
+        .expect("the bootstrap request over TLS");
         assert_eq!(status, 200, "{bootstrap}");
         (token, bootstrap)
     });

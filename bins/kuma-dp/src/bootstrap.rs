@@ -1,16 +1,22 @@
 //! Fetching the Envoy bootstrap from the control plane.
 //!
-//! `GET {cp}/catalog` names the bootstrap server; `POST {bootstrap}/bootstrap`
-//! returns the Envoy v3 bootstrap as YAML. While the control plane is
-//! unreachable or answers 5xx, attempts are retried with exponential backoff
-//! (200 ms doubling up to 5 s) until they succeed or a signal arrives. A 4xx
-//! answer is final: its Kuma error body is rendered and kuma-dp exits 1.
+//! `POST {cp}/bootstrap` on the bootstrap server named by `--cp-address`
+//! (`https://HOST:5682`) returns the Envoy v3 bootstrap as YAML. The
+//! connection is always TLS: verified against `--ca-cert-file` when given,
+//! else unverified with one warning (Kuma's behaviour). The dataplane token
+//! goes to that address only; nothing the control plane answers can send
+//! it elsewhere (no catalog is consulted, redirects are not followed).
+//! While the control plane is unreachable or answers 5xx, attempts are
+//! retried with exponential backoff (200 ms doubling up to 5 s) until they
+//! succeed or a signal arrives. A 4xx answer, or a certificate the CA file
+//! does not vouch for, is final: kuma-dp exits 1 saying why.
 
 pub use kuma_core::wire::BootstrapRequest;
 use kuma_core::wire::ErrorBody;
-use serde::Deserialize;
 use std::fmt;
 use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// First retry delay.
@@ -30,21 +36,6 @@ pub fn backoff_delay(retry: u32) -> Duration {
 /// The `version` block for this build of kuma-dp.
 pub fn current_version() -> serde_json::Value {
     BootstrapRequest::versions(env!("CARGO_PKG_VERSION"))
-}
-
-#[derive(Debug, Deserialize)]
-struct Catalog {
-    apis: CatalogApis,
-}
-
-#[derive(Debug, Deserialize)]
-struct CatalogApis {
-    bootstrap: CatalogUrl,
-}
-
-#[derive(Debug, Deserialize)]
-struct CatalogUrl {
-    url: String,
 }
 
 /// An error answer of the control plane: its status, what the request was
@@ -133,95 +124,107 @@ pub enum AttemptError {
     Fatal(anyhow::Error),
 }
 
-/// Blocking HTTP client for the catalog and bootstrap endpoints.
+/// Blocking HTTPS client for the bootstrap endpoint.
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
+    /// `https://host:port`, as given.
     cp_address: String,
+    /// The CA file the server's certificate is verified against.
+    ca_file: Option<PathBuf>,
 }
 
-fn transport_error(what: &str, url: &str, err: ureq::Error) -> AttemptError {
+/// The `rustls` error under a ureq error, if the failure was TLS's (a
+/// certificate not vouched for, a peer that does not speak TLS...).
+fn tls_failure(err: &ureq::Error) -> Option<String> {
     match err {
-        ureq::Error::BadUri(_)
-        | ureq::Error::Http(_)
-        | ureq::Error::InvalidProxyUrl
-        | ureq::Error::BodyExceedsLimit(_)
-        | ureq::Error::Tls(_) => {
-            AttemptError::Fatal(anyhow::anyhow!("{what} to {url} failed: {err}"))
-        }
-        other => AttemptError::Retry(format!("{what} to {url} failed: {other}")),
+        ureq::Error::Rustls(e) => Some(e.to_string()),
+        ureq::Error::Tls(e) => Some((*e).to_string()),
+        ureq::Error::Io(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .map(ToString::to_string),
+        _ => None,
     }
 }
 
 impl Client {
-    /// A client for the control plane at `cp_address` (`http://host:port`).
-    pub fn new(cp_address: &str) -> anyhow::Result<Self> {
-        let cp_address = cp_address.trim().trim_end_matches('/').to_string();
-        if cp_address.starts_with("https://") {
-            anyhow::bail!(
-                "--cp-address {cp_address}: https is not supported by this kuma-dp; \
-                 use the control plane's plain HTTP API address (http://HOST:5681)"
-            );
+    fn transport_error(&self, what: &str, url: &str, err: ureq::Error) -> AttemptError {
+        if let Some(tls) = tls_failure(&err) {
+            let why = match &self.ca_file {
+                Some(ca) => format!(
+                    "the TLS connection to {url} failed: {tls}; the control plane's certificate \
+                     must be issued by the CA in --ca-cert-file {} (KUMA_CONTROL_PLANE_CA_CERT_FILE), \
+                     and --cp-address must be the bootstrap server's https address (port 5682)",
+                    ca.display()
+                ),
+                None => format!(
+                    "the TLS connection to {url} failed: {tls}; --cp-address must be the \
+                     bootstrap server's https address (port 5682)"
+                ),
+            };
+            return AttemptError::Fatal(anyhow::anyhow!("{what}: {why}"));
         }
-        if !cp_address.starts_with("http://") || cp_address.len() <= "http://".len() {
-            anyhow::bail!(
-                "--cp-address {cp_address:?} is not an http:// URL; \
-                 expected for example http://127.0.0.1:5681"
-            );
+        match err {
+            ureq::Error::BadUri(_)
+            | ureq::Error::Http(_)
+            | ureq::Error::InvalidProxyUrl
+            | ureq::Error::BodyExceedsLimit(_) => {
+                AttemptError::Fatal(anyhow::anyhow!("{what} to {url} failed: {err}"))
+            }
+            other => AttemptError::Retry(format!("{what} to {url} failed: {other}")),
         }
+    }
+
+    /// A client for the bootstrap server at `cp_address`
+    /// (`https://host:port`), trusting the CA certificates (PEM) in
+    /// `ca_file` or, without one, any certificate (with a warning, once).
+    pub fn new(cp_address: &str, ca_file: Option<&Path>) -> anyhow::Result<Self> {
+        let cp_address = check_address(cp_address)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(provider);
+        let tls = match ca_file {
+            Some(path) => {
+                tls.root_certs(ureq::tls::RootCerts::new_with_certs(&read_ca_file(path)?))
+            }
+            None => {
+                tracing::warn!(
+                    cp = %cp_address,
+                    "the control plane's certificate is not verified: the connection is encrypted \
+                     but anyone on the path could pose as the control plane and take the dataplane \
+                     token; pass --ca-cert-file (KUMA_CONTROL_PLANE_CA_CERT_FILE) with the control \
+                     plane's CA certificate"
+                );
+                tls.disable_verification(true)
+            }
+        };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
+            // The token goes to the address given, nowhere else.
+            .max_redirects(0)
+            .tls_config(tls.build())
             .timeout_connect(Some(Duration::from_secs(3)))
             .timeout_global(Some(Duration::from_secs(30)))
             .build()
             .into();
-        Ok(Self { agent, cp_address })
+        Ok(Self {
+            agent,
+            cp_address,
+            ca_file: ca_file.map(Path::to_path_buf),
+        })
     }
 
-    /// The URL of the bootstrap endpoint, from the catalog.
-    pub fn bootstrap_url(&self) -> Result<String, AttemptError> {
-        let url = format!("{}/catalog", self.cp_address);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .call()
-            .map_err(|e| transport_error("catalog request", &url, e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| transport_error("reading the catalog", &url, e))?;
-        if status >= 500 {
-            return Err(AttemptError::Retry(format!(
-                "catalog request to {url} answered HTTP {status}"
-            )));
-        }
-        if !(200..300).contains(&status) {
-            let mut err = KumaError::from_response("catalog request", status, &body);
-            err.body.title = format!(
-                "{} (is {} Kuma's HTTP API?)",
-                err.body.title, self.cp_address
-            );
-            return Err(AttemptError::Fatal(err.into()));
-        }
-        let catalog: Catalog = serde_json::from_str(&body).map_err(|e| {
-            AttemptError::Fatal(anyhow::anyhow!(
-                "the catalog at {url} has no usable apis.bootstrap.url: {e}"
-            ))
-        })?;
-        let base = catalog.apis.bootstrap.url.trim().trim_end_matches('/');
-        if base.is_empty() {
-            return Err(AttemptError::Fatal(anyhow::anyhow!(
-                "the catalog at {url} has an empty apis.bootstrap.url"
-            )));
-        }
-        Ok(format!("{base}/bootstrap"))
+    /// The URL of the bootstrap endpoint.
+    pub fn bootstrap_url(&self) -> String {
+        format!("{}/bootstrap", self.cp_address)
     }
 
-    /// One attempt: catalog, then `POST /bootstrap`; the bootstrap YAML.
+    /// One attempt: `POST /bootstrap`; the bootstrap YAML.
     pub fn fetch(&self, req: &BootstrapRequest) -> Result<String, AttemptError> {
-        let url = self.bootstrap_url()?;
+        let url = self.bootstrap_url();
         let body = serde_json::to_string(req)
             .map_err(|e| AttemptError::Fatal(anyhow::anyhow!("encoding the request: {e}")))?;
         // Not the body: it carries the token.
@@ -232,12 +235,12 @@ impl Client {
             .header("Content-Type", "application/json")
             .header("Accept", "application/x-yaml")
             .send(body.as_str())
-            .map_err(|e| transport_error("bootstrap request", &url, e))?;
+            .map_err(|e| self.transport_error("bootstrap request", &url, e))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .read_to_string()
-            .map_err(|e| transport_error("reading the bootstrap", &url, e))?;
+            .map_err(|e| self.transport_error("reading the bootstrap", &url, e))?;
         if (200..300).contains(&status) {
             if text.trim().is_empty() {
                 return Err(AttemptError::Retry(format!(
@@ -254,6 +257,65 @@ impl Client {
             Err(AttemptError::Fatal(err.into()))
         }
     }
+}
+
+/// `--cp-address` without a trailing `/`; it must be an `https://` URL
+/// with a host and no path. `http://` is refused: kuma-dp sends its token
+/// over TLS only.
+pub fn check_address(cp_address: &str) -> anyhow::Result<String> {
+    let cp_address = cp_address.trim().trim_end_matches('/').to_string();
+    if let Some(rest) = cp_address.strip_prefix("http://") {
+        anyhow::bail!(
+            "--cp-address {cp_address}: kuma-dp reaches the control plane over TLS only, so that \
+             its dataplane token is never sent in cleartext; give the bootstrap server's https \
+             address instead, e.g. https://{}:5682",
+            rest.split([':', '/']).next().unwrap_or("HOST")
+        );
+    }
+    let Some(authority) = cp_address.strip_prefix("https://") else {
+        anyhow::bail!(
+            "--cp-address {cp_address:?} is not an https:// URL; expected the bootstrap server's \
+             address, for example https://127.0.0.1:5682"
+        );
+    };
+    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
+        anyhow::bail!(
+            "--cp-address {cp_address:?} must be https://HOST[:PORT] with no path, \
+             for example https://127.0.0.1:5682"
+        );
+    }
+    Ok(cp_address)
+}
+
+/// The CA certificates of `--ca-cert-file`; a file that cannot be read or
+/// holds no PEM certificate is an error naming it.
+pub fn read_ca_file(path: &Path) -> anyhow::Result<Vec<ureq::tls::Certificate<'static>>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read --ca-cert-file {} (KUMA_CONTROL_PLANE_CA_CERT_FILE): {e}",
+            path.display()
+        )
+    })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => anyhow::bail!(
+                "--ca-cert-file {} (KUMA_CONTROL_PLANE_CA_CERT_FILE) is not valid PEM: {e}",
+                path.display()
+            ),
+        }
+    }
+    if certs.is_empty() {
+        anyhow::bail!(
+            "--ca-cert-file {} (KUMA_CONTROL_PLANE_CA_CERT_FILE) holds no PEM certificate; \
+             it must hold the control plane's CA certificate (GET /control-plane/ca-cert on its \
+             admin server, or the CA of general.tlsCertFile)",
+            path.display()
+        );
+    }
+    Ok(certs)
 }
 
 /// How the retry loop ended without an error.
@@ -311,6 +373,19 @@ mod tests {
         assert_eq!(ms, vec![200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
         assert_eq!(backoff_delay(40), BACKOFF_CAP);
         assert_eq!(backoff_delay(u32::MAX), BACKOFF_CAP);
+    }
+
+    fn request() -> BootstrapRequest {
+        BootstrapRequest {
+            mesh: "default".into(),
+            name: "web-1".into(),
+            admin_port: 30001,
+            dataplane_token: "a.b.c".into(),
+            dataplane_token_path: String::new(),
+            dataplane_resource: String::new(),
+            delta_xds: false,
+            version: current_version(),
+        }
     }
 
     #[test]
@@ -382,14 +457,42 @@ mod tests {
     }
 
     #[test]
-    fn client_rejects_bad_addresses() {
-        assert!(Client::new("https://cp:5681").is_err());
-        assert!(Client::new("cp:5681").is_err());
-        assert!(Client::new("http://").is_err());
+    fn addresses_must_be_https_without_a_path() {
+        let err = check_address("http://cp:5681").unwrap_err().to_string();
+        assert!(err.contains("over TLS only"), "{err}");
+        assert!(err.contains("https://cp:5682"), "{err}");
+        assert!(check_address("cp:5682").is_err());
+        assert!(check_address("https://").is_err());
+        assert!(check_address("https://cp:5682/catalog").is_err());
+        assert!(check_address("https://user@cp:5682").is_err());
         assert_eq!(
-            Client::new("http://cp:5681/").unwrap().cp_address,
-            "http://cp:5681"
+            check_address("https://cp:5682/").unwrap(),
+            "https://cp:5682"
         );
+        assert!(Client::new("http://cp:5681", None).is_err());
+    }
+
+    #[test]
+    fn ca_files_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = read_ca_file(&missing).unwrap_err().to_string();
+        assert!(
+            err.contains("--ca-cert-file") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = read_ca_file(&empty).unwrap_err().to_string();
+        assert!(
+            err.contains("holds no PEM certificate") && err.contains("empty.pem"),
+            "{err}"
+        );
+        let err = Client::new("https://127.0.0.1:5682", Some(&empty))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("empty.pem"), "{err}");
     }
 
     #[test]
@@ -397,9 +500,9 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let c = Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
-        match c.bootstrap_url() {
-            Err(AttemptError::Retry(reason)) => assert!(reason.contains("catalog"), "{reason}"),
+        let c = Client::new(&format!("https://127.0.0.1:{port}"), None).unwrap();
+        match c.fetch(&request()) {
+            Err(AttemptError::Retry(reason)) => assert!(reason.contains("bootstrap"), "{reason}"),
             other => panic!("expected a retryable error, got {other:?}"),
         }
     }

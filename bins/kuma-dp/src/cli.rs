@@ -90,14 +90,26 @@ pub const ENVOY_LOG_LEVELS: [&str; 8] = [
 /// Flags of `kuma-dp run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// URL of the control plane's HTTP API.
+    /// URL of the control plane's bootstrap server (`bootstrapServer.port`),
+    /// always https: the dataplane token is sent to it and nowhere else.
     #[arg(
         long = "cp-address",
         env = "KUMA_CONTROL_PLANE_URL",
-        default_value = "http://localhost:5681",
+        default_value = "https://localhost:5682",
         value_name = "URL"
     )]
     pub cp_address: String,
+
+    /// PEM file with the CA certificate the control plane's TLS certificate
+    /// must be issued by (its admin server's `GET /control-plane/ca-cert`,
+    /// or the CA of `general.tlsCertFile`). Without it the connection is
+    /// encrypted but not verified.
+    #[arg(
+        long = "ca-cert-file",
+        env = "KUMA_CONTROL_PLANE_CA_CERT_FILE",
+        value_name = "FILE"
+    )]
+    pub ca_cert_file: Option<PathBuf>,
 
     /// Name of the Dataplane (defaults to the name in --dataplane/--dataplane-file).
     #[arg(long, env = "KUMA_DATAPLANE_NAME")]
@@ -179,7 +191,9 @@ pub struct RunArgs {
     pub concurrency: Option<u32>,
 
     /// How long Envoy keeps draining connections of a listener that changed
-    /// before it closes them (e.g. `30s`, `1m`).
+    /// before it closes them, and, on SIGTERM or SIGINT, the longest kuma-dp
+    /// lets Envoy drain its listeners before stopping it (less when no
+    /// connection is left open), e.g. `30s`, `1m`.
     #[arg(
         long = "drain-time",
         env = "KUMA_DATAPLANE_DRAIN_TIME",
@@ -221,7 +235,9 @@ mod tests {
             "kuma-dp",
             "run",
             "--cp-address",
-            "http://127.0.0.1:5681",
+            "https://127.0.0.1:5682",
+            "--ca-cert-file",
+            "/etc/kuma/cp-ca.pem",
             "--name",
             "web-1",
             "--admin-port",
@@ -238,7 +254,11 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("expected run");
         };
-        assert_eq!(args.cp_address, "http://127.0.0.1:5681");
+        assert_eq!(args.cp_address, "https://127.0.0.1:5682");
+        assert_eq!(
+            args.ca_cert_file.as_deref(),
+            Some(std::path::Path::new("/etc/kuma/cp-ca.pem"))
+        );
         assert_eq!(args.name.as_deref(), Some("web-1"));
         assert_eq!(
             args.admin_port,

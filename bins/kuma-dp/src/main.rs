@@ -1,7 +1,7 @@
 //! `kuma-dp`: the Kuma data-plane launcher.
 //!
-//! It fetches an Envoy bootstrap from kuma-cp (through the catalog and the
-//! bootstrap server) and supervises a real Envoy process, forwarding signals
+//! It fetches an Envoy bootstrap from kuma-cp's bootstrap server (over TLS)
+//! and supervises a real Envoy process, forwarding signals
 //! and exiting with Envoy's status.
 
 mod admin_port;
@@ -135,7 +135,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     // is contacted.
     let identity = dataplane::load(&args)?;
     let binary = envoy::resolve_binary(&args.binary_path, std::env::var_os("PATH").as_deref())?;
-    let client = bootstrap::Client::new(&args.cp_address)?;
+    let client = bootstrap::Client::new(&args.cp_address, args.ca_cert_file.as_deref())?;
     let (dataplane_token, dataplane_token_path) = dataplane_token(&args)?;
     let admin_port = args.admin_port.unwrap_or_default().pick()?;
     tracing::info!(
@@ -183,6 +183,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         log_level: args.envoy_log_level.clone(),
         concurrency: args.concurrency,
         drain_time: args.drain_time.as_duration(),
+        admin_port,
     };
     envoy::run(&cmd, &mut signals).await
 }

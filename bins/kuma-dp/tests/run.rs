@@ -1,11 +1,12 @@
 //! End-to-end tests of the `kuma-dp` binary against an in-test control plane
-//! (a tiny HTTP server serving `/catalog` and `/bootstrap`) and a fake Envoy
-//! (a shell script that records its arguments and bootstrap).
+//! (a tiny HTTPS server serving `/bootstrap`, with a certificate of its own
+//! CA) and a fake Envoy (a shell script that records its arguments and
+//! bootstrap).
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -25,14 +26,50 @@ struct Request {
 type Reply = (u16, &'static str, String);
 type Handler = Arc<dyn Fn(&Request, u16) -> Reply + Send + Sync>;
 
-/// A minimal HTTP/1.1 server, one connection per request.
+/// A minimal HTTP/1.1 server over TLS, one connection per request.
 struct Server {
     port: u16,
     requests: Arc<Mutex<Vec<Request>>>,
+    /// The CA (PEM) its certificate (for 127.0.0.1 and localhost) is
+    /// issued by.
+    ca_pem: String,
 }
 
-fn read_request(stream: &mut TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
+/// A CA and a server certificate it issued for `127.0.0.1` and
+/// `localhost`: (CA PEM, rustls server config).
+fn test_tls() -> (String, Arc<rustls::ServerConfig>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "run.rs test CA");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca_cert.pem(), Arc::new(config))
+}
+
+fn read_request(stream: &mut impl Read) -> Option<Request> {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -76,12 +113,16 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let recorded = requests.clone();
+        let (ca_pem, tls) = test_tls();
         thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
+                let Ok(tcp) = stream else { continue };
                 let handler = handler.clone();
                 let recorded = recorded.clone();
+                let tls = tls.clone();
                 thread::spawn(move || {
+                    let conn = rustls::ServerConnection::new(tls).unwrap();
+                    let mut stream = rustls::StreamOwned::new(conn, tcp);
                     let Some(req) = read_request(&mut stream) else {
                         return;
                     };
@@ -95,10 +136,23 @@ impl Server {
                     let _ = stream.write_all(head.as_bytes());
                     let _ = stream.write_all(body.as_bytes());
                     let _ = stream.flush();
+                    stream.conn.send_close_notify();
+                    let _ = stream.flush();
                 });
             }
         });
-        Server { port, requests }
+        Server {
+            port,
+            requests,
+            ca_pem,
+        }
+    }
+
+    /// Writes the CA to `dir/ca.pem`; its path.
+    fn ca_file(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, &self.ca_pem).unwrap();
+        path
     }
 
     fn requests(&self) -> Vec<Request> {
@@ -106,26 +160,15 @@ impl Server {
     }
 
     fn address(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
     }
-}
-
-fn catalog(port: u16) -> Reply {
-    (
-        200,
-        "application/json",
-        format!(
-            r#"{{"apis":{{"bootstrap":{{"url":"http://127.0.0.1:{port}"}},"dataplaneToken":{{"localUrl":"http://localhost:5679","publicUrl":""}}}}}}"#
-        ),
-    )
 }
 
 /// A control plane that answers the bootstrap with a fixed YAML that embeds
 /// the requested admin port.
 fn good_control_plane() -> Handler {
     Arc::new(
-        |req: &Request, port: u16| match (req.method.as_str(), req.path.as_str()) {
-            ("GET", "/catalog") => catalog(port),
+        |req: &Request, _port: u16| match (req.method.as_str(), req.path.as_str()) {
             ("POST", "/bootstrap") => {
                 let v: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
                 let admin = v["adminPort"].as_u64().unwrap_or(0);
@@ -175,6 +218,7 @@ fn kuma_dp(args: &[&str], stderr_file: &Path) -> Child {
     cmd.arg("run").args(args);
     for var in [
         "KUMA_CONTROL_PLANE_URL",
+        "KUMA_CONTROL_PLANE_CA_CERT_FILE",
         "KUMA_DATAPLANE_NAME",
         "KUMA_DATAPLANE_MESH",
         "KUMA_DATAPLANE_ADMIN_PORT",
@@ -255,10 +299,13 @@ fn runs_envoy_with_the_bootstrap_and_forwards_sigterm() {
     std::fs::write(&token, "secret-token").unwrap();
     let (from, to) = free_port_range();
     let log = tmp.path().join("kuma-dp.log");
+    let ca = server.ca_file(tmp.path());
     let mut dp = kuma_dp(
         &[
             "--cp-address",
             &server.address(),
+            "--ca-cert-file",
+            ca.to_str().unwrap(),
             "--dataplane",
             DATAPLANE_TEMPLATE,
             "--dataplane-var",
@@ -305,10 +352,10 @@ fn runs_envoy_with_the_bootstrap_and_forwards_sigterm() {
         "{args:?}"
     );
 
-    // The POST body carries the contract fields.
+    // The POST body carries the contract fields; it is the only request
+    // (no catalog: the token goes to the address given and nowhere else).
     let reqs = server.requests();
-    assert_eq!(reqs[0].method, "GET");
-    assert_eq!(reqs[0].path, "/catalog");
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
     let post = reqs
         .iter()
         .find(|r| r.path == "/bootstrap")
@@ -369,6 +416,8 @@ fn runs_envoy_with_the_bootstrap_and_forwards_sigterm() {
     assert!(log.contains(&format!("127.0.0.1:{admin}")), "{log}");
     assert!(log.contains(&config_path.display().to_string()), "{log}");
     assert!(log.contains(&format!("pid={pid}")), "{log}");
+    // Verified: no warning.
+    assert!(!log.contains("not verified"), "{log}");
 }
 
 #[test]
@@ -445,15 +494,12 @@ fn exits_with_envoys_exit_code() {
 #[test]
 fn bootstrap_client_error_exits_1_with_details() {
     let tmp = tempfile::tempdir().unwrap();
-    let handler: Handler = Arc::new(|req: &Request, port: u16| {
-        match req.path.as_str() {
-        "/catalog" => catalog(port),
-        _ => (
+    let handler: Handler = Arc::new(|_: &Request, _: u16| {
+        (
             404,
             "application/json",
             r#"{"title":"Could not bootstrap","details":"Dataplane default/ghost not found","causes":[{"field":"name","message":"no such Dataplane"}]}"#.into(),
-        ),
-    }
+        )
     });
     let server = Server::start(TcpListener::bind("127.0.0.1:0").unwrap(), handler);
     let envoy = fake_envoy(tmp.path(), "exec sleep 30");
@@ -479,6 +525,8 @@ fn bootstrap_client_error_exits_1_with_details() {
     assert!(log.contains("Dataplane default/ghost not found"), "{log}");
     assert!(log.contains("name: no such Dataplane"), "{log}");
     assert!(log.contains("HTTP 404"), "{log}");
+    // Without --ca-cert-file: one warning that the connection is not verified.
+    assert_eq!(log.matches("is not verified").count(), 1, "{log}");
     // No retry on 4xx, and Envoy never started.
     let posts = server
         .requests()
@@ -502,7 +550,7 @@ fn retries_until_the_control_plane_comes_up() {
     let mut dp = kuma_dp(
         &[
             "--cp-address",
-            &format!("http://127.0.0.1:{port}"),
+            &format!("https://127.0.0.1:{port}"),
             "--name",
             "late-1",
             "--admin-port",
@@ -564,7 +612,7 @@ fn sigterm_while_retrying_exits_0() {
     let mut dp = kuma_dp(
         &[
             "--cp-address",
-            &format!("http://127.0.0.1:{port}"),
+            &format!("https://127.0.0.1:{port}"),
             "--name",
             "x",
             "--binary-path",
@@ -647,7 +695,7 @@ fn unreadable_or_empty_token_files_are_clear_errors() {
         let mut dp = kuma_dp(
             &[
                 "--cp-address",
-                "http://127.0.0.1:1",
+                "https://127.0.0.1:1",
                 "--name",
                 "x",
                 "--dataplane-token-file",
@@ -672,7 +720,7 @@ fn missing_envoy_binary_is_a_clear_error() {
     let mut dp = kuma_dp(
         &[
             "--cp-address",
-            "http://127.0.0.1:1",
+            "https://127.0.0.1:1",
             "--name",
             "x",
             "--binary-path",
@@ -700,4 +748,76 @@ fn version_flag_and_subcommand() {
             format!("kuma-dp {}", env!("CARGO_PKG_VERSION"))
         );
     }
+}
+
+/// A control plane whose certificate the `--ca-cert-file` does not vouch
+/// for is refused before anything is sent: kuma-dp exits 1 naming the file,
+/// and the server never sees a request (so never the token).
+#[test]
+fn a_wrong_ca_file_refuses_the_control_plane() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        good_control_plane(),
+    );
+    let other_ca = tmp.path().join("other-ca.pem");
+    std::fs::write(&other_ca, test_tls().0).unwrap();
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "secret-token").unwrap();
+    let envoy = fake_envoy(tmp.path(), "exec sleep 30");
+    let log = tmp.path().join("kuma-dp.log");
+    let mut dp = kuma_dp(
+        &[
+            "--cp-address",
+            &server.address(),
+            "--ca-cert-file",
+            other_ca.to_str().unwrap(),
+            "--name",
+            "web-1",
+            "--dataplane-token-file",
+            token.to_str().unwrap(),
+            "--binary-path",
+            envoy.to_str().unwrap(),
+        ],
+        &log,
+    );
+    assert_eq!(wait_exit(&mut dp, Duration::from_secs(15)).code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(other_ca.to_str().unwrap()), "{text}");
+    assert!(text.contains("--ca-cert-file"), "{text}");
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert!(!tmp.path().join("pid").exists());
+}
+
+/// `http://` is refused up front with the https form to use; nothing is
+/// sent to that address.
+#[test]
+fn a_plaintext_address_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let envoy = fake_envoy(tmp.path(), "exec sleep 30");
+    let log = tmp.path().join("kuma-dp.log");
+    let mut dp = kuma_dp(
+        &[
+            "--cp-address",
+            &format!("http://127.0.0.1:{port}"),
+            "--name",
+            "web-1",
+            "--dataplane-token",
+            "secret-token",
+            "--binary-path",
+            envoy.to_str().unwrap(),
+        ],
+        &log,
+    );
+    assert_eq!(wait_exit(&mut dp, Duration::from_secs(15)).code(), Some(1));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("over TLS only"), "{text}");
+    assert!(text.contains("https://127.0.0.1:5682"), "{text}");
+    listener.set_nonblocking(true).unwrap();
+    assert!(
+        listener.accept().is_err(),
+        "kuma-dp connected to the http address"
+    );
 }

@@ -12,9 +12,7 @@
 //! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the harness builds
 //! kuma-cp and kumactl if needed).
 
-use kuma_testing::{
-    App, ControlPlane, Dataplane, DpToken, Proc, free_port, send, try_http_post_json, wait_for,
-};
+use kuma_testing::{App, ControlPlane, Dataplane, DpToken, Proc, free_port, send, wait_for};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -161,7 +159,6 @@ fn bootstrap_refuses_missing_and_foreign_tokens() {
 /// Fetches a bootstrap for `name` presenting `token` straight from the
 /// bootstrap server, with the Dataplane in it (registered on ADS connect).
 fn fetch_bootstrap(cp: &ControlPlane, name: &str, yaml: &str, token: &str, admin: u16) -> String {
-    let url = format!("http://127.0.0.1:{}/bootstrap", cp.ports.bootstrap);
     let body = serde_json::json!({
         "mesh": "default",
         "name": name,
@@ -169,7 +166,7 @@ fn fetch_bootstrap(cp: &ControlPlane, name: &str, yaml: &str, token: &str, admin
         "dataplaneToken": token,
         "dataplaneResource": yaml,
     });
-    let (status, text) = try_http_post_json(&url, &body.to_string()).expect("bootstrap request");
+    let (status, text) = cp.bootstrap(&body.to_string()).expect("bootstrap request");
     assert_eq!(status, 200, "{text}");
     text
 }

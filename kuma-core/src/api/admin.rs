@@ -7,7 +7,17 @@
 //!   (no `name`: the token serves any Dataplane whose tags fit);
 //! - `GET /secrets`, `GET /meshes/{mesh}/secrets` and
 //!   `GET|PUT|DELETE /meshes/{mesh}/secrets/{name}`, with the same shapes,
-//!   paging and errors as the public API's resource endpoints.
+//!   paging and errors as the public API's resource endpoints;
+//! - `GET /control-plane/ca-cert` (when the control plane gives one, see
+//!   [`admin_router_with_ca`]): the CA certificate (PEM) proxies trust for
+//!   the control plane's TLS ports, for kuma-dp's `--ca-cert-file`.
+//!
+//! Every request must name a loopback host in its `Host` header
+//! (`localhost`, `127.0.0.1` or `[::1]`, any port; 403 otherwise), so a web
+//! page on another origin cannot reach the server through DNS rebinding,
+//! and a request with a body must say `Content-Type: application/json`
+//! (415 otherwise), which a browser cannot send across origins without a
+//! preflight.
 
 use super::{ApiConfig, ApiError, ApiState, method_not_allowed, parse_call, resources};
 use crate::duration::KumaDuration;
@@ -17,9 +27,10 @@ use crate::validation::Violation;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -45,6 +56,16 @@ type Shared = Arc<AdminState>;
 /// # let _ = app;
 /// ```
 pub fn admin_router(manager: ResourceManager, tokens: DataplaneTokens) -> Router {
+    admin_router_with_ca(manager, tokens, None)
+}
+
+/// As [`admin_router`], also serving `ca_pem` (the CA certificate proxies
+/// trust for the control plane's TLS ports) as `GET /control-plane/ca-cert`.
+pub fn admin_router_with_ca(
+    manager: ResourceManager,
+    tokens: DataplaneTokens,
+    ca_pem: Option<String>,
+) -> Router {
     let state = Arc::new(AdminState {
         api: ApiState {
             manager,
@@ -54,11 +75,112 @@ pub fn admin_router(manager: ResourceManager, tokens: DataplaneTokens) -> Router
         tokens,
     });
     let issue = || post(issue_token).fallback(|| async { method_not_allowed("POST") });
-    Router::new()
+    let mut router = Router::new()
         .route("/tokens", issue())
-        .route("/tokens/dataplane", issue())
+        .route("/tokens/dataplane", issue());
+    if let Some(pem) = ca_pem {
+        router = router.route(
+            "/control-plane/ca-cert",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/x-pem-file")], pem) }),
+        );
+    }
+    router
         .fallback(dispatch)
         .with_state(state)
+        .layer(middleware::from_fn(local_json_only))
+}
+
+/// Whether `host` (a `Host` header's value) names the loopback interface:
+/// `localhost`, `127.0.0.1` or `[::1]`, with any port or none.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inside, "")) => return inside == "::1",
+            Some((inside, port)) if port.strip_prefix(':').is_some_and(is_port) => {
+                return inside == "::1";
+            }
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1"
+}
+
+/// `1234`: a port number.
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether a request with `headers` carries a body.
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Whether the `Content-Type` is JSON (`application/json`, parameters
+/// allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The admin server's guard: a loopback `Host` (403) and JSON bodies
+/// (415), see the module documentation.
+async fn local_json_only(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    match host {
+        Some(h) if is_loopback_host(&h) => {}
+        Some(h) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "the Host header {h:?} does not name this machine: the admin server answers only requests for localhost, 127.0.0.1 or [::1]"
+                ),
+            )
+            .into_response();
+        }
+        None => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "the request has no Host header: the admin server answers only requests for localhost, 127.0.0.1 or [::1]",
+            )
+            .into_response();
+        }
+    }
+    if has_body(headers) && !is_json(headers) {
+        let given = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type",
+            format!(
+                "the Content-Type header is {given:?}: the admin server takes request bodies as application/json only"
+            ),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 const TOKEN_TITLE: &str = "Could not issue a dataplane token";

@@ -36,7 +36,7 @@ pub mod redact;
 mod resources;
 
 #[cfg(feature = "tokens")]
-pub use admin::admin_router;
+pub use admin::{admin_router, admin_router_with_ca, is_loopback_host};
 pub use error::ApiError;
 
 use crate::manager::ResourceManager;

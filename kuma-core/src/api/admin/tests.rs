@@ -289,3 +289,137 @@ async fn the_public_api_refuses_every_secrets_path() {
     let (status, _, _) = call(&admin, "GET", "/meshes/default/secrets/s1", "").await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[test]
+fn loopback_hosts_are_recognised() {
+    for ok in [
+        "localhost",
+        "LOCALHOST:5679",
+        "127.0.0.1",
+        "127.0.0.1:5679",
+        "[::1]",
+        "[::1]:5679",
+    ] {
+        assert!(is_loopback_host(ok), "{ok}");
+    }
+    for bad in [
+        "evil.example",
+        "evil.example:5679",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        "127.0.0.2",
+        "::1",
+        "[::2]:5679",
+        "[::1]x",
+        "localhost:",
+        "localhost:port",
+        "",
+    ] {
+        assert!(!is_loopback_host(bad), "{bad}");
+    }
+}
+
+/// A request as a browser on another origin could send it.
+async fn raw(app: &Router, req: HttpRequest<Body>) -> (StatusCode, String) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn a_foreign_host_header_is_refused_naming_the_header() {
+    let (admin, _, _) = setup().await;
+    let body = r#"{"name":"web-1","mesh":"default"}"#;
+    for host in ["evil.example", "evil.example:5679", "10.0.0.1:5679"] {
+        let req = HttpRequest::builder()
+            .method("POST")
+            .uri("/tokens")
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(Body::from(body))
+            .unwrap();
+        let (status, text) = raw(&admin, req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{host}: {text}");
+        assert!(text.contains("Host header"), "{text}");
+        assert!(text.contains(host), "{text}");
+        assert!(!text.contains("eyJ"), "no token: {text}");
+        let req = HttpRequest::builder()
+            .uri("/secrets")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(raw(&admin, req).await.0, StatusCode::FORBIDDEN);
+    }
+    // No Host at all.
+    let req = HttpRequest::builder()
+        .uri("/secrets")
+        .body(Body::empty())
+        .unwrap();
+    let (status, text) = raw(&admin, req).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(text.contains("Host header"), "{text}");
+    // Loopback names pass.
+    for host in ["localhost:5679", "127.0.0.1:5679", "[::1]:5679"] {
+        let req = HttpRequest::builder()
+            .uri("/secrets")
+            .header("host", host)
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(raw(&admin, req).await.0, StatusCode::OK, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn bodies_must_be_json() {
+    let (admin, _, _) = setup().await;
+    let body = r#"{"name":"web-1","mesh":"default"}"#;
+    for ct in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut req = HttpRequest::builder()
+            .method("POST")
+            .uri("/tokens")
+            .header("host", "localhost:5679")
+            .header("content-length", body.len());
+        if let Some(ct) = ct {
+            req = req.header("content-type", ct);
+        }
+        let (status, text) = raw(&admin, req.body(Body::from(body)).unwrap()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}: {text}");
+        assert!(text.contains("Content-Type"), "{text}");
+    }
+    let req = HttpRequest::builder()
+        .method("POST")
+        .uri("/tokens")
+        .header("host", "localhost:5679")
+        .header("content-type", "application/json; charset=utf-8")
+        .header("content-length", body.len())
+        .body(Body::from(body))
+        .unwrap();
+    let (status, text) = raw(&admin, req).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}
+
+#[tokio::test]
+async fn the_ca_certificate_is_served_when_given() {
+    let manager = ResourceManager::new(Arc::new(MemoryStore::new()));
+    let tokens = DataplaneTokens::new(manager.clone());
+    let pem = "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n";
+    let with = admin_router_with_ca(manager.clone(), tokens.clone(), Some(pem.into()));
+    let get = || {
+        HttpRequest::builder()
+            .uri("/control-plane/ca-cert")
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(raw(&with, get()).await, (StatusCode::OK, pem.to_string()));
+    let without = admin_router(manager, tokens);
+    assert_eq!(raw(&without, get()).await.0, StatusCode::NOT_FOUND);
+}
