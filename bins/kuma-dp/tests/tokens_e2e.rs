@@ -12,7 +12,9 @@
 //! `ENVOY_BIN`, `<workspace>/.venv/bin/envoy` or `PATH`; the harness builds
 //! kuma-cp and kumactl if needed).
 
-use kuma_testing::{App, ControlPlane, Dataplane, DpToken, Proc, free_port, send, wait_for};
+use kuma_testing::{
+    App, ControlPlane, Dataplane, DpToken, Proc, free_port, send, try_http_post_json, wait_for,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
