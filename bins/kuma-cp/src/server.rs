@@ -141,7 +141,10 @@ where
                 permit,
             ));
         }
-        tracing::debug!(server = name, "stopped accepting; waiting for open connections");
+        tracing::debug!(
+            server = name,
+            "stopped accepting; waiting for open connections"
+        );
         // Wait for open connections: each holds a permit until it is done
         // (they finish their request and close once `shutdown` is set).
         let _ = permits
