@@ -213,10 +213,11 @@ fn bench_mesh(c: &mut Criterion, f: &Fixture) {
         let t = Instant::now();
         r.apply(
             [],
-            nodes
-                .iter()
-                .cloned()
-                .map(|node| ProxyEvent::Connected { node, token: None }),
+            nodes.iter().cloned().map(|node| ProxyEvent::Connected {
+                node,
+                token: None,
+                resumed: false,
+            }),
         )
         .await;
         eprintln!(

@@ -95,10 +95,11 @@ async fn batches_send_every_proxy_what_it_would_get_alone() {
     r.reload().await;
     r.apply(
         [],
-        nodes
-            .iter()
-            .cloned()
-            .map(|node| ProxyEvent::Connected { node, token: None }),
+        nodes.iter().cloned().map(|node| ProxyEvent::Connected {
+            node,
+            token: None,
+            resumed: false,
+        }),
     )
     .await;
     r.apply([], nodes.iter().cloned().map(ProxyEvent::Ready))

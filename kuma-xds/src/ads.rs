@@ -286,6 +286,12 @@ impl AdsProtocol for SotwStream {
         request.node.as_ref()
     }
 
+    /// Envoy's first request of a type on a new stream carries the version
+    /// of that type it last accepted.
+    fn resumes(first: &DiscoveryRequest) -> bool {
+        !first.version_info.is_empty()
+    }
+
     async fn on_request(
         &mut self,
         req: DiscoveryRequest,

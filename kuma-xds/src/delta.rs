@@ -82,6 +82,12 @@ impl AdsProtocol for DeltaStream {
         request.node.as_ref()
     }
 
+    /// Envoy's first request of a type on a new stream lists the resources
+    /// of that type it holds, with their versions.
+    fn resumes(first: &DeltaDiscoveryRequest) -> bool {
+        !first.initial_resource_versions.is_empty()
+    }
+
     async fn on_request(
         &mut self,
         req: DeltaDiscoveryRequest,

@@ -86,6 +86,13 @@ pub(crate) struct Session {
 impl Session {
     /// Opens a session for an authenticated `client` whose first request
     /// carried `node_pb`; the error is the status to end the stream with.
+    ///
+    /// The reconciler hears of the proxy (`Connected`) before the Dataplane
+    /// it carries is written: a new proxy is then warming by the time its
+    /// Dataplane reaches the reconciler, and its instances are held back
+    /// until its listeners are up (see [`ProxyEvent::Ready`]). Written first,
+    /// the Dataplane could be advertised for a moment before the proxy has
+    /// any listener, and other proxies' requests to it would fail.
     async fn open(
         shared: &Arc<Shared>,
         lifecycle: &Lifecycle,
@@ -93,67 +100,54 @@ impl Session {
         node_pb: &Node,
         stream: u64,
     ) -> Result<Self, Status> {
-        let registered = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
-            Some(text) => {
-                register(shared, &client, &text).await?;
-                true
+        // What the proxy runs as, checked before it is announced or anything
+        // is written.
+        let carried = match metadata_string(node_pb, DATAPLANE_RESOURCE_KEY) {
+            Some(text) => Some(carried_dataplane(&client, &text)?),
+            None => {
+                check_stored_dataplane(shared, &client).await?;
+                None
             }
-            None => false,
         };
-        let key = ResourceKey::new(
-            ResourceType::Dataplane,
-            Some(&client.node.mesh),
-            &client.node.name,
-        );
-        match shared.manager.get(&key).await {
-            Ok(dp) if !registered => {
-                // The stored Dataplane is the one the proxy runs as.
-                let spec = dp.spec_as::<DataplaneSpec>().ok_or_else(|| {
-                    Status::internal("the stored Dataplane has no Dataplane spec")
-                })?;
-                client.authorize(spec, "ADS")?;
-            }
-            Ok(_) => {}
-            Err(ManagerError::Store(StoreError::NotFound(_))) => {
-                return Err(Status::not_found(format!(
-                    "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
-                    client.node.name, client.node.mesh
-                )));
-            }
-            Err(e) => {
-                return Err(Status::unavailable(format!("reading the Dataplane: {e}")));
-            }
-        }
-        let Client {
-            node,
-            envoy_version,
-            kuma_dp_version,
-            token,
-            ..
-        } = client;
-        info!(node = %node, stream, "proxy connected");
+        info!(node = %client.node, stream, resumed = client.resumed, "proxy connected");
         let mut insight = InsightRecorder::new(
-            &node.mesh,
-            &node.name,
+            &client.node.mesh,
+            &client.node.name,
             &format!("{}-{stream}", shared.instance_id),
             &shared.instance_id,
-            envoy_version,
-            kuma_dp_version,
+            client.envoy_version.clone(),
+            client.kuma_dp_version.clone(),
         );
         insight.flush(&shared.manager).await;
-        let watch = ResourceSource::watch(&*shared.cache, &node);
+        let watch = ResourceSource::watch(&*shared.cache, &client.node);
         // The validated token goes to the proxy's own SDS config sources.
         let _ = shared
             .proxies
             .send(ProxyEvent::Connected {
-                node: node.clone(),
-                token,
+                node: client.node.clone(),
+                token: client.token.clone(),
+                resumed: client.resumed,
             })
             .await;
+        let registered = match carried {
+            Some(resource) => {
+                if let Err(status) = register(shared, &client, resource).await {
+                    let _ = shared
+                        .proxies
+                        .send(ProxyEvent::Disconnected(client.node.clone()))
+                        .await;
+                    insight.disconnected();
+                    insight.flush(&shared.manager).await;
+                    return Err(status);
+                }
+                true
+            }
+            None => false,
+        };
         Ok(Self {
             shared: shared.clone(),
             lifecycle: lifecycle.clone(),
-            node,
+            node: client.node,
             registered,
             ready_sent: false,
             insight,
@@ -227,12 +221,9 @@ fn identity(spec: &DataplaneSpec) -> (bool, BTreeSet<&str>) {
     (spec.is_ingress(), services)
 }
 
-/// Registers the Dataplane carried in the node metadata, after checking
-/// that the client's token allows it (`PERMISSION_DENIED` otherwise) and
-/// that it does not change the identity of a Dataplane the proxy does not
-/// own (see [`Shared::proxy_owned`]): an operator's Dataplane of that name
-/// with other services is refused with `PERMISSION_DENIED`.
-async fn register(shared: &Shared, client: &Client, text: &str) -> Result<(), Status> {
+/// The Dataplane carried in the node metadata, if it is one named as the
+/// node and the client's token allows it (`PERMISSION_DENIED` otherwise).
+fn carried_dataplane(client: &Client, text: &str) -> Result<Resource, Status> {
     let node = &client.node;
     let resource = Resource::from_json(text)
         .or_else(|_| Resource::from_yaml(text))
@@ -250,6 +241,42 @@ async fn register(shared: &Shared, client: &Client, text: &str) -> Result<(), St
         Status::invalid_argument("dataplane in node metadata has no Dataplane spec")
     })?;
     client.authorize(spec, "ADS")?;
+    Ok(resource)
+}
+
+/// Checks the stored Dataplane a proxy without one in its metadata runs
+/// as: it must exist, and the client's token must allow it.
+async fn check_stored_dataplane(shared: &Shared, client: &Client) -> Result<(), Status> {
+    let key = ResourceKey::new(
+        ResourceType::Dataplane,
+        Some(&client.node.mesh),
+        &client.node.name,
+    );
+    match shared.manager.get(&key).await {
+        Ok(dp) => {
+            let spec = dp
+                .spec_as::<DataplaneSpec>()
+                .ok_or_else(|| Status::internal("the stored Dataplane has no Dataplane spec"))?;
+            client.authorize(spec, "ADS")
+        }
+        Err(ManagerError::Store(StoreError::NotFound(_))) => Err(Status::not_found(format!(
+            "Dataplane {:?} in mesh {:?} does not exist: apply it first, or start kuma-dp with --dataplane-file",
+            client.node.name, client.node.mesh
+        ))),
+        Err(e) => Err(Status::unavailable(format!("reading the Dataplane: {e}"))),
+    }
+}
+
+/// Registers `resource`, the Dataplane carried in the node metadata (see
+/// [`carried_dataplane`]), unless it would change the identity of a
+/// Dataplane the proxy does not own (see [`Shared::proxy_owned`]): an
+/// operator's Dataplane of that name with other services is refused with
+/// `PERMISSION_DENIED`.
+async fn register(shared: &Shared, client: &Client, resource: Resource) -> Result<(), Status> {
+    let node = &client.node;
+    let spec = resource.spec_as::<DataplaneSpec>().ok_or_else(|| {
+        Status::invalid_argument("dataplane in node metadata has no Dataplane spec")
+    })?;
     let mut regs = shared.registrations.lock().await;
     let key = resource.key();
     let stored = match shared.manager.get(&key).await {
@@ -446,6 +473,10 @@ pub(crate) trait AdsProtocol: Default + Send + 'static {
     /// The node of a request (set on a stream's first request).
     fn node(request: &Self::Request) -> Option<&Node>;
 
+    /// Whether a first request carries versions the proxy accepted on an
+    /// earlier stream (see [`crate::stream::Service::resumes`]).
+    fn resumes(first: &Self::Request) -> bool;
+
     /// Handles one request.
     fn on_request(
         &mut self,
@@ -492,6 +523,10 @@ impl<P: AdsProtocol> Service for AdsStreams<P> {
 
     fn node(request: &P::Request) -> Option<&Node> {
         P::node(request)
+    }
+
+    fn resumes(first: &P::Request) -> bool {
+        P::resumes(first)
     }
 
     async fn open(&self, client: Client, node: &Node, stream: u64) -> Result<AdsStream<P>, Status> {

@@ -271,7 +271,7 @@ async fn ads_accepts_a_valid_token_and_passes_it_on() {
         .unwrap()
         .unwrap();
     match event {
-        ProxyEvent::Connected { node, token } => {
+        ProxyEvent::Connected { node, token, .. } => {
             assert_eq!(node.to_string(), "default.web-1");
             assert_eq!(token.as_deref(), Some(t.as_str()));
         }

@@ -244,6 +244,7 @@ fn snapshot_of(scenario: &Scenario) -> Arc<Snapshot> {
         tx.send(ProxyEvent::Connected {
             node: node.clone(),
             token: None,
+            resumed: false,
         })
         .await
         .unwrap();

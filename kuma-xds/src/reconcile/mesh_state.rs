@@ -31,6 +31,8 @@ pub(super) struct ProxyState {
     own: Vec<Arc<XdsResource>>,
     /// The proxy's EDS clusters, sorted.
     eds: Vec<Arc<ClusterRef>>,
+    /// Whether a snapshot was published for it (see [`MeshState::snapshot`]).
+    published: bool,
 }
 
 impl ProxyState {
@@ -319,9 +321,20 @@ impl MeshState {
         }
     }
 
+    /// The snapshot to publish for proxy `name`, if any. A proxy whose
+    /// Dataplane is not known yet gets none until it is: it connects before
+    /// the Dataplane it carries is written (see the ADS session), and an
+    /// empty snapshot would take away the configuration a reconnecting
+    /// Envoy still serves with. Once published, a proxy whose Dataplane is
+    /// deleted does get the empty one.
     pub(super) fn snapshot(&mut self, name: &str) -> Option<Snapshot> {
+        let known = self.dataplanes.contains_key(name);
         let (own, eds) = {
-            let p = self.proxies.get(name)?;
+            let p = self.proxies.get_mut(name)?;
+            if !known && !p.published {
+                return None;
+            }
+            p.published = true;
             (p.own.clone(), p.eds.clone())
         };
         let mut resources = own;

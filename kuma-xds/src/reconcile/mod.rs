@@ -54,6 +54,12 @@ pub enum ProxyEvent {
         /// only ever goes back to the proxy that sent it. A secret: never
         /// logged (this type's `Debug` redacts it).
         token: Option<Arc<str>>,
+        /// The proxy reconnected holding configuration from an earlier
+        /// stream ([`crate::stream::Client::resumed`]): its listeners are up,
+        /// so its instances are advertised at once. A proxy that just
+        /// started is warming instead until it acknowledges its listeners
+        /// ([`ProxyEvent::Ready`]).
+        resumed: bool,
     },
     /// A stream for this node ended.
     Disconnected(NodeId),
@@ -65,10 +71,15 @@ pub enum ProxyEvent {
 impl std::fmt::Debug for ProxyEvent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ProxyEvent::Connected { node, token } => f
+            ProxyEvent::Connected {
+                node,
+                token,
+                resumed,
+            } => f
                 .debug_struct("Connected")
                 .field("node", node)
                 .field("token", &token.as_ref().map(|_| "<redacted>"))
+                .field("resumed", resumed)
                 .finish(),
             ProxyEvent::Disconnected(n) => f.debug_tuple("Disconnected").field(n).finish(),
             ProxyEvent::Ready(n) => f.debug_tuple("Ready").field(n).finish(),
@@ -113,7 +124,8 @@ struct Work {
     dataplanes: BTreeSet<(String, String)>,
     full_meshes: BTreeSet<String>,
     vip_meshes: BTreeSet<String>,
-    connects: Vec<(NodeId, Option<Arc<str>>)>,
+    /// Streams that started: the node, its token, whether it resumed.
+    connects: Vec<(NodeId, Option<Arc<str>>, bool)>,
     disconnects: Vec<NodeId>,
     ready: Vec<NodeId>,
     resync: bool,
@@ -154,7 +166,11 @@ impl Work {
 
     fn add_proxy_event(&mut self, e: ProxyEvent) {
         match e {
-            ProxyEvent::Connected { node, token } => self.connects.push((node, token)),
+            ProxyEvent::Connected {
+                node,
+                token,
+                resumed,
+            } => self.connects.push((node, token, resumed)),
             ProxyEvent::Disconnected(n) => self.disconnects.push(n),
             ProxyEvent::Ready(n) => self.ready.push(n),
         }
@@ -368,7 +384,7 @@ impl Reconciler {
                     .extend(state.proxies.keys().cloned());
             }
         }
-        for (node, token) in &work.connects {
+        for (node, token, resumed) in &work.connects {
             let dp = self
                 .get(&ResourceKey::new(
                     ResourceType::Dataplane,
@@ -378,7 +394,7 @@ impl Reconciler {
                 .await;
             let state = self.meshes.entry(node.mesh.clone()).or_default();
             let proxy = state.proxies.entry(node.name.clone()).or_default();
-            if proxy.streams == 0 {
+            if proxy.streams == 0 && !resumed {
                 state.warming.insert(node.name.clone());
             }
             proxy.streams += 1;

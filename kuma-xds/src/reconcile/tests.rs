@@ -69,6 +69,7 @@ async fn mesh_and_permission_changes_regenerate_with_the_proxy_token() {
         [ProxyEvent::Connected {
             node: node(),
             token: Some(token.clone()),
+            resumed: false,
         }],
     )
     .await;
@@ -131,6 +132,7 @@ fn debug_never_shows_the_token() {
     let e = ProxyEvent::Connected {
         node: node(),
         token: Some(Arc::from("secret-token")),
+        resumed: false,
     };
     let text = format!("{e:?}");
     assert!(
@@ -139,4 +141,97 @@ fn debug_never_shows_the_token() {
     );
     let p = ProxyState::new(1, Some(Arc::from("secret-token")));
     assert!(!format!("{p:?}").contains("secret-token"));
+}
+
+/// The endpoints (`address:port`) `web-1`'s snapshot has for `backend`.
+fn backend_endpoints(cache: &SnapshotCache) -> Vec<String> {
+    use envoy_types::pb::envoy::config::core::v3::address::Address as Addr;
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    let web = NodeId {
+        mesh: "m".into(),
+        name: "web-1".into(),
+    };
+    let snapshot = cache.get(&web).expect("web-1 has a snapshot");
+    let mut out = Vec::new();
+    for r in snapshot
+        .resources(crate::resource::XdsType::Endpoint)
+        .values()
+    {
+        let cla = ClusterLoadAssignment::decode(r.body.to_bytes()).unwrap();
+        if !cla.cluster_name.starts_with("backend") {
+            continue;
+        }
+        for lb in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+            if let Some(HostIdentifier::Endpoint(e)) = &lb.host_identifier
+                && let Some(Addr::SocketAddress(sa)) =
+                    e.address.as_ref().and_then(|a| a.address.as_ref())
+            {
+                let port = match &sa.port_specifier {
+                    Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p)) => *p,
+                    _ => 0,
+                };
+                out.push(format!("{}:{port}", sa.address));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_new_proxy_warms_until_ready_and_a_resumed_one_does_not() {
+    let store: Arc<dyn ResourceStore> = Arc::new(MemoryStore::new());
+    let manager = ResourceManager::new(store.clone());
+    manager
+        .upsert(resource("type: Mesh\nname: m\n"))
+        .await
+        .unwrap();
+    manager
+        .upsert(resource(
+            "type: Dataplane\nmesh: m\nname: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    servicePort: 8081\n    tags:\n      kuma.io/service: web\n  outbound:\n  - port: 10001\n    tags:\n      kuma.io/service: backend\n",
+        ))
+        .await
+        .unwrap();
+    let cache = Arc::new(SnapshotCache::new());
+    let mut r = Reconciler::new(store.clone(), cache.clone());
+    r.reload().await;
+    let connected = |name: &str, resumed| ProxyEvent::Connected {
+        node: NodeId {
+            mesh: "m".into(),
+            name: name.into(),
+        },
+        token: None,
+        resumed,
+    };
+    r.apply([], [connected("web-1", false)]).await;
+    assert_eq!(backend_endpoints(&cache), Vec::<String>::new());
+
+    // A proxy that just started announces itself before its Dataplane is
+    // written (as the ADS session does): its instance waits for Ready.
+    r.apply([], [connected("backend-1", false)]).await;
+    // No snapshot without its Dataplane: an empty one would take away
+    // what a reconnecting Envoy serves with.
+    assert!(cache.get(&node()).is_none());
+    let dp = resource(DP);
+    manager.upsert(dp.clone()).await.unwrap();
+    r.apply([&updated(&dp)], []).await;
+    assert_eq!(backend_endpoints(&cache), Vec::<String>::new());
+    assert!(cache.get(&node()).is_some());
+    r.apply([], [ProxyEvent::Ready(node())]).await;
+    assert_eq!(backend_endpoints(&cache), vec!["10.0.0.2:8080"]);
+
+    // A proxy that reconnects holding configuration (a control-plane
+    // restart) has its listeners: its instance is advertised at once.
+    let dp2 = resource(
+        &DP.replace("backend-1", "backend-2")
+            .replace("10.0.0.2", "10.0.0.3"),
+    );
+    manager.upsert(dp2.clone()).await.unwrap();
+    r.apply([&updated(&dp2)], [connected("backend-2", true)])
+        .await;
+    assert_eq!(
+        backend_endpoints(&cache),
+        vec!["10.0.0.2:8080", "10.0.0.3:8080"]
+    );
 }

@@ -108,6 +108,13 @@ pub struct Client {
     /// off): what the Dataplane the client runs as must fit
     /// ([`Client::authorize`]).
     pub claims: Option<Arc<TokenClaims>>,
+    /// Whether the stream's first request shows that the client already
+    /// holds configuration from an earlier stream ([`Service::resumes`]:
+    /// a reconnect, after a control-plane restart say), rather than a proxy
+    /// that just started.
+    ///
+    /// [`Service::resumes`]: crate::stream::Service::resumes
+    pub resumed: bool,
 }
 
 impl Client {
@@ -133,6 +140,7 @@ impl Client {
             kuma_dp_version: metadata_string(node_pb, KUMA_DP_VERSION_KEY),
             token,
             claims,
+            resumed: false,
         })
     }
 
@@ -164,6 +172,7 @@ impl std::fmt::Debug for Client {
             .field("kuma_dp_version", &self.kuma_dp_version)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("claims", &self.claims)
+            .field("resumed", &self.resumed)
             .finish()
     }
 }

@@ -126,6 +126,13 @@ pub trait Service: Send + Sync + 'static {
     /// The node of a request (set on a stream's first request).
     fn node(request: &Self::Request) -> Option<&Node>;
 
+    /// Whether a stream's first request shows that the client holds
+    /// configuration it accepted on an earlier stream (Envoy sends the
+    /// versions it has when it reconnects); sets [`Client::resumed`].
+    fn resumes(_first: &Self::Request) -> bool {
+        false
+    }
+
     /// Opens the per-client state of stream `stream` for an authenticated
     /// `client` whose first request carried `node`; the error is the status
     /// to end the stream with.
@@ -233,7 +240,8 @@ pub async fn run<S: Service>(
     };
     let opened = Box::pin(async {
         let node = S::node(&first);
-        let client = Client::identify(node, credentials, S::NAME).await?;
+        let mut client = Client::identify(node, credentials, S::NAME).await?;
+        client.resumed = S::resumes(&first);
         // `identify` checked that there is a node.
         let node = node.ok_or_else(|| Status::invalid_argument("no node"))?;
         service.open(client, node, stream).await
