@@ -269,3 +269,42 @@ pub fn send(port: u16, n: usize) -> Tally {
     }
     t
 }
+
+/// A TLS connection to `127.0.0.1:port` that trusts only the CA
+/// certificates (PEM) in `ca_file` and names the server `localhost` (the
+/// control plane's certificate covers it): for tests that speak raw
+/// HTTP/1.1 to a TLS port. The handshake is done when this returns.
+pub fn tls_connect(
+    port: u16,
+    ca_file: &std::path::Path,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("{}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+            roots
+                .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                .map_err(|e| format!("a CA certificate in {}: {e}", ca_file.display()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("a valid name");
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_nodelay(true).ok();
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream
+            .conn
+            .complete_io(&mut stream.sock)
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+    }
+    Ok(stream)
+}

@@ -35,7 +35,8 @@ pub use cp::{
 pub use dp::{DRAIN_TIME, Dataplane, DpToken, backend_yaml, caller_yaml, frontend_yaml};
 pub use http::{
     Tally, cause_fields, http_delete, http_get, http_post, http_put, json, request, send,
-    try_http_delete, try_http_get, try_http_post_json, try_http_put_json, try_https_post_json,
+    tls_connect, try_http_delete, try_http_get, try_http_post_json, try_http_put_json,
+    try_https_post_json,
 };
 pub use postgres::Postgres;
 pub use process::{

@@ -55,19 +55,18 @@ impl ServerTls {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .context("the server certificate does not match its key (general.tlsCertFile, general.tlsKeyFile)")?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // HTTP/1.1 only, as every HTTP port is served (see
+        // `server::serve_connection` and docs/security.md, "Limits").
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
 }
-
-/// How long a client may take to complete the TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections whose handshake is done, waiting for the server to take them.
 const READY_QUEUE: usize = 128;
 
 /// A TCP listener whose connections are TLS: handshakes run concurrently,
-/// each in its own task bounded by [`HANDSHAKE_TIMEOUT`], so a client that
+/// each in its own task bounded by a handshake timeout, so a client that
 /// stalls (or speaks plaintext) holds up no one; a failed handshake closes
 /// that connection only. Serve it with `axum::serve`.
 pub struct TlsListener {
@@ -77,11 +76,13 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `listener` with `config`; `server` names the
+    /// Starts accepting on `listener` with `config`, giving each client
+    /// `handshake_timeout` to complete the handshake; `server` names the
     /// server in logs.
     pub fn new(
         listener: TcpListener,
         config: Arc<rustls::ServerConfig>,
+        handshake_timeout: Duration,
         server: &'static str,
     ) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
@@ -104,7 +105,7 @@ impl TlsListener {
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                         Ok(Ok(tls)) => {
                             let _ = tx.send((tls, peer)).await;
                         }

@@ -139,7 +139,14 @@ pub fn start(
     };
     let app = bootstrap::router(manager.clone(), bootstrap_config, auth);
     let bootstrap_listener =
-        TlsListener::new(listeners.bootstrap, tls.rustls_config()?, "bootstrap")
+        // A client gets the header-read timeout for its handshake too: a
+        // silent client is cut off as on the plain HTTP ports.
+        TlsListener::new(
+            listeners.bootstrap,
+            tls.rustls_config()?,
+            config.limits.http.header_read_timeout,
+            "bootstrap",
+        )
             .context("bootstrapServer.port")?;
     let bootstrap_task = crate::server::serve(
         "bootstrap",

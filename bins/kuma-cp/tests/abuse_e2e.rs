@@ -10,15 +10,16 @@
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use kuma_testing::{ControlPlane, http_get};
+use kuma_testing::{ControlPlane, http_get, tls_connect};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 /// The header-read timeout and first-request timeout the control planes
 /// of these tests run with.
@@ -42,19 +43,71 @@ fn http_ports(cp: &ControlPlane) -> [(&'static str, u16); 4] {
     ]
 }
 
-/// A connection to the HTTP port `name` (`api`, `admin`, `bootstrap`,
-/// `diagnostics`). Plain TCP for all of them today; a port that speaks TLS
-/// is wrapped here.
-fn connect(_name: &str, port: u16) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_nodelay(true).ok();
-    stream
+/// A connection to one HTTP port: plain TCP, or TLS on the bootstrap
+/// port (the handshake done, so what follows is HTTP).
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
-/// A channel to the ADS port (plain HTTP/2 today; TLS is configured here).
-async fn ads_channel(port: u16) -> Channel {
-    Channel::from_shared(format!("http://127.0.0.1:{port}"))
+impl Conn {
+    fn set_read_timeout(&self, timeout: Duration) {
+        let socket = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        };
+        socket.set_read_timeout(Some(timeout)).unwrap();
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection to the HTTP port `name` (`api`, `admin`, `bootstrap`,
+/// `diagnostics`) of a control plane whose CA is in `ca_file`: TLS for the
+/// bootstrap port, plain TCP for the others.
+fn connect(name: &str, port: u16, ca_file: &Path) -> Conn {
+    if name == "bootstrap" {
+        Conn::Tls(Box::new(
+            tls_connect(port, ca_file).expect("TLS to the bootstrap port"),
+        ))
+    } else {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).ok();
+        Conn::Plain(stream)
+    }
+}
+
+/// A TLS channel to the ADS port, trusting the control plane's CA (PEM).
+async fn ads_channel(port: u16, ca_pem: &str) -> Channel {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    Channel::from_shared(format!("https://127.0.0.1:{port}"))
         .unwrap()
+        .tls_config(tls)
+        .expect("a TLS client configuration")
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
@@ -76,14 +129,17 @@ fn assert_ready(cp: &ControlPlane) {
 
 /// Drips a request head one byte every 200 ms (or, with `silent`, sends
 /// nothing) until the server closes the connection; how long that took
-/// (`None`: still open after 10 s).
-fn slowloris(name: &'static str, port: u16, silent: bool) -> Option<Duration> {
-    let mut stream = connect(name, port);
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let head = b"GET / HTTP/1.1\r\nHost: cp\r\nX-Slow: ";
+/// (`None`: still open after 10 s). A silent client of the bootstrap port
+/// does not even start the TLS handshake.
+fn slowloris(name: &'static str, port: u16, silent: bool, ca_file: &Path) -> Option<Duration> {
     let start = Instant::now();
+    let mut stream = if silent && name == "bootstrap" {
+        Conn::Plain(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+    } else {
+        connect(name, port, ca_file)
+    };
+    stream.set_read_timeout(Duration::from_millis(200));
+    let head = b"GET / HTTP/1.1\r\nHost: cp\r\nX-Slow: ";
     let mut buf = [0u8; 512];
     let mut sent = 0;
     while start.elapsed() < Duration::from_secs(10) {
@@ -113,9 +169,10 @@ fn slowloris_on_every_http_port_is_cut_off_while_others_are_served() {
     for (name, port) in http_ports(&cp) {
         for i in 0..24 {
             let silent = i % 4 == 0;
+            let ca_file = cp.ca_file.clone();
             threads.push((
                 name,
-                std::thread::spawn(move || slowloris(name, port, silent)),
+                std::thread::spawn(move || slowloris(name, port, silent, &ca_file)),
             ));
         }
     }
@@ -157,8 +214,13 @@ fn dataplane_json(name: &str) -> String {
 }
 
 /// A real client's first answer: a stream as `name` with its token.
-async fn first_answer(port: u16, name: &str, token: &str) -> Result<(), tonic::Status> {
-    let mut client = AggregatedDiscoveryServiceClient::new(ads_channel(port).await);
+async fn first_answer(
+    port: u16,
+    ca_pem: &str,
+    name: &str,
+    token: &str,
+) -> Result<(), tonic::Status> {
+    let mut client = AggregatedDiscoveryServiceClient::new(ads_channel(port, ca_pem).await);
     let (tx, rx) = mpsc::channel(1);
     tx.send(DiscoveryRequest {
         node: node(name),
@@ -186,13 +248,14 @@ async fn a_thousand_silent_ads_streams_end_and_a_real_proxy_is_served() {
     cp.put("dataplanes", "web-1", &dataplane_json("web-1"));
     let token = cp.issue_token("default", "web-1");
     let port = cp.ports.xds;
+    let ca = std::fs::read_to_string(&cp.ca_file).expect("the control plane's CA");
 
     // 1,000 streams that never send a request: 16 per connection (the
     // default limits.grpc.maxConcurrentStreams), 63 connections.
     let opened = Instant::now();
     let mut silent = Vec::new();
     for _ in 0..63 {
-        let channel = ads_channel(port).await;
+        let channel = ads_channel(port, &ca).await;
         for _ in 0..16 {
             if silent.len() == 1000 {
                 break;
@@ -218,7 +281,7 @@ async fn a_thousand_silent_ads_streams_end_and_a_real_proxy_is_served() {
     }
     // While they are open, a real client gets its configuration and the
     // control plane stays ready.
-    first_answer(port, "web-1", &token).await.unwrap();
+    first_answer(port, &ca, "web-1", &token).await.unwrap();
     let cp_ref = &cp;
     tokio::task::block_in_place(|| assert_ready(cp_ref));
 
@@ -237,16 +300,20 @@ async fn a_thousand_silent_ads_streams_end_and_a_real_proxy_is_served() {
         "{:?}",
         opened.elapsed()
     );
-    first_answer(port, "web-1", &token).await.unwrap();
+    first_answer(port, &ca, "web-1", &token).await.unwrap();
 }
 
 /// Sends `head` then `body_len` bytes on a fresh connection to `port`;
 /// the status line and body of the answer.
-fn raw_request(name: &'static str, port: u16, head: &str, body_len: usize) -> String {
-    let mut stream = connect(name, port);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+fn raw_request(
+    name: &'static str,
+    port: u16,
+    ca_file: &Path,
+    head: &str,
+    body_len: usize,
+) -> String {
+    let mut stream = connect(name, port, ca_file);
+    stream.set_read_timeout(Duration::from_secs(10));
     stream.write_all(head.as_bytes()).unwrap();
     // The server may answer and close before the whole body is sent.
     let chunk = vec![b'a'; 64 * 1024];
@@ -282,16 +349,14 @@ async fn oversized_requests_are_refused_with_the_limit_named() {
         } else {
             head.replacen("PUT", "POST", 1)
         };
-        let answer = raw_request(name, port, &head, big);
+        let answer = raw_request(name, port, &cp.ca_file, &head, big);
         assert!(answer.starts_with("HTTP/1.1 413"), "{name}: {answer}");
         assert!(answer.contains(limit), "{name}: {answer}");
     }
     // Not declared (chunked): cut off when the handler reads past it.
     let head = "PUT /meshes/big HTTP/1.1\r\nHost: cp\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let mut stream = connect("api", cp.ports.api);
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut stream = connect("api", cp.ports.api, &cp.ca_file);
+    stream.set_read_timeout(Duration::from_secs(10));
     stream.write_all(head.as_bytes()).unwrap();
     let chunk = vec![b' '; 64 * 1024];
     for _ in 0..(big / chunk.len()) {
@@ -308,7 +373,8 @@ async fn oversized_requests_are_refused_with_the_limit_named() {
     assert!(answer.contains(limit), "{answer}");
 
     // ADS: a request over limits.grpc.maxMessageBytes ends the stream.
-    let mut client = AggregatedDiscoveryServiceClient::new(ads_channel(cp.ports.xds).await);
+    let ca = std::fs::read_to_string(&cp.ca_file).expect("the control plane's CA");
+    let mut client = AggregatedDiscoveryServiceClient::new(ads_channel(cp.ports.xds, &ca).await);
     let (tx, rx) = mpsc::channel(1);
     tx.send(DiscoveryRequest {
         node: node("web-1"),
@@ -363,15 +429,17 @@ fn random_bytes_to_every_port_do_no_harm() {
     let mut threads = Vec::new();
     for (name, port) in ports.clone() {
         for i in 0..10u64 {
+            let ca_file = cp.ca_file.clone();
             threads.push(std::thread::spawn(move || {
-                let mut stream = if matches!(name, "xds" | "sds" | "dns") {
-                    TcpStream::connect(("127.0.0.1", port)).expect("connect")
+                // Noise straight on TCP (into the TLS layer of the TLS
+                // ports), and for half of the bootstrap port's connections
+                // inside a completed TLS handshake.
+                let mut stream = if name == "bootstrap" && i % 2 == 1 {
+                    connect(name, port, &ca_file)
                 } else {
-                    connect(name, port)
+                    Conn::Plain(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
                 };
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(5)))
-                    .unwrap();
+                stream.set_read_timeout(Duration::from_secs(5));
                 let bytes = noise(u64::from(port) * 100 + i, 64 * 1024);
                 let _ = stream.write_all(&bytes);
                 let mut sink = Vec::new();
