@@ -143,9 +143,23 @@ fn web_node() -> Option<Node> {
     })
 }
 
+/// The frames that decode as `R`; with `fill_node`, the first one gets the
+/// node `default.web-1` when it has none.
+fn xds_requests<R: prost::Message + Default>(
+    frames: &[&[u8]],
+    fill_node: bool,
+    node: impl Fn(&mut R) -> &mut Option<Node>,
+) -> Vec<R> {
+    let mut requests: Vec<R> = frames.iter().filter_map(|f| R::decode(*f).ok()).collect();
+    if fill_node && let Some(first) = requests.first_mut() {
+        let n = node(first);
+        *n = n.take().or_else(web_node);
+    }
+    requests
+}
+
 /// Sends the requests `data` describes and checks the property above.
 pub fn check_xds(data: &[u8]) {
-    use prost::Message;
     let target = xds_target();
     let Some((&kind, rest)) = data.split_first() else {
         return;
@@ -154,65 +168,34 @@ pub fn check_xds(data: &[u8]) {
     let fill_node = flags & 1 == 1;
     let frames = xds_frames(rest);
     target.runtime.block_on(async {
-        match kind % 3 {
+        use envoy_types::pb::envoy::service::discovery::v3::{
+            DeltaDiscoveryResponse, DiscoveryResponse,
+        };
+        let nonces = match kind % 3 {
             0 => {
-                let mut requests: Vec<DiscoveryRequest> = frames
-                    .iter()
-                    .filter_map(|f| DiscoveryRequest::decode(*f).ok())
-                    .collect();
-                if fill_node && let Some(first) = requests.first_mut() {
-                    first.node = first.node.take().or_else(web_node);
-                }
+                let requests =
+                    xds_requests(&frames, fill_node, |r: &mut DiscoveryRequest| &mut r.node);
                 let mut client = AggregatedDiscoveryServiceClient::new(target.ads.clone());
-                let nonces = exchange(
-                    requests,
-                    |s| async move { client.stream_aggregated_resources(s).await },
-                    |r: &envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse| {
-                        r.nonce.clone()
-                    },
-                )
-                .await;
-                assert_unique(&nonces);
+                let open = |s| async move { client.stream_aggregated_resources(s).await };
+                exchange(requests, open, |r: &DiscoveryResponse| r.nonce.clone()).await
             }
             1 => {
-                let mut requests: Vec<DeltaDiscoveryRequest> = frames
-                    .iter()
-                    .filter_map(|f| DeltaDiscoveryRequest::decode(*f).ok())
-                    .collect();
-                if fill_node && let Some(first) = requests.first_mut() {
-                    first.node = first.node.take().or_else(web_node);
-                }
+                let requests = xds_requests(&frames, fill_node, |r: &mut DeltaDiscoveryRequest| {
+                    &mut r.node
+                });
                 let mut client = AggregatedDiscoveryServiceClient::new(target.ads.clone());
-                let nonces = exchange(
-                    requests,
-                    |s| async move { client.delta_aggregated_resources(s).await },
-                    |r: &envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryResponse| {
-                        r.nonce.clone()
-                    },
-                )
-                .await;
-                assert_unique(&nonces);
+                let open = |s| async move { client.delta_aggregated_resources(s).await };
+                exchange(requests, open, |r: &DeltaDiscoveryResponse| r.nonce.clone()).await
             }
             _ => {
-                let mut requests: Vec<DiscoveryRequest> = frames
-                    .iter()
-                    .filter_map(|f| DiscoveryRequest::decode(*f).ok())
-                    .collect();
-                if fill_node && let Some(first) = requests.first_mut() {
-                    first.node = first.node.take().or_else(web_node);
-                }
+                let requests =
+                    xds_requests(&frames, fill_node, |r: &mut DiscoveryRequest| &mut r.node);
                 let mut client = SecretDiscoveryServiceClient::new(target.sds.clone());
-                let nonces = exchange(
-                    requests,
-                    |s| async move { client.stream_secrets(s).await },
-                    |r: &envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse| {
-                        r.nonce.clone()
-                    },
-                )
-                .await;
-                assert_unique(&nonces);
+                let open = |s| async move { client.stream_secrets(s).await };
+                exchange(requests, open, |r: &DiscoveryResponse| r.nonce.clone()).await
             }
-        }
+        };
+        assert_unique(&nonces);
         assert!(
             !XDS_PANICKED.load(std::sync::atomic::Ordering::SeqCst),
             "a server task panicked (see the panic message above)"

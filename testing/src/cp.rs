@@ -241,6 +241,22 @@ pub struct ControlPlane {
     _work_dir: Option<tempfile::TempDir>,
 }
 
+/// Where most end-to-end tests start: the Envoy binary (`None` when it is
+/// missing and the test may skip, see [`crate::envoy_or_skip`]), a temp dir
+/// named after `test`, and a control plane started in it with `env`.
+pub fn start_e2e(
+    test: &str,
+    env: &[(&str, &str)],
+) -> Option<(PathBuf, tempfile::TempDir, ControlPlane)> {
+    let envoy = crate::envoy_or_skip(test)?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("kuma-e2e-{test}-"))
+        .tempdir()
+        .expect("creating a temp dir");
+    let cp = ControlPlane::start_in_with_env(dir.path(), "kuma-cp", None, env);
+    Some((envoy, dir, cp))
+}
+
 impl ControlPlane {
     /// Starts `kuma-cp run` on ephemeral ports with `env`, in a work
     /// directory of its own, and waits until `/ready` answers 200.

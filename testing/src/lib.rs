@@ -30,7 +30,7 @@ pub use app::{App, AppBehavior};
 pub use bins::{envoy_or_skip, kuma_cp_bin, kuma_dp_bin, kumactl_bin};
 pub use cp::{
     ControlPlane, CpPorts, OWN_TLS, PORT_VARS, STARTUP_LIMIT, StoreDir, address_of,
-    kuma_cp_command, kumactl,
+    kuma_cp_command, kumactl, start_e2e,
 };
 pub use dp::{DRAIN_TIME, Dataplane, DpToken, backend_yaml, caller_yaml, frontend_yaml};
 pub use http::{

@@ -88,14 +88,8 @@ const SHORT_CLEANUP_AGE: &[(&str, &str)] =
     &[("KUMA_RUNTIME_UNIVERSAL_DATAPLANE_CLEANUP_AGE", "1s")];
 
 fn setup(test: &str) -> Option<(std::path::PathBuf, tempfile::TempDir, ControlPlane)> {
-    let envoy = kuma_testing::envoy_or_skip(test)?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("kuma-e2e-{test}-"))
-        .tempdir()
-        .expect("creating a temp dir");
     // The churn case expects a proxy that left to leave the mesh promptly.
-    let cp = ControlPlane::start_in_with_env(dir.path(), "kuma-cp", None, SHORT_CLEANUP_AGE);
-    Some((envoy, dir, cp))
+    kuma_testing::start_e2e(test, SHORT_CLEANUP_AGE)
 }
 
 fn assert_only_from(tally: &Tally, allowed: &[&str], context: &str) {

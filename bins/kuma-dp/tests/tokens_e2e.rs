@@ -22,13 +22,7 @@ use std::time::{Duration, Instant};
 const READY: Duration = Duration::from_secs(30);
 
 fn setup(test: &str, env: &[(&str, &str)]) -> Option<(PathBuf, tempfile::TempDir, ControlPlane)> {
-    let envoy = kuma_testing::envoy_or_skip(test)?;
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("kuma-e2e-{test}-"))
-        .tempdir()
-        .expect("creating a temp dir");
-    let cp = ControlPlane::start_in_with_env(dir.path(), "kuma-cp", None, env);
-    Some((envoy, dir, cp))
+    kuma_testing::start_e2e(test, env)
 }
 
 /// Waits for a kuma-dp that must fail, returning its status.
