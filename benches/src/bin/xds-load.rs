@@ -112,6 +112,7 @@ struct KumaCp {
     child: Child,
     xds: String,
     api: String,
+    admin: String,
 }
 
 impl Drop for KumaCp {
@@ -148,7 +149,7 @@ fn start_kuma_cp(bin: &str) -> Result<KumaCp> {
     let (tx, rx) = std_mpsc::channel::<(String, String)>();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            for server in ["xds", "api"] {
+            for server in ["xds", "api", "admin"] {
                 let tag = format!("server=\"{server}\" address=");
                 if let Some(rest) = line.split_once(&tag).map(|(_, r)| r) {
                     let addr = rest.split_whitespace().next().unwrap_or("");
@@ -160,13 +161,13 @@ fn start_kuma_cp(bin: &str) -> Result<KumaCp> {
             }
         }
     });
-    let (mut xds, mut api) = (None, None);
+    let (mut xds, mut api, mut admin) = (None, None, None);
     let started = Instant::now();
-    while xds.is_none() || api.is_none() {
+    while xds.is_none() || api.is_none() || admin.is_none() {
         let left = Duration::from_secs(30).saturating_sub(started.elapsed());
         let (server, addr) = rx
             .recv_timeout(left)
-            .map_err(|_| anyhow!("kuma-cp did not log its xds and api addresses in 30 s"))?;
+            .map_err(|_| anyhow!("kuma-cp did not log its xds, api and admin addresses in 30 s"))?;
         let port = addr
             .rsplit(':')
             .next()
@@ -175,6 +176,7 @@ fn start_kuma_cp(bin: &str) -> Result<KumaCp> {
         let local = format!("127.0.0.1:{port}");
         match server.as_str() {
             "xds" => xds = Some(local),
+            "admin" => admin = Some(local),
             _ => api = Some(local),
         }
     }
@@ -182,6 +184,7 @@ fn start_kuma_cp(bin: &str) -> Result<KumaCp> {
         child,
         xds: xds.context("xds")?,
         api: api.context("api")?,
+        admin: admin.context("admin")?,
     })
 }
 
@@ -522,8 +525,23 @@ async fn run(args: Args) -> Result<()> {
         .collect();
 
     let connect = Arc::new(Semaphore::new(args.connect_concurrency));
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", cp.xds))?.tcp_nodelay(true);
+    // ADS speaks TLS only: trust the control plane's CA, as kuma-dp's
+    // bootstrap tells Envoy to.
+    let ca_url = format!("http://{}/control-plane/ca-cert", cp.admin);
+    let ca_pem = tokio::task::spawn_blocking(move || -> Result<String> {
+        let mut r = agent()
+            .get(&ca_url)
+            .call()
+            .with_context(|| format!("GET {ca_url}"))?;
+        Ok(r.body_mut().read_to_string()?)
+    })
+    .await??;
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", cp.xds))?
+        .tls_config(tls)?
+        .tcp_nodelay(true);
     for i in 0..n {
         let endpoint = endpoint.clone();
         let (m, connect, changed_service) = (m.clone(), connect.clone(), changed_service.clone());
