@@ -275,6 +275,9 @@ struct TypeState {
 struct SotwStream {
     nonces: Nonces,
     types: HashMap<XdsType, TypeState>,
+    /// Listeners or routes were held back while clusters awaited Envoy's
+    /// reply (see [`SotwStream::clusters_pending`]).
+    deferred: bool,
 }
 
 impl AdsProtocol for SotwStream {
@@ -326,15 +329,26 @@ impl AdsProtocol for SotwStream {
                 listeners_acked = t == XdsType::Listener;
             }
         }
+        let cluster_reply = t == XdsType::Cluster && !req.response_nonce.is_empty();
         st.subscribed = true;
         st.names = req.resource_names.into_iter().collect();
         if listeners_acked {
             session.listeners_acked().await;
         }
-        match snapshot {
-            Some(s) => self.send(t, s, session, tx).await,
-            None => Ok(()),
+        let Some(s) = snapshot else {
+            return Ok(());
+        };
+        self.send(t, s, session, tx).await?;
+        // Envoy answered the clusters: what was held back for them goes now.
+        if cluster_reply && self.deferred && !self.clusters_pending() {
+            self.deferred = false;
+            for held in [XdsType::Listener, XdsType::Route] {
+                if self.types.get(&held).is_some_and(|s| s.subscribed) {
+                    self.send(held, s, session, tx).await?;
+                }
+            }
         }
+        Ok(())
     }
 
     async fn push_all(
@@ -353,7 +367,20 @@ impl AdsProtocol for SotwStream {
 }
 
 impl SotwStream {
-    /// Sends type `t` if its version for the subscribed names changed.
+    /// Whether clusters were sent and Envoy has not answered them yet.
+    ///
+    /// Listeners and routes wait for that answer: a listener naming a
+    /// cluster Envoy does not have yet is rejected ("unknown cluster"), and
+    /// a rejected version is not sent again. This is the order the xDS
+    /// protocol asks of a server: CDS before LDS and RDS.
+    fn clusters_pending(&self) -> bool {
+        self.types
+            .get(&XdsType::Cluster)
+            .is_some_and(|s| s.acks.awaiting_reply())
+    }
+
+    /// Sends type `t` if its version for the subscribed names changed
+    /// (listeners and routes: once no clusters await Envoy's answer).
     async fn send(
         &mut self,
         t: XdsType,
@@ -361,6 +388,10 @@ impl SotwStream {
         session: &mut Session,
         tx: &ResponseSender,
     ) -> Result<(), Status> {
+        if matches!(t, XdsType::Listener | XdsType::Route) && self.clusters_pending() {
+            self.deferred = true;
+            return Ok(());
+        }
         let st = self.types.entry(t).or_default();
         let (version, items) = snapshot.select(t, &st.names);
         if st.acks.sent_version() == Some(version.as_str()) {

@@ -130,6 +130,15 @@ impl AckTracker {
         self.sent.as_ref().map(|s| &*s.version)
     }
 
+    /// Whether the last response sent has had no ACK or NACK yet.
+    pub fn awaiting_reply(&self) -> bool {
+        let Some(sent) = &self.sent else {
+            return false;
+        };
+        self.acked.as_deref() != Some(&*sent.version)
+            && self.nack.as_ref().is_none_or(|n| n.version != sent.version)
+    }
+
     /// The nonce of the last response sent.
     pub fn nonce(&self) -> Option<&str> {
         self.sent.as_ref().map(|s| s.nonce.as_str())
